@@ -1,4 +1,16 @@
 """CornerNet-Saccade object detection in pure PyTorch."""
 from __future__ import annotations
 
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from .model import CornerNetSaccade, HeadOutputs, ModelConfig
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "CornerNetSaccade",
+    "HeadOutputs",
+    "ModelConfig",
+    "load_checkpoint",
+    "read_checkpoint",
+    "save_checkpoint",
+]

@@ -1,0 +1,210 @@
+"""Reading and writing weights: the official ``.pkl``, the project's checkpoints, safetensors.
+
+Formats accepted by :func:`read_checkpoint`:
+
+* the official ``CornerNet_Saccade_500000.pkl``: a state_dict written by torch 1.0 (legacy, non-zip
+  serialisation) whose keys carry a ``module.`` prefix;
+* the project's checkpoints (:func:`save_checkpoint`): a torch zip file holding
+  ``{"format": "cornernet_saccade", "model": state_dict, "model_config": {...}, ...}`` plus, for
+  training checkpoints, optimizer/scheduler/RNG state and the iteration;
+* ``.safetensors`` files, with the model config as JSON in the metadata when we wrote them.
+
+Loading never unpickles code: torch files are read with ``weights_only=True`` (torch >= 2.10; older
+releases' restricted unpickler had code-execution holes), safetensors holds no code at all. Writes go
+to a temporary file in the target folder, are flushed to disk, then renamed over the target, so a
+process killed mid-save leaves the previous file intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import tempfile
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from .errors import CheckpointError
+
+FORMAT_TAG = "cornernet_saccade"
+OFFICIAL_PREFIX = "module."
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+# Heads whose last conv depends on the number of classes (re-initialised when fine-tuning).
+CLASS_DEPENDENT_PREFIXES = ("tl_heats.", "br_heats.")
+
+
+@dataclass
+class StoredCheckpoint:
+    """What a weights file holds: the model state_dict (unprefixed keys) and optional extras.
+
+    ``model_config``: a dict for :class:`~cornernet_saccade.model.ModelConfig`, when the file has one;
+    ``training_state``: everything else a training checkpoint carries (optimizer, iteration, ...).
+    """
+
+    path: str
+    state_dict: dict[str, Tensor]
+    model_config: dict[str, Any] | None = None
+    training_state: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path}: refused to load: the file needs code execution to unpickle, or is not a torch "
+            f"checkpoint ({str(exc).splitlines()[0]})"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError, TypeError) as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint (truncated or foreign file: {exc})") from None
+
+
+def _read_safetensors(path: Path) -> StoredCheckpoint:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        state_dict = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    config = json.loads(metadata["model_config"]) if "model_config" in metadata else None
+    return StoredCheckpoint(str(path), state_dict, config, metadata=metadata)
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(isinstance(k, str) and isinstance(v, Tensor) for k, v in obj.items())
+
+
+def read_checkpoint(path: str | Path) -> StoredCheckpoint:
+    """Read any supported weights file without building a model. CheckpointError if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    if path.suffix == ".safetensors" or (len(head) == 8 and head[:2] != b"PK" and head[:1] != b"\x80"):
+        return _read_safetensors(path)
+    obj = _torch_load(path)
+    if isinstance(obj, dict) and obj.get("format") == FORMAT_TAG:
+        if not _is_tensor_dict(obj.get("model")):
+            raise CheckpointError(f"{path}: project checkpoint without model weights")
+        extras = {k: v for k, v in obj.items() if k not in ("format", "model", "model_config", "metadata")}
+        return StoredCheckpoint(str(path), obj["model"], obj.get("model_config"), extras, obj.get("metadata", {}))
+    if _is_tensor_dict(obj):
+        state_dict = obj
+        if all(k.startswith(OFFICIAL_PREFIX) for k in state_dict):
+            state_dict = {k[len(OFFICIAL_PREFIX):]: v for k, v in state_dict.items()}
+        return StoredCheckpoint(str(path), state_dict)
+    raise CheckpointError(f"{path}: not a CornerNet-Saccade checkpoint (found {type(obj).__name__}, expected a state_dict)")
+
+
+def _describe(keys: list[str], limit: int = 8) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> StoredCheckpoint:
+    """Load weights from ``source`` into ``model`` (strictly) and return what the file held.
+
+    Every key must be present with the right shape, except when only the number of classes differs:
+    then the last conv of the heatmap heads (``tl_heats.*.1``, ``br_heats.*.1``) keeps its fresh
+    initialisation and a warning names the skipped keys (fine-tuning onto another class set).
+    Any other missing, unexpected or mis-shaped key raises :class:`CheckpointError` naming the file
+    and the keys.
+    """
+    stored = source if isinstance(source, StoredCheckpoint) else read_checkpoint(source)
+    own = model.state_dict()
+    loaded = stored.state_dict
+    missing = sorted(set(own) - set(loaded))
+    unexpected = sorted(set(loaded) - set(own))
+    misshaped = sorted(k for k in set(own) & set(loaded) if own[k].shape != loaded[k].shape)
+    class_heads = [k for k in misshaped if k.startswith(CLASS_DEPENDENT_PREFIXES) and k.split(".")[2] == "1"]
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_describe(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_describe(unexpected)}")
+    other_misshaped = [k for k in misshaped if k not in class_heads]
+    if other_misshaped:
+        detail = [f"{k} {tuple(loaded[k].shape)} vs model {tuple(own[k].shape)}" for k in other_misshaped]
+        problems.append(f"mis-shaped keys: {_describe(detail)}")
+    if problems:
+        raise CheckpointError(f"{stored.path}: does not fit this model; " + "; ".join(problems))
+    if class_heads:
+        warnings.warn(
+            f"{stored.path}: number of classes differs ({loaded[class_heads[0]].shape[0]} in the file, "
+            f"{own[class_heads[0]].shape[0]} in the model); keeping every weight except the heatmap heads' "
+            f"last conv, which stays freshly initialised: {_describe(class_heads)}",
+            stacklevel=2,
+        )
+    to_load = {k: v for k, v in loaded.items() if k not in class_heads}
+    model.load_state_dict({**own, **to_load}, strict=True)
+    return stored
+
+
+def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
+    """Call ``write(tmp_path)`` for a temp file beside ``path``, fsync it, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
+    config = getattr(model, "config", None)
+    return None if config is None else {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, **training_state: Any) -> None:
+    """Write the model weights and config (and any training state given) atomically.
+
+    ``.safetensors`` paths get a safetensors file (weights + config only); other paths a torch zip
+    file readable with ``weights_only=True`` (so ``training_state`` must hold only tensors and plain
+    Python data).
+    """
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    config = _model_config_dict(model)
+    if str(path).endswith(".safetensors"):
+        if training_state:
+            raise ValueError("safetensors files hold weights only; save training state to a .pt file")
+        from safetensors.torch import save_file
+
+        metadata = {"format": FORMAT_TAG, "model_config": json.dumps(config)}
+        atomic_write(path, lambda tmp: save_file(state_dict, tmp, metadata=metadata))
+        return
+    payload = {"format": FORMAT_TAG, "model": state_dict, "model_config": config, **training_state}
+    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def bundled_weights_path(name: str) -> Path:
+    """Path of a bundled default model (``cornernet_saccade/weights/<name>.safetensors``)."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    if not path.is_file():
+        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+        raise CheckpointError(f"no bundled model named {name!r} (available: {available or 'none'})")
+    return path

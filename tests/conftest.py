@@ -1,0 +1,26 @@
+"""Shared fixtures. The official-size model is built and filled once per session (about 470 MB)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference_fill import fill_model
+
+DATA = Path(__file__).parent / "data"
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def filled_official_model():
+    """The official CornerNet-Saccade filled with the GOLDEN.md rule, in eval mode. Do not modify."""
+    from cornernet_saccade import CornerNetSaccade
+
+    return fill_model(CornerNetSaccade()).eval()
