@@ -1,0 +1,176 @@
+"""Checkpoints: the official layout, our formats, refusal of code payloads, clear errors."""
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from cornernet_saccade import CornerNetSaccade, load_checkpoint, read_checkpoint, save_checkpoint
+from cornernet_saccade.checkpoint import atomic_write
+from cornernet_saccade.errors import CheckpointError
+
+SMALL = dict(num_classes=4, num_stacks=2, dims=(8, 8, 12, 16), stem_dim=8, pool_dim=8, head_dim=8)
+
+
+def small_model(seed: int = 0, **overrides) -> CornerNetSaccade:
+    torch.manual_seed(seed)
+    model = CornerNetSaccade(**{**SMALL, **overrides})
+    for buffer_name, buffer in model.named_buffers():
+        if buffer_name.endswith("running_var"):
+            buffer.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def outputs(model: CornerNetSaccade, x: torch.Tensor) -> list[torch.Tensor]:
+    with torch.inference_mode():
+        out = model(x)
+    return [out.tl_heats[-1], out.br_tags[-1], out.tl_offs[-1], *out.attentions[-1]]
+
+
+def test_official_layout_loads_and_reproduces_outputs(filled_official_model, tmp_path):
+    """A legacy-serialised state_dict with the `module.` prefix, as CornerNet_Saccade_500000.pkl."""
+    path = tmp_path / "CornerNet_Saccade_500000.pkl"
+    official = {"module." + k: v for k, v in filled_official_model.state_dict().items()}
+    torch.save(official, path, _use_new_zipfile_serialization=False)
+    del official
+    loaded = CornerNetSaccade.from_checkpoint(path)
+    x = torch.randn(1, 3, 127, 127, generator=torch.Generator().manual_seed(1))
+    for a, b in zip(outputs(loaded, x), outputs(filled_official_model, x)):
+        assert torch.equal(a, b)
+
+
+def test_project_checkpoint_carries_config(tmp_path):
+    model = small_model()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, iteration=7)
+    stored = read_checkpoint(path)
+    assert stored.training_state["iteration"] == 7
+    loaded = CornerNetSaccade.from_checkpoint(path)
+    assert loaded.config == model.config
+    x = torch.randn(1, 3, 127, 127)
+    assert all(torch.equal(a, b) for a, b in zip(outputs(loaded, x), outputs(model, x)))
+
+
+def test_safetensors_round_trip(tmp_path):
+    model = small_model(seed=3)
+    path = tmp_path / "model.safetensors"
+    save_checkpoint(path, model)
+    loaded = CornerNetSaccade.from_checkpoint(path)
+    assert loaded.config == model.config
+    x = torch.randn(1, 3, 127, 127)
+    assert all(torch.equal(a, b) for a, b in zip(outputs(loaded, x), outputs(model, x)))
+
+
+class _Payload:
+    """Unpickling this would create the marker file."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_code_payload_is_refused_and_never_runs(tmp_path, legacy):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pkl"
+    torch.save({"module.x": torch.zeros(1), "evil": _Payload(str(marker))}, path, _use_new_zipfile_serialization=not legacy)
+    with pytest.raises(CheckpointError, match="evil.pkl"):
+        CornerNetSaccade.from_checkpoint(path)
+    assert not marker.exists()
+
+
+def test_raw_pickle_payload_is_refused(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    path.write_bytes(pickle.dumps(_Payload(str(marker))))
+    with pytest.raises(CheckpointError, match="evil.pth"):
+        read_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "content", [b"", b"hello, this is not a checkpoint\n", b"PK\x03\x04garbage", b"\x80\x02}q\x00"]
+)
+def test_foreign_or_broken_file_gets_clear_error(tmp_path, content):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="weights.pt"):
+        read_checkpoint(path)
+
+
+def test_truncated_checkpoint_gets_clear_error(tmp_path):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, small_model())
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="model.pt"):
+        read_checkpoint(path)
+
+
+def test_missing_file_gets_clear_error(tmp_path):
+    with pytest.raises(CheckpointError, match="nope.pkl"):
+        read_checkpoint(tmp_path / "nope.pkl")
+
+
+def test_missing_unexpected_misshaped_keys_are_named(tmp_path):
+    model = small_model()
+    state = model.state_dict()
+    state.pop("hg.pre.0.conv.weight")
+    state["extra.weight"] = torch.zeros(1)
+    state["tl_tags.0.1.bias"] = torch.zeros(3)
+    path = tmp_path / "bad.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(small_model(), path)
+    message = str(info.value)
+    assert "bad.pt" in message and "hg.pre.0.conv.weight" in message
+    assert "extra.weight" in message and "tl_tags.0.1.bias" in message
+
+
+def test_other_architecture_is_refused(tmp_path):
+    path = tmp_path / "wide.pt"
+    save_checkpoint(path, small_model(dims=(8, 8, 12, 20)))
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        load_checkpoint(small_model(), path)
+
+
+def test_fine_tuning_to_other_classes_keeps_all_but_heat_heads(tmp_path):
+    source = small_model(seed=1)
+    path = tmp_path / "source.pt"
+    save_checkpoint(path, source)
+    target = small_model(seed=2, num_classes=7)
+    fresh_heads = {k: v.clone() for k, v in target.state_dict().items() if k.split(".")[0] in ("tl_heats", "br_heats") and k.split(".")[2] == "1"}
+    with pytest.warns(UserWarning, match="number of classes differs") as record:
+        load_checkpoint(target, path)
+    assert "tl_heats.0.1.weight" in str(record[0].message)
+    loaded, original = target.state_dict(), source.state_dict()
+    for key, value in loaded.items():
+        if key in fresh_heads:
+            assert torch.equal(value, fresh_heads[key])
+        else:
+            assert torch.equal(value, original[key]), key
+    assert len(fresh_heads) == 2 * 2 * 2  # tl/br x 2 stacks x (weight, bias)
+
+
+def test_atomic_write_keeps_previous_file_on_failure(tmp_path):
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(b"previous")
+
+    def failing_write(tmp: str) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(b"partial")
+        raise KeyboardInterrupt  # as if the process were stopped mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, failing_write)
+    assert path.read_bytes() == b"previous"
+    assert os.listdir(tmp_path) == ["ckpt.pt"]
+
+
+def test_bundled_name_unknown_is_clear():
+    with pytest.raises(CheckpointError, match="no bundled model named"):
+        CornerNetSaccade.from_pretrained("does-not-exist")
