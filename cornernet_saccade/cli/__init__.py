@@ -13,6 +13,9 @@ from typing import Sequence
 
 #: Modules of this package that define a command, in the order ``--help`` lists them.
 COMMAND_MODULES = [
+    "make_shapes",
+    "make_trees",
+    "check_data",
 ]
 
 

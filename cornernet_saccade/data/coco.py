@@ -1,0 +1,210 @@
+"""COCO JSON reader (``instances_*.json``).
+
+* Classes: the categories sorted by id, mapped to contiguous 0-based labels (COCO ids 1..90 ->
+  labels 0..79, as the original's ids -> 1..80 minus one); names from ``categories[].name``. With
+  ``class_names`` given, a category's label is the index of its name there instead.
+* Boxes: ``bbox = [x, y, w, h]`` -> ``x1, y1, x2, y2 = x, y, x + w, y + h`` (no ``-1``, as the
+  original).
+* ``iscrowd`` annotations are left out and counted in ``ignored_objects["crowd"]`` (the original's
+  ``getAnnIds`` keeps them as ordinary boxes).
+* Image size: ``images[].width/height``; the image header when missing.
+* Image paths: ``image_root / file_name``; ``image_root`` defaults to the JSON file's folder.
+
+Fatal (:class:`~cornernet_saccade.errors.AnnotationError`): not JSON, not an object with lists
+``images``, ``annotations``, ``categories``, an entry that is not an object or lacks a required key
+(images: ``id``, ``file_name``; annotations: ``image_id``, ``category_id``, ``bbox``; categories:
+``id``, ``name``), a malformed or repeated category id. Everything else is a per-item issue (see
+:mod:`cornernet_saccade.data.builder`), plus ``duplicate id`` (image or annotation id seen before:
+the later entry is skipped) and ``unknown image id`` (annotation of an image not listed).
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import AnnotationError
+from .builder import DatasetBuilder, PendingImage, parse_number
+from .records import DetectionDataset
+
+_IMAGE_KEYS = ("id", "file_name")
+_ANNOTATION_KEYS = ("image_id", "category_id", "bbox")
+_CATEGORY_KEYS = ("id", "name")
+_SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
+
+
+def read_coco(
+    path: str | Path,
+    *,
+    image_root: str | Path | None = None,
+    class_names: Sequence[str] | None = None,
+) -> DetectionDataset:
+    """Read a COCO detection JSON file into a :class:`DetectionDataset` (see the module docstring).
+
+    Raises:
+        AnnotationError: the file is missing or structurally malformed (message names the file and
+            the offending entry).
+    """
+    path = Path(path)
+    document = _load_json(path)
+    categories = _categories(document, path)
+    names_by_id = {category["id"]: str(category["name"]) for category in categories}
+    if class_names is None:
+        ordered_ids = sorted(names_by_id)
+        label_of = {category_id: label for label, category_id in enumerate(ordered_ids)}
+        names = [names_by_id[category_id] for category_id in ordered_ids]
+    else:
+        names = list(class_names)
+        label_by_name = {name: label for label, name in enumerate(names)}
+        label_of = {
+            category_id: label_by_name[name]
+            for category_id, name in names_by_id.items()
+            if name in label_by_name
+        }
+    builder = DatasetBuilder(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    images = _read_images(document["images"], builder, path, root)
+    _read_annotations(document["annotations"], images, builder, path)
+    return builder.build(label_of, names, "category id")
+
+
+def _load_json(path: Path) -> dict[str, Any]:
+    """The parsed top-level object, checked to hold the three lists."""
+    try:
+        with path.open("rb") as handle:
+            document = json.load(handle)
+    except FileNotFoundError as exc:
+        raise AnnotationError(f"{path}: annotation file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise AnnotationError(
+            f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+        ) from exc
+    except (UnicodeDecodeError, RecursionError, IsADirectoryError, PermissionError) as exc:
+        raise AnnotationError(f"{path}: cannot read as JSON ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(document, dict):
+        raise AnnotationError(f"{path}: top level must be a JSON object, found {type(document).__name__}")
+    for key in ("images", "annotations", "categories"):
+        if key not in document:
+            raise AnnotationError(f"{path}: missing required key {key!r}")
+        if not isinstance(document[key], list):
+            raise AnnotationError(f"{path}: {key!r} must be a list, found {type(document[key]).__name__}")
+    return document
+
+
+def _entry(entries: list[Any], index: int, section: str, required: Sequence[str], path: Path) -> dict:
+    """``entries[index]``, checked to be an object holding the ``required`` keys."""
+    entry = entries[index]
+    if not isinstance(entry, dict):
+        raise AnnotationError(f"{path}: {section}[{index}] is not an object")
+    missing = [key for key in required if key not in entry]
+    if missing:
+        raise AnnotationError(
+            f"{path}: {_entry_location(section, index, entry)} lacks required key(s) {', '.join(missing)}"
+        )
+    return entry
+
+
+def _entry_location(section: str, index: int, entry: dict) -> str:
+    """``"image id 7"`` / ``"annotation id 7"`` when the entry has an id, else ``"images[3]"``."""
+    entry_id = entry.get("id")
+    if isinstance(entry_id, int) and not isinstance(entry_id, bool):
+        return f"{_SINGULAR[section]} id {entry_id}"
+    return f"{section}[{index}]"
+
+
+def _is_id(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _categories(document: dict[str, Any], path: Path) -> list[dict]:
+    """The category entries, checked: integer unique ids, string names."""
+    entries = document["categories"]
+    categories = [_entry(entries, index, "categories", _CATEGORY_KEYS, path) for index in range(len(entries))]
+    seen: set[int] = set()
+    for index, category in enumerate(categories):
+        if not _is_id(category["id"]):
+            raise AnnotationError(f"{path}: categories[{index}]: id {category['id']!r} is not an integer")
+        if not isinstance(category["name"], str):
+            raise AnnotationError(f"{path}: categories[{index}]: name {category['name']!r} is not a string")
+        if category["id"] in seen:
+            raise AnnotationError(f"{path}: categories[{index}]: category id {category['id']} repeated")
+        seen.add(category["id"])
+    return categories
+
+
+def _read_images(
+    entries: list[Any], builder: DatasetBuilder, path: Path, root: Path
+) -> dict[int, PendingImage]:
+    """Register every usable image; returns them by COCO id."""
+    images: dict[int, PendingImage] = {}
+    seen_ids: set[int] = set()
+    for index in range(len(entries)):
+        entry = _entry(entries, index, "images", _IMAGE_KEYS, path)
+        location = _entry_location("images", index, entry)
+        image_id, file_name = entry["id"], entry["file_name"]
+        if not _is_id(image_id):
+            builder.report(path, location, "invalid image", f"image id {image_id!r} is not an integer; image skipped")
+            continue
+        if image_id in seen_ids:
+            builder.report(path, location, "duplicate id", f"image id {image_id} appears again; entry skipped")
+            continue
+        seen_ids.add(image_id)
+        if not isinstance(file_name, str) or not file_name.strip():
+            builder.report(path, location, "invalid image", f"file_name {file_name!r} is not a file name; image skipped")
+            continue
+        has_size = "width" in entry or "height" in entry
+        annotated_size = (entry.get("width"), entry.get("height")) if has_size else None
+        image = builder.add_image(
+            image_id, root / file_name, annotated_size, annotation_path=path, location=location
+        )
+        if image is not None:
+            images[image_id] = image
+    return images
+
+
+def _read_annotations(
+    entries: list[Any], images: dict[int, PendingImage], builder: DatasetBuilder, path: Path
+) -> None:
+    """Add every non-crowd annotation's box to its image."""
+    seen_ids: set[int] = set()
+    for index in range(len(entries)):
+        entry = _entry(entries, index, "annotations", _ANNOTATION_KEYS, path)
+        location = _entry_location("annotations", index, entry)
+        annotation_id = entry.get("id")
+        if _is_id(annotation_id):
+            if annotation_id in seen_ids:
+                builder.report(
+                    path, location, "duplicate id", f"annotation id {annotation_id} appears again; skipped"
+                )
+                continue
+            seen_ids.add(annotation_id)
+        if entry.get("iscrowd"):
+            builder.ignore("crowd")
+            continue
+        image = images.get(entry["image_id"]) if _is_id(entry["image_id"]) else None
+        if image is None:
+            builder.report(
+                path,
+                location,
+                "unknown image id",
+                f"image id {entry['image_id']!r} is not a usable image of this file; annotation skipped",
+            )
+            continue
+        if not _is_id(entry["category_id"]):
+            builder.report(
+                path, location, "unknown label", f"category id {entry['category_id']!r} is not an integer"
+            )
+            continue
+        builder.add_box(
+            image, entry["category_id"], _xywh_to_xyxy(entry["bbox"]), annotation_path=path, location=location
+        )
+
+
+def _xywh_to_xyxy(bbox: object) -> tuple[float | None, ...]:
+    """COCO ``[x, y, w, h]`` -> ``(x, y, x + w, y + h)`` image pixels; ``None`` for unparsable values."""
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        return (None, None, None, None)
+    x, y, w, h = (parse_number(value) for value in bbox)
+    x2 = x + w if x is not None and w is not None else None
+    y2 = y + h if y is not None and h is not None else None
+    return (x, y, x2, y2)

@@ -1,0 +1,208 @@
+"""Training configuration: :class:`TrainConfig`, read from YAML with every key validated.
+
+A config file has the sections ``data``, ``model`` (:class:`~cornernet_saccade.model.ModelConfig`),
+``sampling`` (:class:`~cornernet_saccade.data.sampler.SamplingConfig`) and ``optim``, plus the
+top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO values (SPEC §2).
+``--set optim.lr=1e-4`` style overrides are applied to the raw mapping before validation, so they go
+through the same checks. Unknown keys, wrong types and inconsistent values raise
+:class:`~cornernet_saccade.errors.ConfigError` naming the file and the key.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import yaml
+
+from ..config import config_from_dict, read_yaml
+from ..data.load import DatasetFormat
+from ..data.sampler import SamplingConfig
+from ..errors import ConfigError
+from ..model import ModelConfig
+from ..targets import attention_map_sizes
+
+AmpMode = Literal["none", "bf16", "fp16"]
+BatchNormMode = Literal["batch", "frozen", "sync"]
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data is. ``train`` / ``val``: a COCO JSON file, a VOC folder or split file, or a CSV
+    file; ``format`` is detected from the path when null. ``image_root`` / ``val_image_root``: folders
+    the image file names are relative to (default: per format, e.g. the JSON file's folder). Relative
+    paths are relative to the working directory."""
+
+    train: str = ""
+    val: str | None = None
+    format: DatasetFormat | None = None
+    image_root: str | None = None
+    val_image_root: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ValueError("train: the training annotation path is required")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Adam with step decay (the original: lr 2.5e-4, 500k iterations, /10 after 450k, no warm-up).
+
+    The learning rate of iteration ``i`` (1-based) is ``lr / decay_rate ** k`` where ``k`` counts the
+    ``decay_steps`` below ``i``, times ``i / warmup_iters`` during an optional linear warm-up.
+    """
+
+    lr: float = 2.5e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    max_iter: int = 500_000
+    decay_steps: tuple[int, ...] = (450_000,)
+    decay_rate: float = 10.0
+    warmup_iters: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.decay_rate <= 0:
+            raise ValueError("need lr > 0, eps > 0, weight_decay >= 0, decay_rate > 0")
+        if not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"betas must lie in [0, 1), got {self.betas}")
+        if self.max_iter < 1 or self.warmup_iters < 0 or any(s < 1 for s in self.decay_steps):
+            raise ValueError("need max_iter >= 1, warmup_iters >= 0 and decay_steps >= 1")
+        if list(self.decay_steps) != sorted(self.decay_steps):
+            raise ValueError(f"decay_steps must be increasing, got {list(self.decay_steps)}")
+
+    def lr_factor(self, completed: int) -> float:
+        """Multiplier of ``lr`` for the iteration after ``completed`` finished ones."""
+        decays = sum(completed >= step for step in self.decay_steps)
+        warmup = min(1.0, (completed + 1) / self.warmup_iters) if self.warmup_iters else 1.0
+        return warmup / self.decay_rate ** decays
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a training run needs (defaults: the official COCO setup).
+
+    ``batch_size`` is the global batch of one optimizer step; each process takes
+    ``batch_size / (processes * grad_accum)`` images per forward pass. ``amp``: autocast dtype
+    (``fp16`` needs CUDA and uses a gradient scaler). ``batchnorm``: ``batch`` (per-process batch
+    statistics), ``frozen`` (running statistics, BN weights not trained), ``sync`` (SyncBatchNorm
+    across processes, CUDA). Periods (``log_every``, ``val_every``, ``eval_every``,
+    ``checkpoint_every``) are in iterations, 0 turns the action off. ``val_batches``: batches of the
+    validation loss; ``eval_images``: images of the COCO evaluation (0: all). ``keep_last``: training
+    checkpoints kept (0: all). ``init_weights``: weights to start from (official ``.pkl``, a project
+    checkpoint or a bundled model name; a different class count re-initialises the heatmap heads).
+    ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
+    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    """
+
+    data: DataConfig
+    model: ModelConfig = field(default_factory=ModelConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    batch_size: int = 48
+    grad_accum: int = 1
+    amp: AmpMode = "none"
+    batchnorm: BatchNormMode = "batch"
+    seed: int = 317
+    workers: int = 4
+    log_every: int = 5
+    val_every: int = 100
+    val_batches: int = 1
+    eval_every: int = 0
+    eval_images: int = 0
+    eval_mode: Literal["saccade", "full"] = "saccade"
+    checkpoint_every: int = 5000
+    keep_last: int = 0
+    out_dir: str = "runs/cornernet_saccade"
+    init_weights: str | None = None
+    on_nonfinite: Literal["stop", "skip"] = "stop"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        counts = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "val_batches": self.val_batches}
+        for name, value in counts.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        periods = ("workers", "log_every", "val_every", "eval_every", "eval_images", "checkpoint_every", "keep_last")
+        for name in periods:
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
+        if not _DEVICE_PATTERN.match(self.device):
+            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        self._check_shapes()
+
+    def _check_shapes(self) -> None:
+        """The sampler's class count and map sizes must be the network's."""
+        if self.sampling.num_classes != self.model.num_classes:
+            raise ValueError(
+                f"sampling.num_classes ({self.sampling.num_classes}) differs from model.num_classes "
+                f"({self.model.num_classes})"
+            )
+        size = self.sampling.input_size
+        output = math.ceil(math.ceil(size / 2) / 2)  # the stem's two stride-2 layers
+        if self.sampling.output_size != output or output % 8:
+            raise ValueError(
+                f"sampling.output_size must be the network's output size {output} for input_size {size}, "
+                f"and divisible by 8 (got {self.sampling.output_size}; 255 -> 64 and 127 -> 32 work)"
+            )
+        if attention_map_sizes(size) != [output // 4, output // 2, output]:
+            raise ValueError(f"sampling.input_size {size} gives attention targets of another size than the network's")
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with ``key.sub=value`` overrides applied (values parsed as YAML: ``1e-4``, ``[1, 2]``,
+    ``null``); a copy, nested mappings are created as needed."""
+    result = _copy_mapping(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+        *parents, leaf = key.split(".")
+        node = result
+        for depth, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parents[:depth + 1])} is not a section")
+        node[leaf] = value
+    return result
+
+
+def _copy_mapping(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_mapping(v) if isinstance(v, dict) else v for k, v in data.items()}
+
+
+def train_config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Validate ``data`` (plus ``overrides``) into a :class:`TrainConfig`; ``source`` names it in errors."""
+    if overrides:
+        data = apply_overrides(data, overrides)
+        source = f"{source} (with --set overrides)"
+    if "data" not in data:
+        raise ConfigError(f"{source}: the 'data' section (data.train: the training annotations) is missing")
+    return config_from_dict(TrainConfig, data, source)
+
+
+def bundled_config_path(name: str) -> Path:
+    """Path of a config shipped with the package (``cornernet_saccade/configs/<name>.yaml``)."""
+    path = Path(str(resources.files("cornernet_saccade") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
+        raise ConfigError(f"no config file {name!r} and no bundled config of that name (bundled: {available})")
+    return path
+
+
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML training config (a path, or the name of a bundled one such as ``shapes_small``)."""
+    path = Path(path)
+    if not path.exists() and path.suffix == "" and len(path.parts) == 1:
+        path = bundled_config_path(path.name)
+    return train_config_from_dict(read_yaml(path), str(path), overrides)
