@@ -30,8 +30,9 @@ What the fast path changes, and why the outputs stay those of the eager fp32 mod
 from __future__ import annotations
 
 import copy
+import functools
 import warnings
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,9 @@ _BN_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
     CornerPoolModule: (("p_conv1", "p_bn1"), ("conv1", "bn1")),
 }
 
-#: Output dtypes allowed per device type.
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
+
+#: Compute dtypes allowed per device type.
 _DTYPES = {"cpu": (torch.float32, torch.bfloat16), "cuda": (torch.float32, torch.bfloat16, torch.float16)}
 
 
@@ -91,7 +94,7 @@ def _fold_sequential(seq: nn.Sequential) -> None:
             seq._modules[second] = nn.Identity()
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: ModuleT) -> ModuleT:
     """An eval-mode copy of ``model`` with every BatchNorm folded into its convolution.
 
     ``model`` is not modified. Raises ``ValueError`` if a BatchNorm is left that no known
@@ -110,3 +113,154 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     if left:
         raise ValueError(f"BatchNorm layers not preceded by a foldable convolution: {left[:5]}")
     return folded.requires_grad_(False)
+
+
+#: Names of the last stack's outputs, in the order of :func:`last_stack_tensors` (and of the ONNX graph).
+HEAD_OUTPUT_NAMES = (
+    "tl_heat", "br_heat", "tl_tag", "br_tag", "tl_off", "br_off", "att_coarse", "att_middle", "att_fine",
+)
+#: How many of :data:`HEAD_OUTPUT_NAMES` are corner outputs (the rest are attention maps).
+NUM_CORNER_OUTPUTS = 6
+
+
+def last_stack_tensors(out: HeadOutputs) -> tuple[Tensor, ...]:
+    """The last stack's outputs as a flat tuple in :data:`HEAD_OUTPUT_NAMES` order (6 or 9 tensors)."""
+    corners = (out.tl_heats, out.br_heats, out.tl_tags, out.br_tags, out.tl_offs, out.br_offs)
+    attentions = tuple(out.attentions[-1]) if out.attentions else ()
+    return tuple(field[-1] for field in corners) + attentions
+
+
+def head_outputs_from_tensors(tensors: Sequence[Tensor]) -> HeadOutputs:
+    """Inverse of :func:`last_stack_tensors`: one-stack :class:`HeadOutputs` from 6 or 9 tensors."""
+    if len(tensors) not in (NUM_CORNER_OUTPUTS, len(HEAD_OUTPUT_NAMES)):
+        raise ValueError(f"expected {NUM_CORNER_OUTPUTS} or {len(HEAD_OUTPUT_NAMES)} tensors, got {len(tensors)}")
+    tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, *attentions = tensors
+    return HeadOutputs(
+        [tl_heat], [br_heat], [tl_tag], [br_tag], [tl_off], [br_off], [list(attentions)] if attentions else []
+    )
+
+
+def check_images(images: Tensor) -> None:
+    """Raise ``ValueError`` unless ``images`` is a ``[B,3,H,W]`` batch."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected images [B,3,H,W], got shape {tuple(images.shape)}")
+
+
+FlatForward = Callable[[Tensor], tuple[Tensor, ...]]
+
+
+class _CapturedForward:
+    """A forward pass captured as a CUDA graph for one input shape.
+
+    The input is copied into a static buffer, the graph replayed, and the static outputs cloned (the
+    next replay of any graph sharing the memory pool may overwrite them).
+    """
+
+    def __init__(self, forward: FlatForward, example: Tensor, pool: tuple[int, int], warmup: int = 3):
+        self.static_input = example.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up (cuDNN autotuning, allocator) outside the capture
+            for _ in range(warmup):
+                forward(self.static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.static_outputs = forward(self.static_input)
+
+    def __call__(self, images: Tensor) -> tuple[Tensor, ...]:
+        self.static_input.copy_(images)
+        self.graph.replay()
+        return tuple(t.clone() for t in self.static_outputs)
+
+
+class FastNetwork(nn.Module):
+    """Inference-only CornerNet-Saccade: a BatchNorm-folded copy of ``model`` (see the module docstring).
+
+    ``FastNetwork(model, dtype=torch.float32, channels_last=True, compile=False, cuda_graphs=False)``;
+    ``fast(images, with_attention=True)`` takes float ``[B,3,H,W]`` normalised BGR images (any device
+    or dtype; moved to the network's) and returns one-stack :class:`HeadOutputs` of float32
+    contiguous logits, as ``model.eval()(images)`` does. ``dtype``: ``torch.float32`` or
+    ``torch.bfloat16``; ``torch.float16`` on CUDA only. ``cuda_graphs`` needs a CUDA model.
+    It is an ``nn.Module`` so that code written for the model (``.eval()``, ``.parameters()`` for
+    the device) accepts it; it has no training mode.
+    """
+
+    def __init__(
+        self,
+        model: CornerNetSaccade,
+        *,
+        dtype: torch.dtype = torch.float32,
+        channels_last: bool = True,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ):
+        super().__init__()
+        device = next(model.parameters()).device
+        if dtype not in _DTYPES.get(device.type, ()):
+            raise ValueError(f"dtype {dtype} is not supported on {device.type} (choose from {_DTYPES.get(device.type)})")
+        if cuda_graphs and device.type != "cuda":
+            raise ValueError("cuda_graphs needs the model on a CUDA device")
+        self.num_classes = model.num_classes
+        self.dtype = dtype
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        network = fold_batchnorm(model)
+        network.set_export_friendly_pooling(True)
+        self.network = network.to(dtype=dtype, memory_format=self.memory_format)
+        self._compiled = _try_compile(self._run) if compile else None
+        self._graphs: dict[tuple[tuple[int, ...], bool], _CapturedForward] | None = {} if cuda_graphs else None
+        self._graph_pool: tuple[int, int] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.network.parameters()).device
+
+    @property
+    def compiled(self) -> bool:
+        """Whether calls go through ``torch.compile`` (False if not requested or if compiling failed)."""
+        return self._compiled is not None
+
+    def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
+        check_images(images)
+        with torch.inference_mode():
+            x = images.to(device=self.device, dtype=self.dtype, memory_format=self.memory_format)
+            if self._graphs is None:
+                tensors = self._forward_tensors(x, with_attention)
+            else:
+                tensors = self._replay(x, with_attention)
+        return head_outputs_from_tensors(tensors)
+
+    def _run(self, x: Tensor, with_attention: bool) -> tuple[Tensor, ...]:
+        """The folded network on a prepared input; flat float32 contiguous outputs."""
+        out = self.network(x, with_attention=with_attention, all_stacks=False)
+        return tuple(t.to(torch.float32, memory_format=torch.contiguous_format) for t in last_stack_tensors(out))
+
+    def _forward_tensors(self, x: Tensor, with_attention: bool) -> tuple[Tensor, ...]:
+        """:meth:`_run` through ``torch.compile`` when enabled; falls back to eager for good if it fails."""
+        if self._compiled is not None:
+            try:
+                return self._compiled(x, with_attention)
+            except Exception as exc:  # compiler missing or unsupported: the eager path gives the same values
+                warnings.warn(f"torch.compile failed, using the eager network: {type(exc).__name__}: {exc}", RuntimeWarning)
+                self._compiled = None
+        return self._run(x, with_attention)
+
+    def _replay(self, x: Tensor, with_attention: bool) -> tuple[Tensor, ...]:
+        """Replay (capturing on first use) the CUDA graph for this input shape."""
+        assert self._graphs is not None
+        key = (tuple(x.shape), with_attention)
+        if key not in self._graphs:
+            if self._graph_pool is None:
+                self._graph_pool = torch.cuda.graph_pool_handle()
+            forward = functools.partial(self._forward_tensors, with_attention=with_attention)
+            self._graphs[key] = _CapturedForward(forward, x, self._graph_pool)
+        return self._graphs[key](x)
+
+
+def _try_compile(fn: Callable[..., tuple[Tensor, ...]]) -> Callable[..., tuple[Tensor, ...]] | None:
+    """``torch.compile(fn)``, or None with a warning where torch.compile itself is unavailable."""
+    try:
+        return torch.compile(fn)
+    except Exception as exc:
+        warnings.warn(f"torch.compile is unavailable, using the eager network: {type(exc).__name__}: {exc}", RuntimeWarning)
+        return None

@@ -170,7 +170,8 @@ class CornerNetSaccadeLoss(nn.Module):
             mask,
         )
         attention = sum(
-            focal_loss(logits, targets[key], num_pos=counts[key])
-            for logits, key in zip(outputs.attentions[stack], ATTENTION_TARGET_KEYS)
+            (focal_loss(logits, targets[key], num_pos=counts[key])
+             for logits, key in zip(outputs.attentions[stack], ATTENTION_TARGET_KEYS)),
+            focal.new_zeros(()),
         )
         return {"focal": focal, "attention": attention, "pull": pull, "push": push, "offset": offset}

@@ -57,6 +57,13 @@ def soft_nms(
     return rows.gather(1, order)[kept], group_scores[kept]
 
 
+def best_per_image(scores: Tensor, max_per_image: int) -> Tensor:
+    """Boolean mask of the ``max_per_image`` highest ``scores``, keeping every tie at the cut."""
+    if len(scores) <= max_per_image:
+        return torch.ones_like(scores, dtype=torch.bool)
+    return scores >= torch.topk(scores, max_per_image).values[-1]
+
+
 def _group_rows(labels: Tensor) -> tuple[Tensor, Tensor]:
     """Rows of each label, padded: ``rows`` ``[G,L]`` (input order, padding repeats row 0) and ``valid`` ``[G,L]``."""
     if len(labels) == 0:

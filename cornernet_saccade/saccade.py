@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from .config import config_from_dict
 from .decode import REJECTED_SCORE, decode_detections, keep_peaks
 from .io import ImageSource, read_image
-from .nms import SoftNMSMethod, soft_nms
+from .nms import SoftNMSMethod, best_per_image, soft_nms
 from .preprocess import normalize_bgr
 
 #: Side of the square network input of a saccade crop (crop pixels).
@@ -332,13 +332,6 @@ def crop_to_image_pixels(detections: Tensor, scales: np.ndarray, offsets: np.nda
     shift = torch.as_tensor(offsets[:, [1, 0, 1, 0]], dtype=torch.float32, device=device).unsqueeze(1)
     boxes = (detections[..., :4].double() / scale).to(detections.dtype) + shift
     return torch.cat((boxes, detections[..., 4:]), dim=-1)
-
-
-def best_per_image(scores: Tensor, max_per_image: int) -> Tensor:
-    """Boolean mask of the ``max_per_image`` highest ``scores``, keeping every tie at the cut."""
-    if len(scores) <= max_per_image:
-        return torch.ones_like(scores, dtype=torch.bool)
-    return scores >= torch.topk(scores, max_per_image).values[-1]
 
 
 class SaccadeDetector:

@@ -59,7 +59,8 @@ def test_warnings_alone_exit_zero(tmp_path, capsys):
 
 
 def test_reader_issues_are_listed_with_file_and_line(tmp_path, capsys):
-    path = make_valid_csv(tmp_path, "imgs/a.png,1,2,3,4,dog\nmissing.png,1,2,3,4,dog\nimgs/a.png,5,5,5,9,cat\n")
+    rows = "imgs/a.png,1,2,3,4,dog\nmissing.png,1,2,3,4,dog\nimgs/a.png,5,5,5,9,cat\n"
+    path = make_valid_csv(tmp_path, rows)
     code, out, _ = _run(capsys, str(path), "--format", "csv")
     assert code == 1
     assert f"{path}: line 2: error: image skipped: " in out and "missing.png" in out
@@ -77,7 +78,8 @@ def test_duplicate_ids_and_files_are_reported(tmp_path, capsys):
     code, out, _ = _run(capsys, str(path))
     assert code == 1
     assert f"{path}: image id 10: error: image id 10 appears again" in out
-    assert f"{path}: image id 11: warning: image file {path.parent / 'a.png'} is also used by image id 10" in out
+    shared = path.parent / "a.png"
+    assert f"{path}: image id 11: warning: image file {shared} is also used by image id 10" in out
 
 
 def test_fatal_annotation_errors_exit_one_naming_the_file_and_line(tmp_path, capsys):

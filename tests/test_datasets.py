@@ -238,7 +238,10 @@ def test_voc_per_item_problems(tmp_path):
         ("<annotation><filename>a.png</filename>", r"malformed XML \(line 1"),
         ("<root><filename>a.png</filename></root>", "root element is <root>"),
         ("<annotation><size><width>3</width></size></annotation>", "no <filename>"),
-        ("<annotation><filename>a.png</filename><object><name>a</name></object></annotation>", "object 1 lacks"),
+        (
+            "<annotation><filename>a.png</filename><object><name>a</name></object></annotation>",
+            "object 1 lacks",
+        ),
         (
             "<annotation><filename>a.png</filename><object><name>a</name>"
             "<bndbox><xmin>1</xmin></bndbox></object></annotation>",
@@ -307,6 +310,16 @@ def test_csv_per_item_problems(tmp_path):
         ("line 6", "box clipped", "warning"),
         ("line 7", "unknown label", "error"),
     ]
+
+
+def test_class_list_keeps_labels_of_skipped_rows(tmp_path):
+    """Labels must not shift because the only image of a class is missing or its box is bad."""
+    make_valid_csv(tmp_path)
+    path = tmp_path / "c.csv"
+    path.write_text("missing.png,1,1,2,2,ant\nimgs/a.png,1,1,1,2,bee\nimgs/a.png,1,1,2,2,cow\n")
+    dataset = read_csv(path)
+    assert dataset.class_names == ["ant", "bee", "cow"]
+    assert dataset.records[0].labels.tolist() == [2]
 
 
 @pytest.mark.parametrize(

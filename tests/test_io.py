@@ -18,15 +18,20 @@ def _save(image: Image.Image, path: Path, **options) -> Path:
     return path
 
 
-def _png_header_only(path: Path, width: int, height: int) -> Path:
-    """A PNG with a valid IHDR claiming ``width x height`` RGB and no pixel data at all."""
+def _raw_png(path: Path, width: int, height: int, bit_depth: int, pixel_rows: bytes | None) -> Path:
+    """An RGB PNG written by hand; ``pixel_rows=None`` gives a header with no pixel data at all."""
 
     def chunk(tag: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, 2, 0, 0, 0)
+    pixels = b"" if pixel_rows is None else chunk(b"IDAT", zlib.compress(pixel_rows))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + pixels + chunk(b"IEND", b""))
     return path
+
+
+def _png_header_only(path: Path, width: int, height: int) -> Path:
+    return _raw_png(path, width, height, 8, None)
 
 
 @pytest.fixture
@@ -91,6 +96,15 @@ def test_16_bit_png_is_scaled_to_8_bit(tmp_path):
     expected = np.array([0, 4, 100, 255], dtype=np.uint8)  # round(v * 255 / 65535)
     for channel in range(3):
         np.testing.assert_array_equal(out[0, :, channel], expected)
+
+
+def test_16_bit_colour_png_stays_within_one_level_of_exact_scaling(tmp_path):
+    samples = np.array([[[0x7FFF, 0x0101, 0xFFFF], [0x0000, 0x8000, 0x12FF]]], dtype=">u2")
+    path = _raw_png(tmp_path / "deep_rgb.png", 2, 1, 16, b"\x00" + samples.tobytes())
+    out = read_image(path).astype(int)
+    exact = np.rint(samples.astype(float) * 255 / 65535)  # [[127, 1, 255], [0, 128, 19]]
+    assert np.abs(out - exact).max() <= 1
+    np.testing.assert_array_equal(out[0, 0], [127, 1, 255])
 
 
 def test_grayscale_is_repeated_into_three_channels(tmp_path):

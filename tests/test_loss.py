@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from cornernet_saccade.loss import CornerNetSaccadeLoss, embedding_loss, focal_loss, loss_normalizers, offset_loss
+from cornernet_saccade.model import HeadOutputs
 
 torch.set_num_threads(2)
 GOLDEN = Path(__file__).parent / "data" / "loss_golden.npz"
@@ -20,24 +21,22 @@ TARGET_KEYS = {"tl_heat": "gt_tl_heat", "br_heat": "gt_br_heat", "tl_valid": "gt
                "att_fine": "gt_att/scale2"}
 
 
-@dataclass
-class Outputs:
-    """Stand-in with the field names of ``model.HeadOutputs`` (lists over stacks)."""
-
-    tl_heats: list[torch.Tensor] = field(default_factory=list)
-    br_heats: list[torch.Tensor] = field(default_factory=list)
-    tl_tags: list[torch.Tensor] = field(default_factory=list)
-    br_tags: list[torch.Tensor] = field(default_factory=list)
-    tl_offs: list[torch.Tensor] = field(default_factory=list)
-    br_offs: list[torch.Tensor] = field(default_factory=list)
-    attentions: list[list[torch.Tensor]] = field(default_factory=list)
-
-    def tensors(self) -> list[torch.Tensor]:
-        return [*self.tl_heats, *self.br_heats, *self.tl_tags, *self.br_tags, *self.tl_offs, *self.br_offs,
-                *(a for stack in self.attentions for a in stack)]
+HEAD_FIELDS = ("tl_heats", "br_heats", "tl_tags", "br_tags", "tl_offs", "br_offs")
 
 
-def golden_outputs() -> tuple[Outputs, str]:
+def all_tensors(outputs: HeadOutputs) -> list[torch.Tensor]:
+    """Every tensor of ``outputs``, in a fixed order."""
+    return [*(t for name in HEAD_FIELDS for t in getattr(outputs, name)),
+            *(a for stack in outputs.attentions for a in stack)]
+
+
+def map_outputs(outputs: HeadOutputs, fn: Callable[[torch.Tensor], torch.Tensor]) -> HeadOutputs:
+    """``outputs`` with ``fn`` applied to every tensor."""
+    return HeadOutputs(*[[fn(t) for t in getattr(outputs, name)] for name in HEAD_FIELDS],
+                       attentions=[[fn(a) for a in stack] for stack in outputs.attentions])
+
+
+def golden_outputs() -> tuple[HeadOutputs, str]:
     """The golden network outputs, regenerated from ``default_rng(2024)`` in the generator's order
     (per stack: tl/br heat N(-2,1) [2,80,64,64], tl/br tag N(0,1) [2,1,64,64], tl/br off N(0.5,0.5^2)
     [2,2,64,64], attention N(-2,1) 16^2, 32^2, 64^2), and the sha256 of their float32 bytes."""
@@ -49,7 +48,7 @@ def golden_outputs() -> tuple[Outputs, str]:
         digest.update(values.tobytes())
         return torch.from_numpy(values)
 
-    out = Outputs()
+    out = HeadOutputs()
     for _ in range(3):
         out.tl_heats.append(draw(-2, 1, 2, 80, 64, 64))
         out.br_heats.append(draw(-2, 1, 2, 80, 64, 64))
@@ -67,7 +66,7 @@ def golden() -> dict[str, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def golden_case(golden: dict[str, np.ndarray]) -> tuple[Outputs, dict[str, torch.Tensor]]:
+def golden_case(golden: dict[str, np.ndarray]) -> tuple[HeadOutputs, dict[str, torch.Tensor]]:
     outputs, sha = golden_outputs()
     assert sha == str(golden["outputs_sha256"]), "regenerated outputs differ from the golden ones"
     targets = {key: torch.from_numpy(golden[f"sample/{name}"]) for key, name in TARGET_KEYS.items()}
@@ -94,13 +93,9 @@ def test_golden_total_and_components(golden: dict[str, np.ndarray], golden_case)
 
 def test_outputs_untouched_and_gradients_finite(golden_case) -> None:
     outputs, targets = golden_case
-    leaves = Outputs(
-        *[[t.clone().requires_grad_() for t in getattr(outputs, name)] for name in
-          ("tl_heats", "br_heats", "tl_tags", "br_tags", "tl_offs", "br_offs")],
-        attentions=[[a.clone().requires_grad_() for a in stack] for stack in outputs.attentions],
-    )
+    leaves = map_outputs(outputs, lambda t: t.clone().requires_grad_())
     CornerNetSaccadeLoss()(leaves, targets).total.backward()
-    for before, after in zip(outputs.tensors(), leaves.tensors()):
+    for before, after in zip(all_tensors(outputs), all_tensors(leaves)):
         assert torch.equal(before, after.detach())
         assert after.grad is not None and torch.isfinite(after.grad).all()
 
@@ -110,12 +105,8 @@ def test_batch_of_one_matches_duplicated_batch(golden_case) -> None:
     same (up to the +1e-4 in the object count: 3 vs 6 objects, rel 2e-5), pull and push (summed
     over images) double."""
     outputs, targets = golden_case
-    one = Outputs(*[[t[:1] for t in getattr(outputs, name)] for name in
-                    ("tl_heats", "br_heats", "tl_tags", "br_tags", "tl_offs", "br_offs")],
-                  attentions=[[a[:1] for a in stack] for stack in outputs.attentions])
-    two = Outputs(*[[torch.cat([t, t]) for t in getattr(one, name)] for name in
-                    ("tl_heats", "br_heats", "tl_tags", "br_tags", "tl_offs", "br_offs")],
-                  attentions=[[torch.cat([a, a]) for a in stack] for stack in one.attentions])
+    one = map_outputs(outputs, lambda t: t[:1])
+    two = map_outputs(one, lambda t: torch.cat([t, t]))
     loss = CornerNetSaccadeLoss()
     single = loss(one, {k: v[:1] for k, v in targets.items()}).components
     double = loss(two, {k: torch.cat([v[:1], v[:1]]) for k, v in targets.items()}).components
@@ -165,11 +156,13 @@ def test_offset_loss_by_hand() -> None:
 
 def test_batch_of_one_without_objects() -> None:
     generator = torch.Generator().manual_seed(0)
-    outputs = Outputs(
+    outputs = HeadOutputs(
         tl_heats=[torch.randn(1, 3, 8, 8, generator=generator)],
         br_heats=[torch.randn(1, 3, 8, 8, generator=generator)],
-        tl_tags=[torch.randn(1, 1, 8, 8, generator=generator)], br_tags=[torch.randn(1, 1, 8, 8, generator=generator)],
-        tl_offs=[torch.rand(1, 2, 8, 8, generator=generator)], br_offs=[torch.rand(1, 2, 8, 8, generator=generator)],
+        tl_tags=[torch.randn(1, 1, 8, 8, generator=generator)],
+        br_tags=[torch.randn(1, 1, 8, 8, generator=generator)],
+        tl_offs=[torch.rand(1, 2, 8, 8, generator=generator)],
+        br_offs=[torch.rand(1, 2, 8, 8, generator=generator)],
         attentions=[[torch.randn(1, 1, s, s, generator=generator) for s in (2, 4, 8)]],
     )
     targets = {"tl_heat": torch.zeros(1, 3, 8, 8), "br_heat": torch.zeros(1, 3, 8, 8),
@@ -190,13 +183,11 @@ def test_batch_of_one_without_objects() -> None:
 def test_split_batch_with_whole_batch_normalizers_adds_up(golden_case) -> None:
     """Each image's loss computed with the whole batch's counts: the parts sum to the batch loss."""
     outputs, targets = golden_case
-    names = ("tl_heats", "br_heats", "tl_tags", "br_tags", "tl_offs", "br_offs")
     whole = CornerNetSaccadeLoss()(outputs, targets)
     counts = loss_normalizers(targets)
     parts = []
     for b in range(2):
-        part = Outputs(*[[t[b:b + 1] for t in getattr(outputs, name)] for name in names],
-                       attentions=[[a[b:b + 1] for a in stack] for stack in outputs.attentions])
+        part = map_outputs(outputs, lambda t: t[b:b + 1])
         parts.append(CornerNetSaccadeLoss()(part, {k: v[b:b + 1] for k, v in targets.items()}, counts))
     for name, value in whole.components.items():
         assert sum(p.components[name].item() for p in parts) == pytest.approx(value.item(), rel=1e-5), name

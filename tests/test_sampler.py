@@ -1,8 +1,6 @@
 """Training-sample invariants: where a known object lands, flips, empty images, scales, the dataset."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import torch
@@ -21,6 +19,7 @@ from cornernet_saccade.data.sampler import (
 )
 from cornernet_saccade.errors import ConfigError, ImageError
 from cornernet_saccade.loss import CornerNetSaccadeLoss
+from cornernet_saccade.model import HeadOutputs
 
 CFG = SamplingConfig()
 NO_AUG = CFG.without_augmentation()
@@ -217,9 +216,9 @@ def test_collated_samples_feed_the_loss() -> None:
                      for s in range(2)])
     gen = torch.Generator().manual_seed(0)
     logits = lambda *shape: torch.randn(2, *shape, generator=gen)  # noqa: E731
-    outputs = SimpleNamespace(tl_heats=[logits(80, 64, 64)], br_heats=[logits(80, 64, 64)],
-                              tl_tags=[logits(1, 64, 64)], br_tags=[logits(1, 64, 64)],
-                              tl_offs=[logits(2, 64, 64)], br_offs=[logits(2, 64, 64)],
-                              attentions=[[logits(1, 16, 16), logits(1, 32, 32), logits(1, 64, 64)]])
+    outputs = HeadOutputs(tl_heats=[logits(80, 64, 64)], br_heats=[logits(80, 64, 64)],
+                          tl_tags=[logits(1, 64, 64)], br_tags=[logits(1, 64, 64)],
+                          tl_offs=[logits(2, 64, 64)], br_offs=[logits(2, 64, 64)],
+                          attentions=[[logits(1, 16, 16), logits(1, 32, 32), logits(1, 64, 64)]])
     result = CornerNetSaccadeLoss()(outputs, batch)
     assert torch.isfinite(result.total) and result.components["pull"] > 0

@@ -15,7 +15,7 @@ kind                   severity  what happens
 ``unknown label``      error     label / category not among the classes: skipped
 ``unreadable image``   error     no usable size in the annotation and the image header is
                                  unreadable: image skipped
-``invalid size``       warning   annotated width/height not a positive integer: header used
+``invalid size``       warning   annotated width/height not an integer in [1, 2**24]: header used
 =====================  ========  ===============================================================
 """
 from __future__ import annotations

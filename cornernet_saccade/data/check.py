@@ -93,7 +93,8 @@ def check_dataset(
     """
     issues = list(dataset.issues)
     first_use: dict[str, int] = {}
-    for record in tqdm(dataset.records, desc="checking images", unit="image", disable=not progress, file=sys.stderr):
+    bar = tqdm(dataset.records, desc="checking images", unit="image", disable=not progress, file=sys.stderr)
+    for record in bar:
         issues += _check_image(dataset.source, record, max_pixels)
         if record.path in first_use:
             issues.append(

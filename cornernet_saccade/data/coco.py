@@ -5,7 +5,7 @@
   ``class_names`` given, a category's label is the index of its name there instead.
 * Boxes: ``bbox = [x, y, w, h]`` -> ``x1, y1, x2, y2 = x, y, x + w, y + h`` (no ``-1``, as the
   original).
-* ``iscrowd`` annotations are left out and counted in ``ignored_objects["crowd"]`` (the original's
+* ``iscrowd: 1`` annotations are left out and counted in ``ignored_objects["crowd"]`` (the original's
   ``getAnnIds`` keeps them as ordinary boxes).
 * Image size: ``images[].width/height``; the image header when missing.
 * Image paths: ``image_root / file_name``; ``image_root`` defaults to the JSON file's folder.
@@ -15,7 +15,10 @@ Fatal (:class:`~cornernet_saccade.errors.AnnotationError`): not JSON, not an obj
 (images: ``id``, ``file_name``; annotations: ``image_id``, ``category_id``, ``bbox``; categories:
 ``id``, ``name``), a malformed or repeated category id. Everything else is a per-item issue (see
 :mod:`cornernet_saccade.data.builder`), plus ``duplicate id`` (image or annotation id seen before:
-the later entry is skipped) and ``unknown image id`` (annotation of an image not listed).
+the later entry is skipped), ``invalid image`` (image id not an integer or ``file_name`` not a
+non-empty string: image skipped) and ``unknown image id`` (annotation of an image not listed or
+skipped). Issue locations are ``image id N`` / ``annotation id N``, or ``images[i]`` /
+``annotations[i]`` (0-based) for entries without an integer id.
 """
 from __future__ import annotations
 
@@ -48,7 +51,7 @@ def read_coco(
     path = Path(path)
     document = _load_json(path)
     categories = _categories(document, path)
-    names_by_id = {category["id"]: str(category["name"]) for category in categories}
+    names_by_id = {category["id"]: category["name"] for category in categories}
     if class_names is None:
         ordered_ids = sorted(names_by_id)
         label_of = {category_id: label for label, category_id in enumerate(ordered_ids)}
@@ -107,12 +110,13 @@ def _entry(entries: list[Any], index: int, section: str, required: Sequence[str]
 def _entry_location(section: str, index: int, entry: dict) -> str:
     """``"image id 7"`` / ``"annotation id 7"`` when the entry has an id, else ``"images[3]"``."""
     entry_id = entry.get("id")
-    if isinstance(entry_id, int) and not isinstance(entry_id, bool):
+    if _is_id(entry_id):
         return f"{_SINGULAR[section]} id {entry_id}"
     return f"{section}[{index}]"
 
 
 def _is_id(value: object) -> bool:
+    """Whether a JSON value is an integer id (booleans are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -143,14 +147,17 @@ def _read_images(
         location = _entry_location("images", index, entry)
         image_id, file_name = entry["id"], entry["file_name"]
         if not _is_id(image_id):
-            builder.report(path, location, "invalid image", f"image id {image_id!r} is not an integer; image skipped")
+            problem = f"image id {image_id!r} is not an integer; image skipped"
+            builder.report(path, location, "invalid image", problem)
             continue
         if image_id in seen_ids:
-            builder.report(path, location, "duplicate id", f"image id {image_id} appears again; entry skipped")
+            problem = f"image id {image_id} appears again; entry skipped"
+            builder.report(path, location, "duplicate id", problem)
             continue
         seen_ids.add(image_id)
         if not isinstance(file_name, str) or not file_name.strip():
-            builder.report(path, location, "invalid image", f"file_name {file_name!r} is not a file name; image skipped")
+            problem = f"file_name {file_name!r} is not a file name; image skipped"
+            builder.report(path, location, "invalid image", problem)
             continue
         has_size = "width" in entry or "height" in entry
         annotated_size = (entry.get("width"), entry.get("height")) if has_size else None
@@ -178,7 +185,7 @@ def _read_annotations(
                 )
                 continue
             seen_ids.add(annotation_id)
-        if entry.get("iscrowd"):
+        if entry.get("iscrowd", 0) == 1:
             builder.ignore("crowd")
             continue
         image = images.get(entry["image_id"]) if _is_id(entry["image_id"]) else None

@@ -1,7 +1,8 @@
 """CSV reader: one object per row, ``image_path,xmin,ymin,xmax,ymax,label``.
 
 * ``xmin..ymax`` are taken as ``x1, y1, x2, y2`` in image pixels (continuous, no ``-1``).
-* ``label`` is a class name. Classes: ``class_names`` if given, else every label found, sorted.
+* ``label`` is a class name. Classes: ``class_names`` if given, else every label of a complete
+  row, sorted (also from rows skipped for a bad box or image, so the labels stay stable).
 * A row whose five box fields are all empty lists an image without objects.
 * Relative image paths are resolved against ``image_root``, by default the CSV file's folder.
 * An optional header row is recognised as a first row whose four coordinate fields are all
@@ -55,14 +56,18 @@ def read_csv(
             )
         image = images[image_field]
         filled = [bool(value.strip()) for value in (*box_fields, label)]
+        if all(filled):
+            names_seen.add(label)
         if image is None or not any(filled):
             continue
         if not all(filled):
             builder.report(
-                path, location, "incomplete row", "some of xmin, ymin, xmax, ymax, label are empty; row skipped"
+                path,
+                location,
+                "incomplete row",
+                "some of xmin, ymin, xmax, ymax, label are empty; row skipped",
             )
             continue
-        names_seen.add(label)
         box = tuple(parse_number(value.strip()) for value in box_fields)
         builder.add_box(image, label, box, annotation_path=path, location=location)
     names = list(class_names) if class_names is not None else sorted(names_seen)

@@ -58,5 +58,7 @@ def load_dataset(
     chosen = format if format is not None else detect_format(path)
     readers = {"coco": read_coco, "voc": read_voc, "csv": read_csv}
     if chosen not in readers:
-        raise AnnotationError(f"{path}: unknown annotation format {chosen!r} (expected one of {', '.join(FORMATS)})")
+        raise AnnotationError(
+            f"{path}: unknown annotation format {chosen!r} (expected one of {', '.join(FORMATS)})"
+        )
     return readers[chosen](path, image_root=image_root, class_names=class_names)

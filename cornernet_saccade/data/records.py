@@ -23,8 +23,9 @@ class DataIssue:
 
     Attributes:
         path: the file the problem is in (annotation file, or image file for image problems).
-        location: where in that file, e.g. ``"line 12"``, ``"image id 42"``, ``"annotation id 7"``,
-            ``"object 3"``; empty when the whole file is concerned.
+        location: where in that file: ``"line 12"`` (CSV, 1-based), ``"image id 42"`` /
+            ``"annotation id 7"`` (COCO, and check-data), ``"object 3"`` (VOC, 1-based); empty when
+            the whole file is concerned.
         problem: human-readable description, including the offending values.
         severity: ``"error"`` or ``"warning"`` (see :data:`Severity`).
         kind: short stable category used to count problems (e.g. ``"degenerate box"``).
@@ -89,11 +90,5 @@ class DetectionDataset:
     ignored_objects: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
+        """Number of images."""
         return len(self.records)
-
-    def __getitem__(self, index: int) -> ImageRecord:
-        return self.records[index]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)

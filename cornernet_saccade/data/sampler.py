@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError
+from ..io import read_image
 from ..preprocess import COCO_MEAN_BGR, COCO_STD_BGR
 from ..targets import ATTENTION_TARGET_KEYS, build_attention_targets, build_corner_targets
 from .records import DetectionDataset
@@ -140,7 +141,8 @@ def _bilinear_taps(start: int, stop: int, in_size: int, out_size: int) -> tuple[
     Returns ``(low, high, weight_high)``, each ``[stop - start]``.
     """
     ratio = np.float32(in_size) / np.float32(out_size)  # float32 coordinates, as torch computes them
-    source = np.maximum(ratio * (np.arange(start, stop, dtype=np.float32) + np.float32(0.5)) - np.float32(0.5), 0)
+    centres = np.arange(start, stop, dtype=np.float32) + np.float32(0.5)
+    source = np.maximum(ratio * centres - np.float32(0.5), 0)
     low = np.minimum(source.astype(np.int64), in_size - 1)
     high = np.minimum(low + 1, in_size - 1)
     return low, high, source - low.astype(np.float32)
@@ -303,9 +305,9 @@ class TrainingSampleDataset(torch.utils.data.Dataset):
         self.cfg = cfg or SamplingConfig()
         self.seed = seed
         self.epoch = 0
-        if dataset.num_classes != self.cfg.num_classes:
+        if len(dataset.class_names) != self.cfg.num_classes:
             raise ConfigError(
-                f"{dataset.source}: the dataset has {dataset.num_classes} classes but the sampling "
+                f"{dataset.source}: the dataset has {len(dataset.class_names)} classes but the sampling "
                 f"config has num_classes={self.cfg.num_classes}"
             )
 
@@ -317,8 +319,6 @@ class TrainingSampleDataset(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        from ..io import read_image
-
         record = self.dataset.records[index]
         image_bgr01 = read_image(record.path)[:, :, ::-1].astype(np.float32) / 255
         rng = np.random.default_rng([self.seed, self.epoch, index])

@@ -13,7 +13,8 @@ positions in sorted order (0-based). Size: ``<size><width>/<height>``, or the im
 
 * Boxes: VOC ``xmin..xmax`` are 1-based inclusive pixel indices, so the continuous box is
   ``x1, y1, x2, y2 = xmin - 1, ymin - 1, xmax, ymax`` in image pixels.
-* Classes: ``class_names`` if given, else every ``<name>`` found (difficult ones included), sorted.
+* Classes: ``class_names`` if given, else every ``<name>`` found (also of difficult objects and
+  of objects skipped for a bad box or image, so the labels stay stable), sorted.
 * ``<difficult>1</difficult>`` objects are left out (counted in ``ignored_objects["difficult"]``)
   unless ``keep_difficult=True``: VOC evaluation ignores them, and the usual practice (e.g.
   Faster R-CNN's ``use_diff=False``) does not train on them.
@@ -121,9 +122,8 @@ class _VocReader:
             raise AnnotationError(f"{xml_file}: no <filename>")
         image_path = (self.image_root or xml_file.parent) / file_name
         if image_path in self.image_paths_seen:
-            self.builder.report(
-                xml_file, "", "duplicate id", f"image {image_path} is described by an earlier file too; skipped"
-            )
+            problem = f"image {image_path} is described by an earlier file too; skipped"
+            self.builder.report(xml_file, "", "duplicate id", problem)
             return
         self.image_paths_seen.add(image_path)
         size = annotation.find("size")
@@ -131,14 +131,14 @@ class _VocReader:
         image = self.builder.add_image(
             image_id, image_path, annotated_size, annotation_path=xml_file, location=""
         )
-        if image is not None:
-            for number, element in enumerate(annotation.iter("object"), start=1):
-                self.read_object(element, f"object {number}", xml_file, image)
+        for number, element in enumerate(annotation.findall("object"), start=1):
+            self.read_object(element, f"object {number}", xml_file, image)
 
     def read_object(
-        self, element: ElementTree.Element, location: str, xml_file: Path, image: PendingImage
+        self, element: ElementTree.Element, location: str, xml_file: Path, image: PendingImage | None
     ) -> None:
-        """Add one ``<object>``'s box (VOC 1-based inclusive -> continuous image pixels)."""
+        """Add one ``<object>``'s box (VOC 1-based inclusive -> continuous image pixels); only note
+        its class name when the image is unusable (``None``)."""
         name = _text(element, "name")
         box = element.find("bndbox")
         if not name or box is None:
@@ -149,6 +149,8 @@ class _VocReader:
                 f"{xml_file}: {location}: <bndbox> lacks one of {', '.join(_COORDINATES)}"
             )
         self.names_seen.add(name)
+        if image is None:
+            return
         if _is_difficult(element) and not self.keep_difficult:
             self.builder.ignore("difficult")
             return

@@ -1,0 +1,123 @@
+"""Training checkpoints in a run folder: ``checkpoint_0005000.pt`` files and the ``last.pt`` link.
+
+Each file is written atomically by :func:`cornernet_saccade.checkpoint.save_checkpoint` (temp file,
+fsync, rename), then ``last.pt`` is re-pointed at it (a relative symlink replaced atomically), then
+old files beyond ``keep_last`` are deleted. A run killed at any moment leaves ``last.pt`` pointing
+at a complete checkpoint. Random-number-generator states are stored as tensors and plain data, so
+the files load with ``weights_only=True``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checkpoint import StoredCheckpoint, atomic_write, bundled_weights_path, save_checkpoint
+from ..errors import CheckpointError
+
+LAST_NAME = "last.pt"
+CHECKPOINT_GLOB = "checkpoint_*.pt"
+
+
+def checkpoint_name(iteration: int) -> str:
+    return f"checkpoint_{iteration:07d}.pt"
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """torch (CPU and CUDA), numpy and Python RNG states as tensors and plain data."""
+    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    version, python_state, python_gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gauss": float(cached_gauss)},
+        "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": python_gauss},
+    }
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only when the device count matches)."""
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    numpy_state = state["numpy"]
+    np.random.set_state(("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["position"],
+                         numpy_state["has_gauss"], numpy_state["cached_gauss"]))
+    python_state = state["python"]
+    random.setstate((python_state["version"], tuple(python_state["state"].tolist()), python_state["gauss"]))
+
+
+class CheckpointManager:
+    """Writes training checkpoints into ``out_dir`` and keeps the newest ``keep_last`` (0: all)."""
+
+    def __init__(self, out_dir: str | Path, keep_last: int = 0) -> None:
+        self.out_dir = Path(out_dir)
+        self.keep_last = keep_last
+
+    @property
+    def last_path(self) -> Path:
+        return self.out_dir / LAST_NAME
+
+    def save(self, iteration: int, model: nn.Module, **state: Any) -> Path:
+        """Write ``checkpoint_<iteration>.pt`` (model + ``state``), point ``last.pt`` at it, prune."""
+        path = self.out_dir / checkpoint_name(iteration)
+        save_checkpoint(path, model, iteration=iteration, **state)
+        self._point_last_at(path)
+        self._prune()
+        return path
+
+    def _point_last_at(self, path: Path) -> None:
+        link = self.out_dir / f".{LAST_NAME}.tmp"
+        link.unlink(missing_ok=True)
+        try:
+            os.symlink(path.name, link)
+        except OSError:  # no symlinks on this file system: a full copy, also atomic
+            atomic_write(self.last_path, lambda tmp: shutil.copyfile(path, tmp))
+            return
+        os.replace(link, self.last_path)
+
+    def _prune(self) -> None:
+        if not self.keep_last:
+            return
+        keep = Path(os.path.realpath(self.last_path)).name
+        for old in sorted(self.out_dir.glob(CHECKPOINT_GLOB))[: -self.keep_last]:
+            if old.name != keep:
+                old.unlink()
+
+
+def resolve_resume_path(path: str | Path | None, out_dir: str | Path) -> Path:
+    """The checkpoint to resume from: ``path`` (a file, or a run folder's ``last.pt``), by default
+    ``out_dir/last.pt``. CheckpointError when there is none."""
+    target = Path(path) if path is not None else Path(out_dir)
+    if target.is_dir():
+        target = target / LAST_NAME
+    if not target.is_file():
+        raise CheckpointError(f"{target}: no checkpoint to resume from")
+    return target
+
+
+def resolve_weights_path(weights: str | Path) -> Path:
+    """A weights file path, or the file of a bundled model name (e.g. ``shapes``)."""
+    path = Path(weights)
+    if path.is_file():
+        return path
+    if path.suffix or len(path.parts) > 1:
+        raise CheckpointError(f"{path}: no such weights file")
+    return bundled_weights_path(str(weights))
+
+
+def stored_class_names(stored: StoredCheckpoint) -> list[str] | None:
+    """Class names a weights file carries (``class_names`` of a training checkpoint, or the
+    JSON-encoded ``class_names`` metadata of a safetensors file), else ``None``."""
+    names = stored.training_state.get("class_names")
+    if names is None and "class_names" in stored.metadata:
+        names = json.loads(stored.metadata["class_names"])
+    return None if names is None else [str(name) for name in names]

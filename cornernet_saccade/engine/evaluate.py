@@ -1,0 +1,199 @@
+"""COCO evaluation: run a :class:`~cornernet_saccade.saccade.SaccadeDetector` over a COCO-format set
+and score it with pycocotools.
+
+Class ``i`` of the model becomes the category whose name is the model's ``class_names[i]`` (stored
+in our checkpoints) or, for weights without names (the official ``.pkl``), the ``i``-th category by
+ascending id (COCO ids 1..90 <-> the 80 classes, as the original). Results are written in the COCO
+format of the original: ``bbox = [x1, y1, x2 - x1, y2 - y1]`` and ``score``, both rounded to 2
+decimals. pycocotools' console output is captured; :meth:`EvaluationResult.table` prints a summary.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from ..checkpoint import load_checkpoint, read_checkpoint
+from ..data.load import load_dataset
+from ..errors import AnnotationError, CornerNetSaccadeError
+from ..model import CornerNetSaccade
+from ..saccade import CROP_SIZE, Detections, SaccadeDetector
+from .checkpoints import resolve_weights_path, stored_class_names
+from .distributed import resolve_device
+
+#: Names of ``COCOeval.stats[:6]``.
+COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+
+
+@dataclass
+class EvaluationResult:
+    """Scores (``metrics``: :data:`COCO_METRICS`, -1 where COCO has no ground truth for one) and run
+    statistics: images evaluated, images ``skipped`` (error messages), detections, mean seconds and
+    network-input pixels per image, and the results file when one was written."""
+
+    metrics: dict[str, float]
+    images: int
+    detections: int
+    seconds_per_image: float
+    pixels_per_image: float
+    skipped: list[str] = field(default_factory=list)
+    results_path: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.metrics, "images": self.images, "skipped_images": len(self.skipped),
+                "detections": self.detections, "seconds_per_image": self.seconds_per_image,
+                "pixels_per_image": self.pixels_per_image, "results": self.results_path}
+
+    def table(self) -> str:
+        header = "  ".join(f"{name:>6}" for name in COCO_METRICS)
+        values = "  ".join(f"{self.metrics[name]:6.3f}" for name in COCO_METRICS)
+        lines = [
+            f"COCO bbox evaluation: {self.images} images, {self.detections} detections"
+            + (f", {len(self.skipped)} images skipped" if self.skipped else ""),
+            header,
+            values,
+            f"time per image {self.seconds_per_image:.3f} s, network input per image "
+            f"{self.pixels_per_image / 1e6:.2f} Mpixels",
+        ]
+        return "\n".join(lines)
+
+
+def category_ids_for(class_names: Sequence[str] | None, num_classes: int, categories: list[dict[str, Any]],
+                     source: str) -> list[int]:
+    """COCO category id of each model class (see the module docstring). AnnotationError if a class
+    has no category."""
+    if class_names is None:
+        ids = sorted(int(category["id"]) for category in categories)
+        if len(ids) != num_classes:
+            raise AnnotationError(
+                f"{source}: {len(ids)} categories but the model has {num_classes} classes and no class names "
+                f"to match them by"
+            )
+        return ids
+    by_name = {str(category["name"]): int(category["id"]) for category in categories}
+    missing = [name for name in class_names if name not in by_name]
+    if missing:
+        raise AnnotationError(f"{source}: no category named {missing} (model classes: {list(class_names)})")
+    return [by_name[name] for name in class_names]
+
+
+def coco_results(image_id: int, detections: Detections, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """One image's detections as COCO result entries (bbox ``[x, y, w, h]`` and score rounded to 2
+    decimals, as the original)."""
+    boxes = detections.boxes.astype(np.float64)
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    return [
+        {"image_id": image_id, "category_id": int(category_ids[label]),
+         "bbox": [round(float(v), 2) for v in (x1, y1, w, h)], "score": round(float(score), 2)}
+        for (x1, y1, _, _), (w, h), score, label in zip(boxes, sizes, detections.scores, detections.labels)
+    ]
+
+
+def load_ground_truth(path: str | Path) -> Any:
+    """A pycocotools ``COCO`` of the annotation file; missing ``area`` (box area) and ``iscrowd`` (0)
+    are filled in, since COCOeval needs them."""
+    from pycocotools.coco import COCO
+
+    with open(path, "rb") as handle:
+        document = json.load(handle)
+    for annotation in document.get("annotations", []):
+        annotation.setdefault("iscrowd", 0)
+        if "area" not in annotation:
+            annotation["area"] = float(annotation["bbox"][2]) * float(annotation["bbox"][3])
+    ground_truth = COCO()
+    ground_truth.dataset = document
+    with contextlib.redirect_stdout(io.StringIO()):
+        ground_truth.createIndex()
+    return ground_truth
+
+
+def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]) -> dict[str, float]:
+    """AP, AP50, AP75, AP small/medium/large of ``results`` on ``image_ids`` (all 0 without results)."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        return {name: 0.0 for name in COCO_METRICS}
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
+        evaluation.params.imgIds = list(image_ids)
+        evaluation.evaluate()
+        evaluation.accumulate()
+        evaluation.summarize()
+    return {name: float(value) for name, value in zip(COCO_METRICS, evaluation.stats[:6])}
+
+
+def evaluate_detector(
+    detector: SaccadeDetector,
+    annotations: str | Path,
+    image_root: str | Path | None = None,
+    class_names: Sequence[str] | None = None,
+    max_images: int = 0,
+    results_path: str | Path | None = None,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
+
+    ``detector.model`` is a :class:`~cornernet_saccade.model.CornerNetSaccade`; ``class_names`` its
+    classes (``None``: match categories by id order).
+    Images that cannot be read are skipped, reported in ``skipped`` and left out of the scores.
+    """
+    dataset = load_dataset(annotations, image_root=image_root, format="coco")
+    ground_truth = load_ground_truth(annotations)
+    category_ids = category_ids_for(class_names, detector.model.num_classes, ground_truth.dataset["categories"],
+                                    str(annotations))
+    records = dataset.records[:max_images] if max_images else dataset.records
+    canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
+    results, evaluated, skipped, seconds, views = [], [], [], 0.0, 0
+    for record in tqdm(records, desc="evaluate", unit="img", disable=not progress, leave=False):
+        start = time.perf_counter()
+        try:
+            detections = detector(record.path)
+        except CornerNetSaccadeError as exc:
+            skipped.append(str(exc))
+            continue
+        seconds += time.perf_counter() - start
+        views += len(detections.trace.crops)
+        evaluated.append(record.image_id)
+        results.extend(coco_results(record.image_id, detections, category_ids))
+    if results_path is not None:
+        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(results_path).write_text(json.dumps(results), encoding="utf-8")
+    count = max(len(evaluated), 1)
+    return EvaluationResult(
+        metrics=coco_metrics(ground_truth, results, evaluated) if evaluated else {n: 0.0 for n in COCO_METRICS},
+        images=len(evaluated), detections=len(results), seconds_per_image=seconds / count,
+        pixels_per_image=views * canvas * canvas / count, skipped=skipped,
+        results_path=None if results_path is None else str(results_path),
+    )
+
+
+def load_model(weights: str | Path) -> tuple[CornerNetSaccade, list[str] | None]:
+    """The model of a weights file or bundled model name, in eval mode, and its class names."""
+    stored = read_checkpoint(resolve_weights_path(weights))
+    model = CornerNetSaccade(stored.model_config)
+    load_checkpoint(model, stored)
+    return model.eval(), stored_class_names(stored)
+
+
+def evaluate(
+    weights: str | Path,
+    annotations: str | Path,
+    image_root: str | Path | None = None,
+    mode: str = "saccade",
+    results_path: str | Path | None = None,
+    device: str = "auto",
+    max_images: int = 0,
+    progress: bool = True,
+) -> EvaluationResult:
+    """Load ``weights`` (path or bundled name) and evaluate it on a COCO JSON set."""
+    model, class_names = load_model(weights)
+    model.to(resolve_device(device))
+    detector = SaccadeDetector(model, mode=mode, class_names=class_names)
+    return evaluate_detector(detector, annotations, image_root, class_names, max_images, results_path, progress)
