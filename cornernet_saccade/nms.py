@@ -43,10 +43,9 @@ def soft_nms(
     """
     if labels is None:
         labels = torch.zeros(len(scores), dtype=torch.int64, device=scores.device)
-    rows, valid = _group_rows(labels)  # [G,L] input row of each slot
+    rows, counts = _group_rows(labels)  # [G,L] input row of each slot, [G] boxes per group
     group_boxes = boxes.to(torch.float32)[rows]  # [G,L,4]
     group_scores = scores.to(torch.float32)[rows]
-    counts = valid.sum(1)
     slots = torch.arange(rows.shape[1], device=rows.device).expand_as(rows)
     order = slots.clone()  # slot of the box at each position
     for step in range(rows.shape[1]):
@@ -65,19 +64,17 @@ def best_per_image(scores: Tensor, max_per_image: int) -> Tensor:
 
 
 def _group_rows(labels: Tensor) -> tuple[Tensor, Tensor]:
-    """Rows of each label, padded: ``rows`` ``[G,L]`` (input order, padding repeats row 0) and ``valid`` ``[G,L]``."""
+    """Input rows grouped by label: ``rows`` ``[G,L]`` (each group in input order, padded with row 0)
+    and the group sizes ``[G]``; groups in ascending label order."""
     if len(labels) == 0:
-        empty = torch.zeros((0, 0), dtype=torch.int64, device=labels.device)
-        return empty, empty.bool()
+        return torch.zeros((0, 0), dtype=torch.int64, device=labels.device), labels.new_zeros(0, dtype=torch.int64)
     _, group, sizes = torch.unique(labels, return_inverse=True, return_counts=True)
     by_group = torch.argsort(group, stable=True)
     starts = torch.cumsum(sizes, 0) - sizes
     slot = torch.arange(len(labels), device=labels.device) - starts[group[by_group]]
     rows = torch.zeros((len(sizes), int(sizes.max())), dtype=torch.int64, device=labels.device)
-    valid = torch.zeros_like(rows, dtype=torch.bool)
     rows[group[by_group], slot] = by_group
-    valid[group[by_group], slot] = True
-    return rows, valid
+    return rows, sizes
 
 
 def _soft_nms_step(

@@ -406,10 +406,11 @@ class SaccadeDetector:
         cfg = self.config
         height, width = image01.shape[1:]
         window = full_image_window((height, width), cfg.full_size)
+        scale = cfg.full_size / window.side
+        trace.crops.append(CropView(0, (height / 2, width / 2), scale, (0, 0, window.side, window.side)))
         crops = paste_crops(image01, [window], cfg.full_size)
-        trace.crops.append(CropView(0, (height / 2, width / 2), cfg.full_size / window.side, (0, 0, window.side, window.side)))
         dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
-        dets = crop_to_image_pixels(dets, np.array([cfg.full_size / window.side]), window_offsets([window]))
+        dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
         dets = dets.reshape(-1, 8)
         return dets[dets[:, 4] > REJECTED_SCORE]
 
@@ -484,9 +485,9 @@ class SaccadeDetector:
         labels = labels[keep].cpu().numpy()
         names = [self.class_names[i] for i in labels] if self.class_names is not None else None
         return Detections(
-            boxes=detections[keep, :4].cpu().numpy().astype(np.float32),
-            scores=scores.cpu().numpy().astype(np.float32),
-            labels=labels.astype(np.int64),
+            boxes=detections[keep, :4].cpu().numpy(),
+            scores=scores.cpu().numpy(),
+            labels=labels,
             class_names=names,
             trace=trace,
         )

@@ -118,8 +118,9 @@ def test_no_border_rejects_corner_on_the_map_edge():
 
 
 def test_keep_peaks_keeps_window_maxima_and_ties():
-    heat = torch.tensor([[[[1.0, 3.0, 0.0, 0.0], [2.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.0, 2.0], [5.0, 0.0, 0.0, 0.0]]]])
-    expected = torch.tensor([[[[0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 2.0], [5.0, 0.0, 0.0, 0.0]]]])
+    heat = torch.tensor([[1.0, 3.0, 0.0, 0.0], [2.0, 0.5, 0.0, 2.0], [0.0, 0.0, 0.0, 2.0], [5.0, 0.0, 0.0, 0.0]])
+    expected = torch.tensor([[0.0, 3.0, 0.0, 0.0], [0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 2.0], [5.0, 0.0, 0.0, 0.0]])
+    heat, expected = heat.reshape(1, 1, 4, 4), expected.reshape(1, 1, 4, 4)
     assert torch.equal(keep_peaks(heat, 3), expected)
     assert torch.equal(keep_peaks(heat, 1), heat)
 

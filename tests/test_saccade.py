@@ -17,6 +17,7 @@ from cornernet_saccade.saccade import (
     attention_peaks,
     crop_to_image_pixels,
     decode_attention_locations,
+    initial_locations,
     location_nms,
     location_windows,
     map_to_crop_pixels,
@@ -85,6 +86,12 @@ def test_rescale_and_remap_match_original(golden):
     np.testing.assert_array_equal(in_image.numpy(), golden["rescale_remap/after_remap"])
 
 
+def test_initial_locations_are_float32_like_original(data_dir):
+    locations = initial_locations(*DEMO_HW, (192, 255))
+    assert locations.dtype == np.float32  # float32 zoom: int(255 / zoom) is computed in float32 too
+    np.testing.assert_array_equal(locations[:, :3], np.load(data_dir / "saccade_demo.npz")["prepare_images_call0/locs"])
+
+
 def test_crops_match_original(golden, data_dir):
     image = read_image(data_dir / "saccade_demo.jpg")
     image01 = torch.from_numpy(image).permute(2, 0, 1).to(torch.float64) / 255
@@ -112,8 +119,9 @@ def test_normalize_bgr_flips_and_standardises():
 class RectangleFinder(nn.Module):
     """Stand-in network: each pure red / green / blue rectangle in a crop is an object of class
     0 / 1 / 2. It puts logit ``+10`` at the rectangle's corners (exact sub-cell offsets) and at its
-    centre in the attention map of its size (SPEC §3), ``-10`` elsewhere; all tags are 0. With
-    ``attend_everywhere`` every attention cell is on."""
+    centre in the attention map of its size (SPEC §3), ``-10`` elsewhere. Object corners have tag 0,
+    background corners +5 (top-left) / -5 (bottom-right), so no pair with a background corner
+    survives decoding. With ``attend_everywhere`` every attention cell is on."""
 
     def __init__(self, attend_everywhere: bool = False):
         super().__init__()
@@ -127,6 +135,7 @@ class RectangleFinder(nn.Module):
         rgb = (images * std + mean).flip(1)
         heats = [torch.full((n, 3, cells, cells), -10.0) for _ in range(2)]
         offs = [torch.zeros(n, 2, cells, cells) for _ in range(2)]
+        tags = [torch.full((n, 1, cells, cells), tag) for tag in (5.0, -5.0)]
         fill = 10.0 if self.attend_everywhere else -10.0
         atts = [torch.full((n, 1, cells * 4 // r, cells * 4 // r), fill) for r in ATTENTION_RATIOS]
         for i in range(n):
@@ -135,16 +144,18 @@ class RectangleFinder(nn.Module):
                 if len(ys) == 0:
                     continue
                 box = (xs.min().item(), ys.min().item(), xs.max().item() + 1, ys.max().item() + 1)  # crop px
-                for heat, off, (x, y) in zip(heats, offs, (box[:2], box[2:])):
+                for heat, tag, off, (x, y) in zip(heats, tags, offs, (box[:2], box[2:])):
                     cx, cy = min(int(x * cells / size), cells - 1), min(int(y * cells / size), cells - 1)
                     heat[i, cls, cy, cx] = 10.0
+                    tag[i, 0, cy, cx] = 0.0
                     off[i, :, cy, cx] = torch.tensor([x * cells / size - cx, y * cells / size - cy])
                 longest = max(box[2] - box[0], box[3] - box[1])
                 level = 0 if longest > 96 else (1 if longest > 32 else 2)
                 ratio = ATTENTION_RATIOS[level]
                 atts[level][i, 0, int((box[1] + box[3]) / 2 / ratio), int((box[0] + box[2]) / 2 / ratio)] = 10.0
-        zeros = torch.zeros(n, 1, cells, cells)
-        return HeadOutputs([heats[0]], [heats[1]], [zeros], [zeros], [offs[0]], [offs[1]], [atts] if with_attention else [])
+        return HeadOutputs(
+            [heats[0]], [heats[1]], [tags[0]], [tags[1]], [offs[0]], [offs[1]], [atts] if with_attention else []
+        )
 
 
 #: Objects of the test scene: class -> box x1, y1, x2, y2 (image pixels, x2/y2 exclusive).
@@ -212,12 +223,13 @@ def test_later_rounds_zoom_further_and_share_the_crop_budget():
         assert any(np.isclose(crop.scale, f * s) for s in round1_scales for f in (2, 4))
 
 
-def test_results_are_deterministic():
+def test_results_are_deterministic_and_independent_of_batch_size():
     detector = SaccadeDetector(RectangleFinder())
-    first, second = detector(scene()), detector(scene())
-    np.testing.assert_array_equal(first.boxes, second.boxes)
-    np.testing.assert_array_equal(first.scores, second.scores)
-    np.testing.assert_array_equal(first.labels, second.labels)
+    first = detector(scene())
+    for again in (detector(scene()), SaccadeDetector(RectangleFinder(), batch_size=1)(scene())):
+        np.testing.assert_array_equal(first.boxes, again.boxes)
+        np.testing.assert_array_equal(first.scores, again.scores)
+        np.testing.assert_array_equal(first.labels, again.labels)
 
 
 @pytest.mark.parametrize("shape", [(200, 300), (1, 1), (3, 500), (500, 3)])
