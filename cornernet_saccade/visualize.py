@@ -1,0 +1,277 @@
+"""Pictures of detections: labelled boxes, and a panel that shows where the detector looked.
+
+:func:`draw_detections` draws each box (image pixels, x1 y1 x2 y2) in its class's colour with a
+``name score`` label; line width and font size grow with the image, so the picture reads the same
+at any size. :func:`render_panel` puts the annotated image beside tiles built from the detector's
+:class:`~cornernet_saccade.saccade.SaccadeTrace`: every view it looked at (the downsized first-round
+views and the zoomed crops, as rectangles clipped to the image) and, in saccade mode, the first
+round's coarse / middle / fine attention probabilities as heat over the image.
+"""
+from __future__ import annotations
+
+import colorsys
+import dataclasses
+import functools
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from .io import ImageSource, read_image
+from .saccade import ATTENTION_RATIOS, CropView, Detections, SaccadeTrace
+
+RGB = tuple[int, int, int]
+Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
+
+#: Rectangle colour of the first-round (downsized, whole-image) views.
+INITIAL_VIEW_COLOUR: RGB = (0, 200, 255)
+#: Rectangle colour of the zoomed crops (rounds 1 and later).
+ZOOMED_CROP_COLOUR: RGB = (255, 60, 170)
+#: Names of the first-round attention maps, in the order of ``SaccadeTrace.attention_maps``.
+ATTENTION_NAMES = ("coarse", "middle", "fine")
+#: :func:`render_panel` shows the image with its long side scaled into this range (pixels).
+MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE = 480, 1600
+#: Panel background and title text colours.
+BACKGROUND: RGB = (32, 32, 32)
+TITLE_COLOUR: RGB = (235, 235, 235)
+#: Attention colour scale: probability -> colour, linearly interpolated between these stops.
+HEAT_STOPS = (0.0, 0.3, 0.6, 1.0)
+HEAT_COLOURS = np.array([(80, 0, 120), (220, 40, 40), (255, 160, 0), (255, 255, 160)], dtype=np.float64)
+#: Largest opacity of the attention colour over the image (reached at probability 1).
+HEAT_OPACITY = 0.8
+_GOLDEN_RATIO_CONJUGATE = 0.6180339887498949
+
+
+def class_colour(label: int) -> RGB:
+    """A saturated colour for class ``label``; hues step by the golden ratio, so neighbouring
+    labels get clearly different colours."""
+    red, green, blue = colorsys.hsv_to_rgb((label * _GOLDEN_RATIO_CONJUGATE) % 1.0, 0.85, 0.95)
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+@functools.lru_cache(maxsize=32)
+def label_font(size: int) -> Font:
+    """Pillow's default font at ``size`` pixels (its small fixed bitmap font without FreeType)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except (ImportError, OSError):
+        return ImageFont.load_default()
+
+
+def line_width(width: int, height: int) -> int:
+    """Box outline width (pixels) for a picture of ``width x height``."""
+    return max(1, round(max(width, height) / 400))
+
+
+def font_size(width: int, height: int) -> int:
+    """Label font size (pixels) for a picture of ``width x height``."""
+    return max(11, round(max(width, height) / 45))
+
+
+def detection_name(detections: Detections, index: int, class_names: Sequence[str] | None = None) -> str:
+    """Name of detection ``index``: ``class_names[label]`` when given and long enough, else the
+    name the detector attached, else ``"class <label>"``."""
+    label = int(detections.labels[index])
+    if class_names is not None and 0 <= label < len(class_names):
+        return class_names[label]
+    if detections.class_names is not None:
+        return detections.class_names[index]
+    return f"class {label}"
+
+
+def draw_detections(
+    image_rgb: ImageSource,
+    detections: Detections,
+    class_names: Sequence[str] | None = None,
+    score_threshold: float = 0.0,
+) -> Image.Image:
+    """The image with every detection scoring at least ``score_threshold`` drawn on it.
+
+    ``image_rgb``: ``uint8 [H,W,3]`` RGB (or anything :func:`~cornernet_saccade.io.read_image`
+    takes; it is not modified). Boxes are in image pixels, rounded to the nearest pixel; the outline
+    lies inside the box; the ``name score`` label sits above it (inside it at the image's top edge).
+    The best detection is drawn last, on top.
+    """
+    picture = Image.fromarray(read_image(image_rgb))
+    draw = ImageDraw.Draw(picture)
+    thickness = line_width(*picture.size)
+    font = label_font(font_size(*picture.size))
+    drawable = (detections.scores >= score_threshold) & np.isfinite(detections.boxes).all(axis=1)
+    for index in np.flatnonzero(drawable)[::-1]:
+        colour = class_colour(int(detections.labels[index]))
+        x1, x2 = sorted(round(float(v)) for v in detections.boxes[index, [0, 2]])
+        y1, y2 = sorted(round(float(v)) for v in detections.boxes[index, [1, 3]])
+        draw.rectangle((x1, y1, x2, y2), outline=colour, width=thickness)
+        text = f"{detection_name(detections, index, class_names)} {detections.scores[index]:.2f}"
+        _draw_label(draw, (x1, y1), text, colour, font, picture.size)
+    return picture
+
+
+def _draw_label(
+    draw: ImageDraw.ImageDraw, anchor: tuple[int, int], text: str, colour: RGB, font: Font, size: tuple[int, int]
+) -> None:
+    """``text`` on a ``colour`` bar whose bottom-left corner touches ``anchor`` (or whose top-left
+    corner is ``anchor`` when there is no room above), kept inside a picture of ``size``."""
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    pad = max(1, (bottom - top) // 5)
+    bar_w, bar_h = right - left + 2 * pad, bottom - top + 2 * pad
+    x, y = anchor
+    y0 = y - bar_h if y - bar_h >= 0 else y
+    x0 = min(max(x, 0), max(size[0] - bar_w, 0))
+    y0 = min(max(y0, 0), max(size[1] - bar_h, 0))
+    draw.rectangle((x0, y0, x0 + bar_w - 1, y0 + bar_h - 1), fill=colour)
+    draw.text((x0 + pad - left, y0 + pad - top), text, fill=_text_colour(colour), font=font)
+
+
+def _text_colour(background: RGB) -> RGB:
+    """Black on light backgrounds, white on dark ones."""
+    red, green, blue = background
+    return (0, 0, 0) if 0.299 * red + 0.587 * green + 0.114 * blue > 140 else (255, 255, 255)
+
+
+def display_scale(height: int, width: int) -> float:
+    """Factor that brings the image's long side into ``[MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE]``."""
+    long_side = max(height, width)
+    return min(max(long_side, MIN_DISPLAY_SIDE), MAX_DISPLAY_SIDE) / long_side
+
+
+def render_panel(
+    image: ImageSource,
+    detections: Detections,
+    class_names: Sequence[str] | None = None,
+    score_threshold: float = 0.0,
+) -> Image.Image:
+    """The annotated image (left, at the top-left corner) beside tiles of what the detector did.
+
+    The image is scaled so its long side lies in ``[MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE]`` (not at
+    all when it already does) and annotated with :func:`draw_detections`. The tiles, half its size
+    and two per row, are: the views the detector looked at (:func:`crops_tile`), then one per
+    first-round attention map (:func:`attention_tile`; none in full-image mode).
+    """
+    pixels = read_image(image)
+    height, width = pixels.shape[:2]
+    scale = display_scale(height, width)
+    display_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    original = Image.fromarray(pixels)
+    shown = original if scale == 1 else original.resize(display_size, Image.Resampling.LANCZOS)
+    scaled = dataclasses.replace(detections, boxes=detections.boxes * np.float32(scale))
+    annotated = draw_detections(np.asarray(shown), scaled, class_names, score_threshold)
+    thumbnail = original.resize((max(1, display_size[0] // 2), max(1, display_size[1] // 2)), Image.Resampling.LANCZOS)
+    trace = detections.trace
+    tiles = [crops_tile(thumbnail, trace.crops, (height, width))]
+    tiles += [attention_tile(thumbnail, trace, index, (height, width)) for index in range(len(trace.attention_maps))]
+    return _compose(annotated, tiles)
+
+
+def crops_tile(thumbnail: Image.Image, crops: Sequence[CropView], image_hw: tuple[int, int]) -> Image.Image:
+    """``thumbnail`` (the whole image, any size) with the rectangle of every view, clipped to the
+    image: first-round views in :data:`INITIAL_VIEW_COLOUR` (drawn last), zoomed crops in
+    :data:`ZOOMED_CROP_COLOUR`; titled with their counts."""
+    tile = thumbnail.convert("RGB")
+    draw = ImageDraw.Draw(tile)
+    thickness = max(1, round(max(tile.size) / 250))
+    for crop in sorted(crops, key=lambda view: view.round == 0):
+        rectangle = tile_rectangle(crop.region_xyxy, image_hw, tile.size)
+        if rectangle is not None:
+            colour = INITIAL_VIEW_COLOUR if crop.round == 0 else ZOOMED_CROP_COLOUR
+            draw.rectangle(rectangle, outline=colour, width=thickness)
+    initial = sum(crop.round == 0 for crop in crops)
+    title = [(f"initial views: {initial}", INITIAL_VIEW_COLOUR),
+             (f"   zoomed crops: {len(crops) - initial}", ZOOMED_CROP_COLOUR)]
+    return _titled(tile, title)
+
+
+def tile_rectangle(
+    region_xyxy: tuple[int, int, int, int], image_hw: tuple[int, int], tile_size: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """Image-pixel box ``region_xyxy`` (end exclusive) cut to the image and moved to the pixels of a
+    ``tile_size`` (width, height) picture of the whole image, as an inclusive rectangle; ``None``
+    when it misses the image."""
+    height, width = image_hw
+    x0, x1 = np.clip((region_xyxy[0], region_xyxy[2]), 0, width)
+    y0, y1 = np.clip((region_xyxy[1], region_xyxy[3]), 0, height)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    sx, sy = tile_size[0] / width, tile_size[1] / height
+    right = min(max(int(np.ceil(x1 * sx)) - 1, 0), tile_size[0] - 1)
+    bottom = min(max(int(np.ceil(y1 * sy)) - 1, 0), tile_size[1] - 1)
+    return min(int(x0 * sx), right), min(int(y0 * sy), bottom), right, bottom
+
+
+def attention_heat(
+    maps: np.ndarray, views: Sequence[CropView], ratio: int, image_hw: tuple[int, int], out_size: tuple[int, int]
+) -> np.ndarray:
+    """First-round attention probabilities on an ``out_size`` (width, height) picture of the image.
+
+    ``maps`` ``[V,1,h,w]``: one map per view in ``views``, cell ``(i, j)`` covering the image pixels
+    from ``region corner + (i, j) * ratio / view.scale`` (``ratio`` crop pixels per cell). Each
+    output pixel gets the probability of the cell under its centre, the largest over the views,
+    0 where no view covers it. Returns float32 ``[out_h, out_w]``.
+    """
+    height, width = image_hw
+    out_w, out_h = out_size
+    ys = (np.arange(out_h) + 0.5) * height / out_h
+    xs = (np.arange(out_w) + 0.5) * width / out_w
+    heat = np.zeros((out_h, out_w), dtype=np.float32)
+    for probabilities, view in zip(maps, views):
+        cell = ratio / view.scale
+        rows = np.floor((ys - view.region_xyxy[1]) / cell).astype(np.int64)
+        cols = np.floor((xs - view.region_xyxy[0]) / cell).astype(np.int64)
+        row_ok = (rows >= 0) & (rows < probabilities.shape[1])
+        col_ok = (cols >= 0) & (cols < probabilities.shape[2])
+        covered = np.zeros_like(heat)
+        covered[np.ix_(row_ok, col_ok)] = probabilities[0][np.ix_(rows[row_ok], cols[col_ok])]
+        np.maximum(heat, covered, out=heat)
+    return heat
+
+
+def heat_colours(heat: np.ndarray) -> np.ndarray:
+    """Probabilities ``[...]`` -> float RGB ``[..., 3]`` on the :data:`HEAT_COLOURS` scale."""
+    return np.stack([np.interp(heat, HEAT_STOPS, HEAT_COLOURS[:, c]) for c in range(3)], axis=-1)
+
+
+def attention_tile(thumbnail: Image.Image, trace: SaccadeTrace, index: int, image_hw: tuple[int, int]) -> Image.Image:
+    """Attention map ``index`` (0 coarse, 1 middle, 2 fine) of the first-round views as heat over
+    a dimmed grey ``thumbnail``, titled with its name, cell size and largest probability."""
+    maps = trace.attention_maps[index]
+    views = [crop for crop in trace.crops if crop.round == 0]
+    ratio = ATTENTION_RATIOS[index]
+    heat = attention_heat(maps, views, ratio, image_hw, thumbnail.size)
+    grey = np.asarray(thumbnail.convert("L"), dtype=np.float64)[..., None] * 0.6
+    opacity = HEAT_OPACITY * heat[..., None]
+    blended = grey * (1 - opacity) + heat_colours(heat) * opacity
+    tile = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
+    name = ATTENTION_NAMES[index] if index < len(ATTENTION_NAMES) else f"map {index}"
+    peak = float(maps.max()) if maps.size else 0.0
+    return _titled(tile, [(f"{name} attention ({ratio} px cells), max {peak:.2f}", TITLE_COLOUR)])
+
+
+def _titled(tile: Image.Image, segments: Sequence[tuple[str, RGB]]) -> Image.Image:
+    """``tile`` under a title strip; ``segments`` are pieces of title text with their colours."""
+    font = label_font(max(11, tile.width // 26))
+    measure = ImageDraw.Draw(tile)
+    text_height = measure.textbbox((0, 0), "Ag", font=font)[3]
+    strip = text_height + 2 * max(2, text_height // 4)
+    titled = Image.new("RGB", (tile.width, tile.height + strip), BACKGROUND)
+    titled.paste(tile, (0, strip))
+    draw = ImageDraw.Draw(titled)
+    x = max(2, text_height // 4)
+    for text, colour in segments:
+        draw.text((x, (strip - text_height) // 2), text, fill=colour, font=font)
+        x += round(draw.textlength(text, font=font))
+    return titled
+
+
+def _compose(main: Image.Image, tiles: Sequence[Image.Image], columns: int = 2) -> Image.Image:
+    """``main`` at the top-left corner, ``tiles`` in a grid of ``columns`` to its right."""
+    gap = max(4, main.width // 100)
+    columns = max(1, min(columns, len(tiles)))
+    rows = -(-len(tiles) // columns)
+    cell_w = max((tile.width for tile in tiles), default=0) + gap
+    cell_h = max((tile.height for tile in tiles), default=0) + gap
+    panel = Image.new("RGB", (main.width + gap + columns * cell_w, max(main.height, rows * cell_h)), BACKGROUND)
+    panel.paste(main, (0, 0))
+    for number, tile in enumerate(tiles):
+        row, column = divmod(number, columns)
+        panel.paste(tile, (main.width + gap + column * cell_w, row * cell_h))
+    return panel

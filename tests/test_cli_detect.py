@@ -1,0 +1,160 @@
+"""``cornernet-saccade detect`` end to end on a tiny model, and its helpers."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.checkpoint import save_checkpoint
+from cornernet_saccade.cli import main
+from cornernet_saccade.cli.detect import (
+    category_ids_for_names,
+    expand_inputs,
+    image_ids,
+    output_stems,
+    resolve_class_names,
+)
+from cornernet_saccade.coco_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.saccade import SaccadeDetector
+
+NAMES = ["circle", "star", "square"]
+
+
+def tiny_model() -> CornerNetSaccade:
+    """A 3-class 8-channel network whose random outputs still give boxes and zoomed crops: equal
+    tags (every corner pair matches), class 0 always the top heat, attention above the threshold."""
+    torch.manual_seed(0)
+    model = CornerNetSaccade(num_classes=3, num_stacks=1, dims=(8, 8, 8, 8), stem_dim=8, pool_dim=8, head_dim=8)
+    with torch.no_grad():
+        for tag in (model.tl_tags[0][1], model.br_tags[0][1]):
+            tag.weight.zero_()
+            tag.bias.zero_()
+        for heat in (model.tl_heats[0][1], model.br_heats[0][1]):
+            heat.weight.copy_(heat.weight[:1].expand_as(heat.weight) * 3)
+            heat.bias.copy_(torch.tensor([0.0, -0.5, -1.0]))
+        for attention in model.att_modules[0]:
+            attention[1].bias.fill_(0.5)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
+    save_checkpoint(path, tiny_model(), class_names=NAMES)
+    return path
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    root = tmp_path / "images"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for name, size in (("first.png", (120, 160)), ("second.jpg", (150, 100))):
+        pixels = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
+        pixels[20:70, 30:90] = (230, 40, 40)
+        Image.fromarray(pixels).save(root / name)
+    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200))
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def detect(*args: str) -> int:
+    return main(["detect", *map(str, args)])
+
+
+def test_detect_folder_skips_the_corrupt_image(weights, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = detect("--weights", weights, folder, "--out", out, "--max-crops", "3", "--score-threshold", "0")
+    captured = capsys.readouterr()
+    assert code == 0
+    assert str(folder / "broken.jpg") in captured.err
+    assert "first.png" in captured.out and "second.jpg" in captured.out and "broken" not in captured.out
+    assert sorted(p.name for p in out.glob("*.png")) == ["first.png", "second.png"]
+    results = json.loads((out / "detections.json").read_text())
+    assert {r["file_name"] for r in results} == {str(folder / "first.png"), str(folder / "second.jpg")}
+    assert len({r["image_id"] for r in results}) == 2
+    first_row = next(line.split() for line in captured.out.splitlines() if line.startswith("first.png"))
+    assert int(first_row[1]) == sum(r["file_name"].endswith("first.png") for r in results)
+    assert first_row[-2] == "5", "2 initial views + 3 zoomed crops"
+    for r in results:
+        assert r["category_id"] in (1, 2, 3) and r["category"] == NAMES[r["category_id"] - 1]
+        assert len(r["bbox"]) == 4 and all(round(v, 2) == v for v in r["bbox"])
+        assert r["bbox"][2] >= 0 and r["bbox"][3] >= 0 and isinstance(r["score"], float)
+
+
+def test_detect_boxes_match_the_detector(weights, folder, tmp_path):
+    out = tmp_path / "out"
+    image = folder / "first.png"
+    assert detect("--weights", weights, image, "--out", out, "--max-crops", "3", "--no-pictures") == 0
+    assert not list(out.glob("*.png"))
+    results = json.loads((out / "detections.json").read_text())
+    expected = SaccadeDetector(tiny_model(), att_max_crops=3, score_threshold=0.3)(image)
+    assert len(results) == len(expected) > 0
+    for r, (x1, y1, x2, y2), score, label in zip(results, expected.boxes, expected.scores, expected.labels):
+        np.testing.assert_allclose(r["bbox"], [x1, y1, x2 - x1, y2 - y1], atol=0.006)
+        assert abs(r["score"] - score) <= 0.005 and r["category_id"] == label + 1
+
+
+def test_detect_fails_when_no_image_can_be_read(weights, tmp_path, capsys):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"garbage" * 10)
+    missing = tmp_path / "missing.jpg"
+    assert detect("--weights", weights, bad, missing, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert str(bad) in err and str(missing) in err
+    assert not list((tmp_path / "out").glob("*.png"))
+
+
+@pytest.mark.parametrize(("weights_arg", "message"), [("no_such_model", "no bundled model named 'no_such_model'"),
+                                                      ("nowhere/tiny.pt", "no such weights file")])
+def test_unknown_weights_is_a_clear_error(weights_arg, message, folder, tmp_path, capsys):
+    assert detect("--weights", weights_arg, folder, "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_class_names_file_must_match_the_model(weights, folder, tmp_path, capsys):
+    names = tmp_path / "names.txt"
+    names.write_text("cat\n\ndog\n")
+    assert detect("--weights", weights, folder, "--out", tmp_path / "out", "--class-names", names) == 1
+    assert f"{names}: 2 class names for a model with 3 classes" in capsys.readouterr().err
+
+
+def test_class_names_order_of_preference(tmp_path):
+    names = tmp_path / "names.txt"
+    names.write_text(" a \nb\nc\n")
+    assert resolve_class_names(str(names), NAMES, 3) == ["a", "b", "c"]
+    assert resolve_class_names(None, NAMES, 3) == NAMES
+    assert resolve_class_names(None, None, 80) == list(COCO_CLASS_NAMES)
+    assert resolve_class_names(None, None, 3) is None
+    with pytest.raises(ConfigError, match="missing.txt"):
+        resolve_class_names(str(tmp_path / "missing.txt"), None, 3)
+
+
+def test_coco_categories():
+    assert len(COCO_CLASS_NAMES) == len(set(COCO_CLASS_NAMES)) == 80
+    ids = dict(zip(COCO_CLASS_NAMES, COCO_CATEGORY_IDS))
+    assert (ids["person"], ids["stop sign"], ids["dining table"], ids["tv"], ids["toothbrush"]) == (1, 13, 67, 72, 90)
+    assert list(COCO_CATEGORY_IDS) == sorted(COCO_CATEGORY_IDS)
+    assert category_ids_for_names(list(COCO_CLASS_NAMES), 80) == list(COCO_CATEGORY_IDS)
+    assert category_ids_for_names(None, 80) == list(range(1, 81))
+
+
+def test_inputs_ids_and_picture_names(folder):
+    sub = folder / "sub"
+    sub.mkdir()
+    (sub / "first.PNG").write_bytes(b"x")
+    flat = expand_inputs([str(folder)])
+    assert [p.name for p in flat] == ["broken.jpg", "first.png", "second.jpg"]
+    deep = expand_inputs([str(folder), str(folder / "first.png")], recursive=True)
+    names = [p.relative_to(folder).as_posix() for p in deep]
+    assert names == ["broken.jpg", "first.png", "second.jpg", "sub/first.PNG"]
+    assert output_stems(deep) == ["broken", "first", "second", "first_2"]
+    assert image_ids([Path("000000397133.jpg"), Path("a/42.png")]) == [397133, 42]
+    assert image_ids([Path("7.jpg"), Path("b/007.jpg"), Path("x.jpg")]) == [1, 2, 3]
