@@ -13,9 +13,13 @@ from typing import Sequence
 
 #: Modules of this package that define a command, in the order ``--help`` lists them.
 COMMAND_MODULES = [
+    "detect",
     "make_shapes",
     "make_trees",
     "check_data",
+    "train",
+    "evaluate",
+    "export_onnx",
 ]
 
 

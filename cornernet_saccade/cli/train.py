@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     """Resolve the config (file and/or checkpoint, overrides), train, print where it ended."""
     from ..checkpoint import read_checkpoint
     from ..engine.checkpoints import resolve_resume_path
-    from ..engine.config import TrainConfig, load_train_config, train_config_from_dict
+    from ..engine.config import DEFAULT_OUT_DIR, load_train_config, train_config_from_dict
     from ..engine.trainer import run_training
 
     if args.config is None and args.resume is None:
@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_train_config(args.config, args.set) if args.config else None
     stored = None
     if args.resume is not None:
-        default_dir = args.out or (config.out_dir if config else TrainConfig.__dataclass_fields__["out_dir"].default)
+        default_dir = args.out or (config.out_dir if config else DEFAULT_OUT_DIR)
         path = resolve_resume_path(args.resume or None, default_dir)
         stored = read_checkpoint(path)
         saved = stored.training_state.get("config")

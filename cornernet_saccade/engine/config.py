@@ -27,7 +27,11 @@ from ..targets import attention_map_sizes
 
 AmpMode = Literal["none", "bf16", "fp16"]
 BatchNormMode = Literal["batch", "frozen", "sync"]
+#: Run folder when the config names none.
+DEFAULT_OUT_DIR = "runs/cornernet_saccade"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+# YAML 1.1 (PyYAML) reads 1e-4 as a string: it wants a dot in the mantissa.
+_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,7 @@ class TrainConfig:
     eval_mode: Literal["saccade", "full"] = "saccade"
     checkpoint_every: int = 5000
     keep_last: int = 0
-    out_dir: str = "runs/cornernet_saccade"
+    out_dir: str = DEFAULT_OUT_DIR
     init_weights: str | None = None
     on_nonfinite: Literal["stop", "skip"] = "stop"
     device: str = "auto"
@@ -165,10 +169,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+        value = _parse_value(text, item)
         *parents, leaf = key.split(".")
         node = result
         for depth, part in enumerate(parents):
@@ -177,6 +178,16 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
                 raise ConfigError(f"--set {item!r}: {'.'.join(parents[:depth + 1])} is not a section")
         node[leaf] = value
     return result
+
+
+def _parse_value(text: str, item: str) -> Any:
+    """A ``--set`` value as YAML, with ``1e-4`` read as a number."""
+    if _EXPONENT_NUMBER.match(text.strip()):
+        return float(text)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
 
 
 def _copy_mapping(data: dict[str, Any]) -> dict[str, Any]:

@@ -50,18 +50,22 @@ class DistContext:
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` -> CUDA if available else CPU; under torchrun CUDA means ``cuda:LOCAL_RANK``."""
+    """``auto`` -> CUDA if available else CPU. A CUDA device gets an explicit index (``cuda`` means
+    the current device; under torchrun ``cuda:LOCAL_RANK``) and becomes the current device."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use device: cpu)")
-        if local_rank is not None:
-            name = f"cuda:{local_rank}"
-        device = torch.device(name)
-        torch.cuda.set_device(device)
-        return device
-    return torch.device(name)
+    try:
+        requested = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N)") from None
+    if requested.type != "cuda":
+        return requested
+    if not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use device: cpu)")
+    index = requested.index if local_rank is None else local_rank
+    device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
+    torch.cuda.set_device(device)
+    return device
 
 
 def setup(device_name: str) -> DistContext:
@@ -72,8 +76,10 @@ def setup(device_name: str) -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = resolve_device(device_name, local_rank)
     if not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=PROCESS_GROUP_TIMEOUT)
+        if device.type == "cuda":  # binding the device lets NCCL set up its communicators eagerly
+            dist.init_process_group(backend="nccl", timeout=PROCESS_GROUP_TIMEOUT, device_id=device)
+        else:
+            dist.init_process_group(backend="gloo", timeout=PROCESS_GROUP_TIMEOUT)
     return DistContext(dist.get_rank(), dist.get_world_size(), device)
 
 

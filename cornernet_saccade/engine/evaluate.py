@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, read_checkpoint
 from ..data.load import load_dataset
+from ..data.records import ImageRecord
 from ..errors import AnnotationError, CornerNetSaccadeError
 from ..model import CornerNetSaccade
 from ..saccade import CROP_SIZE, Detections, SaccadeDetector
@@ -129,6 +130,35 @@ def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Se
     return {name: float(value) for name, value in zip(COCO_METRICS, evaluation.stats[:6])}
 
 
+@dataclass
+class _DetectionRun:
+    """What :func:`_detect_all` gathered: COCO result entries, evaluated image ids, skipped images'
+    messages, seconds spent detecting and views looked at."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    image_ids: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    views: int = 0
+
+
+def _detect_all(detector: SaccadeDetector, records: Sequence[ImageRecord], category_ids: Sequence[int],
+                progress: bool) -> _DetectionRun:
+    run = _DetectionRun()
+    for record in tqdm(records, desc="evaluate", unit="img", disable=not progress, leave=False):
+        start = time.perf_counter()
+        try:
+            detections = detector(record.path)
+        except CornerNetSaccadeError as exc:
+            run.skipped.append(str(exc))
+            continue
+        run.seconds += time.perf_counter() - start
+        run.views += len(detections.trace.crops)
+        run.image_ids.append(record.image_id)
+        run.results.extend(coco_results(record.image_id, detections, category_ids))
+    return run
+
+
 def evaluate_detector(
     detector: SaccadeDetector,
     annotations: str | Path,
@@ -141,35 +171,24 @@ def evaluate_detector(
     """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
 
     ``detector.model`` is a :class:`~cornernet_saccade.model.CornerNetSaccade`; ``class_names`` its
-    classes (``None``: match categories by id order).
-    Images that cannot be read are skipped, reported in ``skipped`` and left out of the scores.
+    classes (``None``: match categories by id order). Images that cannot be read are skipped,
+    reported in ``skipped`` and left out of the scores.
     """
     dataset = load_dataset(annotations, image_root=image_root, format="coco")
     ground_truth = load_ground_truth(annotations)
     category_ids = category_ids_for(class_names, detector.model.num_classes, ground_truth.dataset["categories"],
                                     str(annotations))
     records = dataset.records[:max_images] if max_images else dataset.records
-    canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
-    results, evaluated, skipped, seconds, views = [], [], [], 0.0, 0
-    for record in tqdm(records, desc="evaluate", unit="img", disable=not progress, leave=False):
-        start = time.perf_counter()
-        try:
-            detections = detector(record.path)
-        except CornerNetSaccadeError as exc:
-            skipped.append(str(exc))
-            continue
-        seconds += time.perf_counter() - start
-        views += len(detections.trace.crops)
-        evaluated.append(record.image_id)
-        results.extend(coco_results(record.image_id, detections, category_ids))
+    run = _detect_all(detector, records, category_ids, progress)
     if results_path is not None:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(results_path).write_text(json.dumps(results), encoding="utf-8")
-    count = max(len(evaluated), 1)
+        Path(results_path).write_text(json.dumps(run.results), encoding="utf-8")
+    canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
+    count = max(len(run.image_ids), 1)
     return EvaluationResult(
-        metrics=coco_metrics(ground_truth, results, evaluated) if evaluated else {n: 0.0 for n in COCO_METRICS},
-        images=len(evaluated), detections=len(results), seconds_per_image=seconds / count,
-        pixels_per_image=views * canvas * canvas / count, skipped=skipped,
+        metrics=coco_metrics(ground_truth, run.results, run.image_ids), images=len(run.image_ids),
+        detections=len(run.results), seconds_per_image=run.seconds / count,
+        pixels_per_image=run.views * canvas * canvas / count, skipped=run.skipped,
         results_path=None if results_path is None else str(results_path),
     )
 

@@ -190,7 +190,8 @@ class Trainer:
         self.iteration = 0
         self.skipped_samples = 0
         self.skipped_steps = 0
-        self._saved_at = -1
+        self._saved_at = 0
+        self._lr = optim.lr
         if resume is not None:
             self._restore(resume)
         self.network: nn.Module = self.model
@@ -209,9 +210,9 @@ class Trainer:
             raise AnnotationError(f"{path}: no usable images ({len(dataset.issues)} problems; run check-data)")
         if dataset.issues:
             self._say(f"{path}: {len(dataset.issues)} annotation problems (items skipped or repaired; run check-data)")
-        if dataset.num_classes != self.config.model.num_classes:
+        if len(dataset.class_names) != self.config.model.num_classes:
             raise ConfigError(
-                f"{path}: the data has {dataset.num_classes} classes {dataset.class_names[:10]} but "
+                f"{path}: the data has {len(dataset.class_names)} classes {dataset.class_names[:10]} but "
                 f"model.num_classes is {self.config.model.num_classes} (set model.num_classes and sampling.num_classes)"
             )
         return TrainingSampleDataset(dataset, self.config.sampling, seed=self.config.seed)
@@ -262,7 +263,7 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix_str(" ".join(f"{k} {v:.3g}" for k, v in losses.items()), refresh=False)
                 self._periodic(window)
-            if self.iteration > self._saved_at and self.iteration > 0:
+            if self.iteration > self._saved_at:
                 self._save()
         finally:
             bar.close()
@@ -274,8 +275,7 @@ class Trainer:
     def _periodic(self, window: RunningMean) -> None:
         config, iteration = self.config, self.iteration
         if config.log_every and iteration % config.log_every == 0:
-            lr = config.optim.lr * config.optim.lr_factor(iteration - 1)
-            self.logger.log("train", iteration, lr=lr, **window.pop(), skipped_samples=self.skipped_samples,
+            self.logger.log("train", iteration, lr=self._lr, **window.pop(), skipped_samples=self.skipped_samples,
                             skipped_steps=self.skipped_steps)
         if self.val_samples is not None and config.val_every and iteration % config.val_every == 0:
             self._validate()
@@ -289,6 +289,7 @@ class Trainer:
         batches = self._unpack(micro_batches)
         normalizers = self._global_normalizers(batches)
         self.optimizer.zero_grad(set_to_none=True)
+        self._lr = self.optimizer.param_groups[0]["lr"]
         local = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=self.device)
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1

@@ -1,0 +1,41 @@
+"""``cornernet-saccade export-onnx --weights W --out model.onnx``: the test network as an ONNX graph."""
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``export-onnx`` parser to ``subparsers``."""
+    parser = subparsers.add_parser(
+        "export-onnx",
+        help="export the detection network (last stack + attention heads) to ONNX",
+        description="Write the network that detection runs (last stack's corner heads and the attention "
+                    "heads, BatchNorm folded, cummax-free corner pooling) as an ONNX graph with a dynamic "
+                    "batch dimension; input 'images' [batch,3,SIZE,SIZE] normalised BGR, outputs tl_heat, "
+                    "br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine.",
+    )
+    parser.add_argument("--weights", required=True,
+                        help="weights file (official .pkl, training checkpoint, .safetensors) or bundled model name")
+    parser.add_argument("--out", required=True, help="output .onnx file")
+    parser.add_argument("--size", type=int, default=255, help="input height and width (default: 255, the crop size)")
+    parser.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
+    parser.add_argument("--verify", action="store_true",
+                        help="run the graph with onnxruntime on random input and compare it with torch")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Export, optionally verify, and print where the file went; exit code 1 if verification fails."""
+    from ..engine.checkpoints import resolve_weights_path
+    from ..export import VERIFY_TOLERANCE, export_onnx, verify_export
+    from ..model import CornerNetSaccade
+
+    model = CornerNetSaccade.from_checkpoint(resolve_weights_path(args.weights))
+    path = export_onnx(model, args.out, size=args.size, opset=args.opset)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if not args.verify:
+        return 0
+    error = verify_export(model, path)
+    print(f"onnxruntime vs torch: max abs diff / abs max = {error:.2e} (tolerance {VERIFY_TOLERANCE:.0e})")
+    return 0 if error <= VERIFY_TOLERANCE else 1

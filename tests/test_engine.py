@@ -1,0 +1,246 @@
+"""Training engine on CPU: exact resume (in-process and after SIGKILL), non-finite losses, bad images,
+learning-rate schedule, config validation and the data stream."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from cornernet_saccade.checkpoint import read_checkpoint
+from cornernet_saccade.cli import main
+from cornernet_saccade.engine import trainer as trainer_module
+from cornernet_saccade.engine.config import OptimConfig, load_train_config
+from cornernet_saccade.engine.data import IndexStream, StreamLayout
+from cornernet_saccade.engine.metrics import read_metrics
+from cornernet_saccade.engine.distributed import DistContext, resolve_device
+from cornernet_saccade.engine.trainer import build_model, check_runtime, run_training
+from cornernet_saccade.errors import ConfigError, TrainingError
+from cornernet_saccade.loss import CornerNetSaccadeLoss, LossOutput
+from cornernet_saccade.model import CornerNetSaccade
+from engine_fixtures import TINY_MODEL, one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def train_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_box_dataset(tmp_path_factory.mktemp("boxes"), 8)
+
+
+def assert_same_training_state(a: Path, b: Path) -> None:
+    """Bitwise-equal weights, BatchNorm buffers and Adam moments of two checkpoints."""
+    first, second = read_checkpoint(a), read_checkpoint(b)
+    assert first.training_state["iteration"] == second.training_state["iteration"]
+    assert first.state_dict.keys() == second.state_dict.keys()
+    for key, value in first.state_dict.items():
+        assert torch.equal(value, second.state_dict[key]), key
+    moments_a = first.training_state["optimizer"]["state"]
+    moments_b = second.training_state["optimizer"]["state"]
+    for index, state in moments_a.items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            assert torch.equal(state[name], moments_b[index][name]), (index, name)
+
+
+def test_resume_reproduces_the_uninterrupted_run(train_json: Path, tmp_path: Path) -> None:
+    """6 iterations straight == 3 iterations, then --resume for 3 more (also with 2 loader workers)."""
+    straight = run_training(tiny_config(train_json, tmp_path / "straight"))
+    assert straight.iteration == 6
+    assert straight.checkpoint == tmp_path / "straight" / "checkpoint_0000006.pt"
+    middle = tmp_path / "straight" / "checkpoint_0000003.pt"
+    for workers in (0, 2):
+        out = tmp_path / f"resumed_{workers}"
+        assert main(["train", "--resume", str(middle), "--out", str(out), "--set", f"workers={workers}"]) == 0
+        assert_same_training_state(straight.checkpoint, out / "checkpoint_0000006.pt")
+    # the weights did train: they differ from the middle checkpoint
+    assert not torch.equal(read_checkpoint(middle).state_dict["hg.pre.0.conv.weight"],
+                           read_checkpoint(straight.checkpoint).state_dict["hg.pre.0.conv.weight"])
+
+
+def test_resume_after_sigkill(train_json: Path, tmp_path: Path) -> None:
+    """A run killed with SIGKILL (checkpoint every iteration, killed after its first) leaves a
+    readable last.pt; resuming from it gives the weights of an uninterrupted run."""
+    config_path = tmp_path / "run.yaml"
+    config = tiny_config_dict(train_json, tmp_path / "killed", checkpoint_every=1, log_every=0)
+    config["optim"]["max_iter"] = 100_000
+    config_path.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "cornernet_saccade", "train", "--config", str(config_path)],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = tmp_path / "killed" / "last.pt"
+    deadline = time.monotonic() + 120
+    while not last.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    _, stderr = process.communicate()
+    assert process.returncode == -signal.SIGKILL, stderr.decode()[-2000:]
+    reached = read_checkpoint(last).training_state["iteration"]
+    stop = reached + 2
+    assert main(["train", "--resume", str(tmp_path / "killed"), "--set", f"optim.max_iter={stop}"]) == 0
+    reference = run_training(tiny_config(train_json, tmp_path / "reference",
+                                         optim={**config["optim"], "max_iter": stop}))
+    assert_same_training_state(reference.checkpoint, tmp_path / "killed" / f"checkpoint_{stop:07d}.pt")
+
+
+class PoisonedLoss(CornerNetSaccadeLoss):
+    """The real loss, but NaN on its 4th call (iteration 4 at one micro-batch per iteration)."""
+
+    calls = 0
+
+    def forward(self, outputs, targets, normalizers=None) -> LossOutput:
+        result = super().forward(outputs, targets, normalizers)
+        PoisonedLoss.calls += 1
+        if PoisonedLoss.calls == 4:
+            poisoned = {**result.components, "focal": result.components["focal"] * float("nan")}
+            return LossOutput(total=sum(poisoned.values()), components=poisoned)
+        return result
+
+
+def test_nonfinite_loss_stops_and_keeps_last_checkpoint(train_json: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer_module, "CornerNetSaccadeLoss", PoisonedLoss)
+    PoisonedLoss.calls = 0
+    out = tmp_path / "run"
+    with pytest.raises(TrainingError, match="iteration 4") as caught:
+        run_training(tiny_config(train_json, out))
+    assert "checkpoint_0000003.pt" in str(caught.value)
+    assert sorted(p.name for p in out.glob("checkpoint_*.pt")) == ["checkpoint_0000003.pt"]
+    assert read_checkpoint(out / "last.pt").training_state["iteration"] == 3
+
+
+def test_nonfinite_loss_skipped_on_request(train_json: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trainer_module, "CornerNetSaccadeLoss", PoisonedLoss)
+    PoisonedLoss.calls = 0
+    result = run_training(tiny_config(train_json, tmp_path / "run", on_nonfinite="skip"))
+    assert result.iteration == 6 and result.skipped_steps == 1
+    skipped = [r["iteration"] for r in read_metrics(tmp_path / "run") if r["kind"] == "skipped_step"]
+    assert skipped == [4]
+    state = read_checkpoint(result.checkpoint).training_state
+    assert all(torch.isfinite(v).all() for v in read_checkpoint(result.checkpoint).state_dict.values())
+    # Adam stepped 5 times, not 6
+    assert all(int(s["step"]) == 5 for s in state["optimizer"]["state"].values())
+
+
+def test_unreadable_image_is_replaced_and_counted(tmp_path: Path) -> None:
+    """One of 8 images is garbage: 6 iterations x batch 4 = 3 epochs draw it 3 times."""
+    train_json = write_box_dataset(tmp_path / "data", 8)
+    bad = tmp_path / "data" / "images" / "train_005.png"
+    bad.write_bytes(b"not an image at all")
+    result = run_training(tiny_config(train_json, tmp_path / "run"))
+    assert result.iteration == 6 and result.skipped_samples == 3
+    messages = [r["message"] for r in read_metrics(tmp_path / "run") if r["kind"] == "bad_sample"]
+    assert len(messages) == 3 and all("train_005.png" in m for m in messages)
+
+
+def test_batch_size_one_and_logged_learning_rate(train_json: Path, tmp_path: Path) -> None:
+    """Batch 1 trains; the optimizer's lr is 1e-3 for iterations 1-4, then 1e-4 (decay after 4);
+    with a 2-iteration warm-up: 5e-4 then 1e-3. keep_last 1 leaves only the newest checkpoint."""
+    run_training(tiny_config(train_json, tmp_path / "run", batch_size=1, keep_last=1))
+    assert sorted(p.name for p in (tmp_path / "run").glob("*.pt")) == ["checkpoint_0000006.pt", "last.pt"]
+    train_records = [r for r in read_metrics(tmp_path / "run") if r["kind"] == "train"]
+    assert [r["iteration"] for r in train_records] == [1, 2, 3, 4, 5, 6]
+    assert [r["lr"] for r in train_records] == pytest.approx([1e-3] * 4 + [1e-4] * 2)
+    assert all(r["loss"] > 0 for r in train_records)
+    warm = OptimConfig(lr=1e-3, max_iter=6, decay_steps=(4,), warmup_iters=2)
+    assert [warm.lr_factor(done) for done in range(6)] == pytest.approx([0.5, 1, 1, 1, 0.1, 0.1])
+
+
+def test_fine_tuning_from_official_layout_with_other_classes(train_json: Path, tmp_path: Path) -> None:
+    """init_weights: a state_dict with the official ``module.`` prefix of a 5-class network onto the
+    3-class data: every weight is loaded except the heatmap heads' last conv."""
+    torch.manual_seed(123)
+    source = CornerNetSaccade({**TINY_MODEL, "num_classes": 5}).state_dict()
+    weights = tmp_path / "official_layout.pkl"
+    torch.save({f"module.{k}": v for k, v in source.items()}, weights)
+    config = tiny_config(train_json, tmp_path / "run", init_weights=str(weights), optim={"max_iter": 1})
+    with pytest.warns(UserWarning, match="number of classes differs"):
+        model = build_model(config, DistContext(0, 1, torch.device("cpu")), init_weights=True)
+    class_heads = {f"{corner}_heats.{stack}.1.{kind}" for corner in ("tl", "br") for stack in (0, 1)
+                   for kind in ("weight", "bias")}
+    for key, value in model.state_dict().items():
+        if key in class_heads:
+            assert value.shape[0] == 3 and source[key].shape[0] == 5
+        else:
+            assert torch.equal(value, source[key]), key
+    with pytest.warns(UserWarning, match="number of classes differs"):
+        assert run_training(config).iteration == 1
+
+
+def test_refuses_to_overwrite_a_run(train_json: Path, tmp_path: Path) -> None:
+    run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
+    with pytest.raises(ConfigError, match="--resume"):
+        run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
+
+
+def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "optim": {"lrr": 0.1}}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*optim.*'lrr'"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "batch_sise": 4}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*'batch_sise'"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "amp": "fp8"}))
+    with pytest.raises(ConfigError, match=r"bad\.yaml\.amp"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "model": {"num_classes": 3}}))
+    with pytest.raises(ConfigError, match="sampling.num_classes"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "batch_size": 6, "grad_accum": 4}))
+    with pytest.raises(ConfigError, match="divisible by grad_accum"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "sampling": {"input_size": 127}}))
+    with pytest.raises(ConfigError, match="output_size must be .*32"):
+        load_train_config(path)
+    with pytest.raises(ConfigError, match="optim.lr.*expected a number"):
+        load_train_config(path, ["optim.lr=fast"])
+
+
+def test_device_dependent_settings_checked(train_json: Path, tmp_path: Path) -> None:
+    cpu = torch.device("cpu")
+    with pytest.raises(ConfigError, match="fp16 needs CUDA"):
+        check_runtime(tiny_config(train_json, tmp_path, amp="fp16"), DistContext(0, 1, cpu))
+    with pytest.raises(ConfigError, match="sync needs CUDA"):
+        check_runtime(tiny_config(train_json, tmp_path, batchnorm="sync"), DistContext(0, 2, cpu))
+    with pytest.raises(ConfigError, match="batch_size 4 is not divisible by processes x grad_accum = 3 x 1"):
+        check_runtime(tiny_config(train_json, tmp_path), DistContext(0, 3, cpu))
+    check_runtime(tiny_config(train_json, tmp_path, amp="bf16", batchnorm="sync"), DistContext(0, 1, cpu))
+    with pytest.raises(ConfigError, match="not a device name"):
+        resolve_device("gpu0")
+
+
+def test_overrides_and_official_values() -> None:
+    """The bundled COCO config holds the original's settings (SPEC §2)."""
+    config = load_train_config("coco_official")
+    assert (config.batch_size, config.optim.lr, config.optim.max_iter) == (48, 2.5e-4, 500_000)
+    assert (config.optim.decay_steps, config.optim.decay_rate, config.optim.betas) == ((450_000,), 10.0, (0.9, 0.999))
+    assert (config.checkpoint_every, config.val_every, config.seed, config.optim.weight_decay) == (5000, 100, 317, 0.0)
+    assert config.model.dims == (256, 384, 384, 512) and config.sampling.input_size == 255
+    changed = load_train_config("coco_official", ["optim.lr=1e-4", "batch_size=8", "data.val=null"])
+    assert (changed.optim.lr, changed.batch_size, changed.data.val) == (1e-4, 8, None)
+    assert load_train_config("shapes_small").model.num_classes == 5
+
+
+def test_stream_is_a_pure_function_of_seed_and_position() -> None:
+    stream = IndexStream(seed=5, size=7)
+    keys = stream.keys(0, 21)
+    for epoch in range(3):
+        assert sorted(index for e, index in keys if e == epoch) == list(range(7))
+    assert IndexStream(seed=5, size=7).keys(9, 6) == keys[9:15]
+    assert [i for _, i in IndexStream(seed=6, size=7).keys(0, 7)] != [i for _, i in keys[:7]]
+    # 2 processes x 2 micro-batches of 2 cover the global batch of 8 exactly once
+    layouts = [StreamLayout(batch_size=8, grad_accum=2, world_size=2, rank=r) for r in range(2)]
+    starts = sorted(layout.micro_batch_start(3, step) for layout in layouts for step in range(2))
+    assert starts == [24, 26, 28, 30]
+
+
+def test_unknown_resume_target(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 1
+    assert "no checkpoint to resume from" in capsys.readouterr().err
