@@ -103,6 +103,26 @@ def config_to_dict(config: Any) -> dict[str, Any]:
     return plain(config)
 
 
+def _yaml_loader() -> type:
+    """A safe YAML loader that also reads ``1e-4`` (no dot) as a float, as people write learning rates.
+
+    Plain YAML 1.1 (PyYAML) only recognises floats with a dot, so ``lr: 1e-4`` would be a string.
+    """
+    import re
+
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:float",
+        re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+        list("-+0123456789"),
+    )
+    return Loader
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` (ConfigError if missing, unparsable or not a mapping)."""
     import yaml
@@ -113,7 +133,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if data is None:

@@ -222,3 +222,12 @@ def test_collated_samples_feed_the_loss() -> None:
                           attentions=[[logits(1, 16, 16), logits(1, 32, 32), logits(1, 64, 64)]])
     result = CornerNetSaccadeLoss()(outputs, batch)
     assert torch.isfinite(result.total) and result.components["pull"] > 0
+
+
+def test_reference_box_longer_than_a_small_crop_does_not_crash():
+    """With 127-pixel crops a reference object can be longer than the crop (tiers assume 255)."""
+    small = SamplingConfig(input_size=127, output_size=32, num_classes=1)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        start = choose_crop_centre(1000, (300.0, 600.0), False, rng, small) - 63
+        assert 300 <= start <= 600 - 127  # the crop lies inside the box, between its two ends

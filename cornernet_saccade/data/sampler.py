@@ -171,7 +171,8 @@ def choose_crop_centre(
     ``side``: image length along the axis; ``reference``: the reference box's ``(low, high)`` edges on
     that axis, or ``None``. Images not longer than the crop are centred; ``centred`` crops centre on
     the reference box, jittered by up to ``cfg.centre_jitter`` each way; otherwise the crop is placed
-    uniformly so that the reference box (when there is one) stays inside.
+    uniformly so that the reference box (when there is one) stays inside (or, for a box longer than
+    the crop, anywhere between the two placements that cut it least).
     """
     crop = cfg.input_size
     if side <= crop:
@@ -179,6 +180,9 @@ def choose_crop_centre(
     if reference is None or not centred:
         low = max(reference[1] - crop, 0) if reference is not None else 0
         high = min(side - crop, reference[0]) if reference is not None else side - crop
+        # a reference box longer than the crop (only with crops smaller than the size tiers assume)
+        # cannot fit: the crop then lands anywhere between the two limits
+        low, high = min(low, high), max(low, high)
         return int(rng.integers(int(low), int(high) + 1)) + crop // 2
     middle = (reference[0] + reference[1]) // 2
     low = max(middle - rng.integers(0, cfg.centre_jitter + 1), 0)
