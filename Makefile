@@ -19,8 +19,11 @@ venv: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests
 
+# The bundled default models on the bundled images; pictures and detections.json go to demo_output/.
 demo: $(STAMP)
-	$(PY) -m cornernet_saccade detect --weights shapes --weights-trees trees examples/ --out demo_output
+	$(PY) -m cornernet_saccade detect --weights shapes examples/shapes_scene.jpg --out demo_output/shapes --score-threshold 0.3
+	$(PY) -m cornernet_saccade detect --weights trees examples/trees_neon_yell.png --out demo_output/trees --score-threshold 0.3
+	@echo "pictures: demo_output/shapes/*.png demo_output/trees/*.png"
 
 clean:
 	rm -rf $(VENV) demo_output

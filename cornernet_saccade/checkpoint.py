@@ -179,12 +179,14 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     return None if config is None else {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, **training_state: Any) -> None:
-    """Write the model weights and config (and any training state given) atomically.
+def save_checkpoint(
+    path: str | Path, model: nn.Module, *, class_names: list[str] | None = None, **training_state: Any
+) -> None:
+    """Write the model weights, config and class names (and any training state given) atomically.
 
-    ``.safetensors`` paths get a safetensors file (weights + config only); other paths a torch zip
-    file readable with ``weights_only=True`` (so ``training_state`` must hold only tensors and plain
-    Python data).
+    ``.safetensors`` paths get a safetensors file (weights, with the config and class names as JSON
+    metadata); other paths a torch zip file readable with ``weights_only=True`` (so
+    ``training_state`` must hold only tensors and plain Python data).
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -195,8 +197,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, **training_state: Any) -
         from safetensors.torch import save_file
 
         metadata = {"format": FORMAT_TAG, "model_config": json.dumps(config)}
+        if class_names is not None:
+            metadata["class_names"] = json.dumps(list(class_names))
         atomic_write(path, lambda tmp: save_file(state_dict, tmp, metadata=metadata))
         return
+    if class_names is not None:
+        training_state["class_names"] = list(class_names)
     payload = {"format": FORMAT_TAG, "model": state_dict, "model_config": config, **training_state}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 

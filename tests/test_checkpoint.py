@@ -174,3 +174,19 @@ def test_atomic_write_keeps_previous_file_on_failure(tmp_path):
 def test_bundled_name_unknown_is_clear():
     with pytest.raises(CheckpointError, match="no bundled model named"):
         CornerNetSaccade.from_pretrained("does-not-exist")
+
+
+def test_export_weights_keeps_config_and_class_names(tmp_path):
+    from cornernet_saccade.checkpoint import read_checkpoint as read
+    from cornernet_saccade.cli import main
+
+    model = small_model(seed=5)
+    source = tmp_path / "train.pt"
+    save_checkpoint(source, model, class_names=["a", "b", "c", "d"], iteration=3)
+    out = tmp_path / "model.safetensors"
+    assert main(["export-weights", "--weights", str(source), "--out", str(out)]) == 0
+    stored = read(out)
+    assert stored.metadata["class_names"] == '["a", "b", "c", "d"]'
+    loaded = CornerNetSaccade.from_checkpoint(out)
+    x = torch.randn(1, 3, 127, 127)
+    assert all(torch.equal(a, b) for a, b in zip(outputs(loaded, x), outputs(model, x)))

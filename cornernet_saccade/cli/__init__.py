@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "train",
     "evaluate",
     "export_onnx",
+    "export_weights",
 ]
 
 

@@ -1,0 +1,34 @@
+"""``cornernet-saccade export-weights``: a checkpoint's model weights as a safetensors file.
+
+Keeps the model config and class names (as metadata) and drops the training state, so the file can
+be shipped and loaded with ``CornerNetSaccade.from_checkpoint`` (no pickle involved).
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from ..engine.checkpoints import resolve_weights_path, stored_class_names
+from ..model import CornerNetSaccade
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-weights",
+        help="write a checkpoint's weights, config and class names as .safetensors",
+        description=__doc__.splitlines()[0],
+    )
+    parser.add_argument("--weights", required=True, help="checkpoint (official .pkl, training .pt, .safetensors)")
+    parser.add_argument("--out", required=True, help="output .safetensors path")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.out.endswith(".safetensors"):
+        raise SystemExit("error: --out must end with .safetensors")
+    stored = read_checkpoint(resolve_weights_path(args.weights))
+    model = CornerNetSaccade(stored.model_config)
+    load_checkpoint(model, stored)
+    save_checkpoint(args.out, model, class_names=stored_class_names(stored))
+    print(f"wrote {args.out} ({sum(p.numel() for p in model.parameters()):,} parameters)")
+    return 0
