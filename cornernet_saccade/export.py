@@ -1,9 +1,11 @@
 """ONNX export of the test network, and an onnxruntime backend that is called like the model.
 
 The exported graph is what detection runs: the last stack's corner heads and the three attention
-heads (``all_stacks=False``), BatchNorm folded into the convolutions by default, corner pooling in
-its cummax-free form (ONNX has no cummax; forward values are identical). Input ``images``: float32
-``[batch,3,S,S]`` normalised BGR, ``batch`` dynamic, ``S`` fixed at export (255 for saccade crops).
+heads (``all_stacks=False``), BatchNorm folded into the convolutions (in float64, by
+:func:`~cornernet_saccade.fast.fold_batchnorm`; the exporter's optimiser would fold it too), corner
+pooling in its cummax-free form (ONNX has no cummax; forward values are identical). Input
+``images``: float32 ``[batch,3,S,S]`` normalised BGR, ``batch`` dynamic, ``S`` fixed at export (255
+for saccade crops).
 Outputs, float32, batch first, in this order: :data:`~cornernet_saccade.fast.HEAD_OUTPUT_NAMES`
 (``tl_heat [B,C,S'/4..]``... see :class:`~cornernet_saccade.model.HeadOutputs`).
 
@@ -14,50 +16,66 @@ the ``.onnx`` file (the official model is about 470 MB, under protobuf's 2 GB li
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
+import logging
+import math
+import warnings
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
 from .checkpoint import atomic_write
-from .errors import CheckpointError
-from .fast import HEAD_OUTPUT_NAMES, NUM_CORNER_OUTPUTS, check_images, fold_batchnorm, head_outputs_from_tensors, last_stack_tensors
+from .errors import CheckpointError, ConfigError
+from .fast import (
+    HEAD_OUTPUT_NAMES,
+    NUM_CORNER_OUTPUTS,
+    check_images,
+    fold_batchnorm,
+    head_outputs_from_tensors,
+    last_stack_tensors,
+)
 from .model import CornerNetSaccade, HeadOutputs
 
 INPUT_NAME = "images"
+#: Largest accepted ``max |onnxruntime - torch| / max |torch|`` (over the outputs) in :func:`verify_export`.
+VERIFY_TOLERANCE = 1e-4
+#: Oldest opset the exporter writes (``torch.onnx.export(dynamo=True)`` has no lower implementations).
+MIN_OPSET = 18
 
 
-class TestNetwork(nn.Module):
+class LastStackNetwork(nn.Module):
     """``images [B,3,S,S] -> (tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine)``.
 
-    A CPU float32 copy of ``model`` in eval mode with export-friendly pooling, BatchNorm folded
-    when ``fold_bn``; ``model`` is not modified.
+    A CPU float32 copy of ``model`` in eval mode with BatchNorm folded and export-friendly pooling;
+    ``model`` is not modified.
     """
 
-    def __init__(self, model: CornerNetSaccade, fold_bn: bool = True):
+    def __init__(self, model: CornerNetSaccade):
         super().__init__()
-        network = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+        network = fold_batchnorm(model)
         self.network = network.set_export_friendly_pooling(True).to("cpu", torch.float32)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         return last_stack_tensors(self.network(images, with_attention=True, all_stacks=False))
 
 
-def export_onnx(
-    model: CornerNetSaccade, path: str | Path, *, size: int = 255, opset: int | None = None, fold_bn: bool = True
-) -> Path:
+def export_onnx(model: CornerNetSaccade, path: str | Path, *, size: int = 255, opset: int | None = None) -> Path:
     """Write the test network of ``model`` for ``[batch,3,size,size]`` inputs to ``path`` (atomically).
 
     ``opset``: ONNX opset version (the exporter's default when None). Returns ``path``.
+    ``ConfigError`` if the backbone cannot take ``size`` (see :func:`check_input_size`).
     """
-    network = TestNetwork(model, fold_bn).eval()
+    check_input_size(model, size)
+    if opset is not None and opset < MIN_OPSET:
+        raise ConfigError(f"opset {opset}: the ONNX exporter writes opset {MIN_OPSET} or later")
+    network = LastStackNetwork(model).eval()
     example = torch.zeros(1, 3, size, size)
     batch = torch.export.Dim("batch", min=1)
 
     def write(tmp: str) -> None:
-        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its progress
+        with _quiet_exporter():
             torch.onnx.export(
                 network, (example,), tmp, input_names=[INPUT_NAME], output_names=list(HEAD_OUTPUT_NAMES),
                 opset_version=opset, dynamo=True, external_data=False, dynamic_shapes={INPUT_NAME: {0: batch}},
@@ -65,6 +83,33 @@ def export_onnx(
 
     atomic_write(path, write)
     return Path(path)
+
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's progress lines, its log notes on absent torchvision ops and its
+    deprecation warnings about its own internals; errors still raise."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def check_input_size(model: CornerNetSaccade, size: int) -> None:
+    """``ConfigError`` unless the output map of a ``size`` input (two stride-2 stem steps) can be
+    halved by every hourglass level (255 -> 64 and 511 -> 128 can)."""
+    levels = len(model.config.dims) - 1
+    out = math.ceil(math.ceil(size / 2) / 2)
+    if size < 1 or out % 2**levels:
+        raise ConfigError(
+            f"input size {size}: its {out}x{out} output map is not divisible by {2**levels} (use e.g. 255 or 511)"
+        )
 
 
 class OnnxNetwork(nn.Module):
@@ -88,6 +133,8 @@ class OnnxNetwork(nn.Module):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
+        # no busy-waiting between runs: the detector runs torch ops (decoding) in the same process
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if intra_op_threads is not None:
             options.intra_op_num_threads = intra_op_threads
         try:
@@ -105,7 +152,23 @@ class OnnxNetwork(nn.Module):
     def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
         check_images(images)
         if tuple(images.shape[1:]) != self.input_shape[1:]:
-            raise ValueError(f"this ONNX model takes [B,{','.join(map(str, self.input_shape[1:]))}] images, got {tuple(images.shape)}")
+            expected = ",".join(map(str, self.input_shape[1:]))
+            raise ValueError(f"this ONNX model takes [B,{expected}] images, got {tuple(images.shape)}")
         names = list(HEAD_OUTPUT_NAMES if with_attention else HEAD_OUTPUT_NAMES[:NUM_CORNER_OUTPUTS])
         feed = {INPUT_NAME: images.detach().to("cpu", torch.float32).contiguous().numpy()}
         return head_outputs_from_tensors([torch.from_numpy(a) for a in self.session.run(names, feed)])
+
+
+def verify_export(model: CornerNetSaccade, path: str | Path, batch: int = 2, seed: int = 0) -> float:
+    """``max |onnxruntime - torch| / max |torch|`` over the outputs of ``path`` and ``model`` (eval
+    mode, its own device) on a seeded standard-normal ``[batch,3,S,S]`` input."""
+    onnx_network = OnnxNetwork(path)
+    size = onnx_network.input_shape[-1]
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    was_training = model.training
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        expected = last_stack_tensors(model.eval()(images.to(device)))
+    model.train(was_training)
+    got = last_stack_tensors(onnx_network(images))
+    return max(float((g - e.cpu()).abs().max() / e.abs().max()) for g, e in zip(got, expected))

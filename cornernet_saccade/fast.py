@@ -20,10 +20,15 @@ What the fast path changes, and why the outputs stay those of the eager fp32 mod
 * **Reduced precision** (``dtype=torch.bfloat16``, or ``torch.float16`` on CUDA): the folded copy is
   converted to that dtype. With BatchNorm gone, every op of the network is a convolution, ReLU,
   addition, maximum or nearest upsampling, so this is what autocast would run, without re-casting
-  the 117M weights at every call. Outputs are returned as float32.
-* ``channels_last``: NHWC weights and activations (oneDNN / cuDNN prefer them for convolutions).
-* ``compile=True``: ``torch.compile`` of the folded copy; if compiling fails (no compiler, an
-  unsupported platform) a warning is issued and the eager folded copy is used instead.
+  the 117M weights at every call. Outputs are returned as float32. bf16 is faster on a CPU only
+  where it multiplies bf16 faster than fp32 (AMX; on the AVX512_BF16-without-AMX development VM a
+  bf16 ``torch.mm`` ran at half the fp32 rate, and so did this network): see docs/benchmarks.md.
+* ``channels_last``: NHWC weights and activations (oneDNN / cuDNN prefer them for convolutions; on
+  the development CPU the fp32 network ran a few per cent faster than in NCHW).
+* ``compile=True``: ``torch.compile`` of the folded copy with static shapes, so every new input shape
+  compiles anew (a minute or more for the official network on 2 cores; torch's recompile limit then
+  applies); with a dynamic batch dimension the CPU kernels ran far slower. If compiling fails (no
+  C compiler, an unsupported platform) a warning is issued and the eager folded copy is used.
 * ``cuda_graphs=True`` (CUDA only): one CUDA graph captured per input shape (the crop batch is
   ``[B,3,255,255]``), replayed on later calls with that shape.
 """
@@ -60,7 +65,9 @@ class InferenceNetwork(Protocol):
 
     ``images``: float32 ``[B,3,H,W]`` normalised BGR (``[B,3,255,255]`` crops). Returns
     :class:`HeadOutputs` whose lists hold one element (the last stack), float32 logits;
-    ``attentions`` is empty unless ``with_attention``.
+    ``attentions`` is empty unless ``with_attention``. :class:`~cornernet_saccade.saccade.SaccadeDetector`
+    also calls ``.eval()`` and takes the device from ``.parameters()`` / ``.buffers()``, so the
+    backends are ``nn.Module`` subclasses.
     """
 
     def __call__(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs: ...
@@ -198,7 +205,8 @@ class FastNetwork(nn.Module):
         super().__init__()
         device = next(model.parameters()).device
         if dtype not in _DTYPES.get(device.type, ()):
-            raise ValueError(f"dtype {dtype} is not supported on {device.type} (choose from {_DTYPES.get(device.type)})")
+            allowed = _DTYPES.get(device.type)
+            raise ValueError(f"dtype {dtype} is not supported on {device.type} (choose from {allowed})")
         if cuda_graphs and device.type != "cuda":
             raise ValueError("cuda_graphs needs the model on a CUDA device")
         self.num_classes = model.num_classes
@@ -241,7 +249,7 @@ class FastNetwork(nn.Module):
             try:
                 return self._compiled(x, with_attention)
             except Exception as exc:  # compiler missing or unsupported: the eager path gives the same values
-                warnings.warn(f"torch.compile failed, using the eager network: {type(exc).__name__}: {exc}", RuntimeWarning)
+                _warn_eager("torch.compile failed", exc)
                 self._compiled = None
         return self._run(x, with_attention)
 
@@ -258,9 +266,13 @@ class FastNetwork(nn.Module):
 
 
 def _try_compile(fn: Callable[..., tuple[Tensor, ...]]) -> Callable[..., tuple[Tensor, ...]] | None:
-    """``torch.compile(fn)``, or None with a warning where torch.compile itself is unavailable."""
+    """``torch.compile(fn)`` with static shapes, or None with a warning where torch.compile is unavailable."""
     try:
-        return torch.compile(fn)
+        return torch.compile(fn, dynamic=False)
     except Exception as exc:
-        warnings.warn(f"torch.compile is unavailable, using the eager network: {type(exc).__name__}: {exc}", RuntimeWarning)
+        _warn_eager("torch.compile is unavailable", exc)
         return None
+
+
+def _warn_eager(problem: str, exc: Exception) -> None:
+    warnings.warn(f"{problem}, using the eager network: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)
