@@ -158,3 +158,22 @@ def test_inputs_ids_and_picture_names(folder):
     assert output_stems(deep) == ["broken", "first", "second", "first_2"]
     assert image_ids([Path("000000397133.jpg"), Path("a/42.png")]) == [397133, 42]
     assert image_ids([Path("7.jpg"), Path("b/007.jpg"), Path("x.jpg")]) == [1, 2, 3]
+
+
+def detections_of(out: Path) -> list[dict]:
+    return sorted(json.loads((out / "detections.json").read_text()), key=lambda d: (d["file_name"], -d["score"]))
+
+
+@pytest.mark.parametrize("backend", ["fast", "onnxruntime"])
+def test_backends_give_the_eager_detections(weights, folder, tmp_path, backend):
+    runs = {}
+    for name in ("eager", backend):
+        out = tmp_path / name
+        assert detect("--weights", weights, folder, "--out", out, "--max-crops", "3", "--score-threshold", "0",
+                      "--no-pictures", "--backend", name) == 0
+        runs[name] = detections_of(out)
+    eager, other = runs["eager"], runs[backend]
+    assert len(eager) == len(other) > 0
+    for a, b in zip(eager, other):
+        assert a["category_id"] == b["category_id"] and a["file_name"] == b["file_name"]
+        assert np.allclose(a["bbox"], b["bbox"], atol=0.02) and abs(a["score"] - b["score"]) <= 0.01

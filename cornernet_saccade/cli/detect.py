@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from ..coco_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from ..errors import ConfigError, CornerNetSaccadeError, ImageError
+from ..backends import add_backend_argument, network_for_mode
 from ..io import read_image
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ def register(subparsers: Any) -> None:
                         help="keep detections scoring at least this (default 0.3)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--max-crops", type=int, default=30, help="most zoomed crops per image (default 30)")
+    add_backend_argument(parser)
     parser.add_argument("--class-names", metavar="FILE",
                         help="text file with one class name per line (default: the names the weights carry, "
                              "COCO's for an 80-class model without names, else class indices)")
@@ -92,8 +94,9 @@ def build_detector(args: argparse.Namespace) -> tuple[SaccadeDetector, list[int]
 
     model, stored_names = load_model(args.weights)
     class_names = resolve_class_names(args.class_names, stored_names, model.num_classes)
+    network = network_for_mode(model.to(resolve_device(args.device)), args.backend, args.mode)
     detector = SaccadeDetector(
-        model.to(resolve_device(args.device)), class_names=class_names, mode=args.mode,
+        network, class_names=class_names, mode=args.mode,
         score_threshold=args.score_threshold, att_max_crops=args.max_crops,
     )
     return detector, category_ids_for_names(class_names, model.num_classes)

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from ..backends import add_backend_argument
+
 
 def register(subparsers: Any) -> None:
     """Add the ``evaluate`` parser to ``subparsers``."""
@@ -22,6 +24,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", help="write the detections here (COCO results JSON)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
+    add_backend_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -29,7 +32,10 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the COCO table."""
     from ..engine.evaluate import evaluate
 
-    result = evaluate(args.weights, args.data, args.image_root, args.mode, args.out, args.device, args.max_images)
+    result = evaluate(
+        args.weights, args.data, args.image_root, args.mode, args.out, args.device, args.max_images,
+        backend=args.backend,
+    )
     print(result.table())
     for message in result.skipped:
         print(f"skipped: {message}")

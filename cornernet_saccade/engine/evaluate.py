@@ -210,9 +210,13 @@ def evaluate(
     device: str = "auto",
     max_images: int = 0,
     progress: bool = True,
+    backend: str = "eager",
 ) -> EvaluationResult:
-    """Load ``weights`` (path or bundled name) and evaluate it on a COCO JSON set."""
+    """Load ``weights`` (path or bundled name) and evaluate it on a COCO JSON set with the network
+    ``backend`` (see :mod:`cornernet_saccade.backends`)."""
+    from ..backends import network_for_mode
+
     model, class_names = load_model(weights)
-    model.to(resolve_device(device))
-    detector = SaccadeDetector(model, mode=mode, class_names=class_names)
+    network = network_for_mode(model.to(resolve_device(device)), backend, mode)
+    detector = SaccadeDetector(network, mode=mode, class_names=class_names)
     return evaluate_detector(detector, annotations, image_root, class_names, max_images, results_path, progress)

@@ -1,0 +1,63 @@
+"""Choosing the network a :class:`~cornernet_saccade.saccade.SaccadeDetector` runs.
+
+Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, with_attention=...)``
+-> last-stack :class:`~cornernet_saccade.model.HeadOutputs`, so the detector takes any of them:
+
+``eager``        the model itself (fp32; the reference);
+``fast``         :class:`~cornernet_saccade.fast.FastNetwork`: BatchNorm folded, channels-last, fp32;
+``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
+``onnxruntime``  :class:`~cornernet_saccade.export.OnnxNetwork` over a graph exported for input size
+                 ``S`` (255 for saccade crops, ``full_size`` for full-image mode), CPU.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import ConfigError
+from .model import CornerNetSaccade
+
+BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
+
+
+def make_backend(
+    model: CornerNetSaccade, name: str, *, input_size: int = 255, onnx_path: str | Path | None = None
+) -> nn.Module:
+    """The network for backend ``name`` built from ``model`` (in eval mode, on its device).
+
+    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model to a temporary file
+    (which takes about half a minute for the official network).
+    """
+    model = model.eval()
+    if name == "eager":
+        return model
+    if name in ("fast", "fast-bf16"):
+        from .fast import FastNetwork
+
+        return FastNetwork(model, dtype=torch.bfloat16 if name == "fast-bf16" else torch.float32)
+    if name == "onnxruntime":
+        from .export import OnnxNetwork, export_onnx
+
+        if onnx_path is None:
+            onnx_path = Path(tempfile.mkdtemp(prefix="cornernet_saccade_")) / f"model_{input_size}.onnx"
+            export_onnx(model, onnx_path, size=input_size)
+        return OnnxNetwork(onnx_path)
+    raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
+
+
+def network_for_mode(model: CornerNetSaccade, backend: str, mode: str) -> nn.Module:
+    """:func:`make_backend` with the input size the detector mode feeds (255 crops, or full_size)."""
+    from .saccade import CROP_SIZE, SaccadeConfig
+
+    return make_backend(model, backend, input_size=CROP_SIZE if mode == "saccade" else SaccadeConfig().full_size)
+
+
+def add_backend_argument(parser) -> None:
+    """The ``--backend`` option of the commands that run the detector."""
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="eager",
+        help="network implementation: eager (default), fast (BatchNorm folded), fast-bf16, onnxruntime",
+    )
