@@ -1,18 +1,22 @@
-"""Shared pieces of the network benchmarks: models, backends, timing, FLOP counting, machine facts.
+"""Shared pieces of the benchmarks: models, backends, images, timing, FLOP counting, machine facts.
 
-Backends (``--backends``), each an :class:`~cornernet_saccade.fast.InferenceNetwork`:
+Backends (``--backends``), each an :class:`~cornernet_saccade.fast.InferenceNetwork`; the first four
+are those of :mod:`cornernet_saccade.backends` (``--backend`` of ``detect`` and ``evaluate``):
 
 =================  ==========================================================================
 ``eager``          the model itself, eval mode, ``torch.inference_mode``
-``fast-fp32``      :class:`FastNetwork` fp32 (BatchNorm folded, channels-last)
-``fast-fp32-nchw``  the same without channels-last (to check that channels-last helps)
+``fast``           :class:`FastNetwork` fp32 (BatchNorm folded, channels-last)
 ``fast-bf16``      :class:`FastNetwork` bf16 (weights and activations bf16, fp32 outputs)
-``fast-compile``   :class:`FastNetwork` fp32 through ``torch.compile`` (compiles on first call: minutes)
-``onnx``           :class:`OnnxNetwork`: onnxruntime on the exported graph (exported per input size)
+``onnxruntime``    :class:`OnnxNetwork`: onnxruntime on the exported graph (exported once per input
+                   size, ``--threads`` intra-op threads)
+``fast-nchw``      ``fast`` without channels-last (to check that channels-last helps)
+``fast-compile``   ``fast`` through ``torch.compile`` (compiles on first call: minutes)
 =================  ==========================================================================
 """
 from __future__ import annotations
 
+import argparse
+import datetime
 import os
 import platform
 import statistics
@@ -20,30 +24,85 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
 from cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
+from cornernet_saccade.backends import make_backend
 from cornernet_saccade.fast import FastNetwork, InferenceNetwork
+from cornernet_saccade.io import read_image
+from cornernet_saccade.saccade import CROP_SIZE, SaccadeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-BACKENDS = ("eager", "fast-fp32", "fast-fp32-nchw", "fast-bf16", "fast-compile", "onnx")
-DEFAULT_BACKENDS = ("eager", "fast-fp32", "fast-bf16", "onnx")
+#: Backends only the network benchmarks offer (variants of ``fast``).
+EXTRA_BACKENDS = ("fast-nchw", "fast-compile")
+BACKENDS = (*DETECTOR_BACKENDS, *EXTRA_BACKENDS)
+DEFAULT_BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 #: Side of the square matrices timed for the matrix-multiply rate.
 MATMUL_SIZE = 2048
 #: Compute dtype of each backend, to compare it with the matching matrix-multiply rate.
 BACKEND_DTYPES = {name: torch.bfloat16 if name == "fast-bf16" else torch.float32 for name in BACKENDS}
+#: Where the original's test photo may be: the repository's ``shared/`` or the one beside it.
+DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+#: CPU flags that decide whether bf16 can pay off.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
+
+
+# ---------------------------------------------------------------- arguments, models, images
+
+
+def argument_parser(doc: str) -> argparse.ArgumentParser:
+    """A parser whose description is the first paragraph of a script's docstring ``doc`` and whose
+    ``--help`` ends with the rest (the method and example invocations)."""
+    summary, _, details = doc.partition("\n\n")
+    return argparse.ArgumentParser(description=summary, epilog=details,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def add_backends_argument(parser: argparse.ArgumentParser, choices: Sequence[str], default: Sequence[str],
+                          what: str = "backends") -> None:
+    """``--backends``: one or more of ``choices`` (default ``default``); ``what`` starts the help."""
+    parser.add_argument("--backends", nargs="+", choices=choices, default=list(default),
+                        help=f"{what} (default: {' '.join(default)})")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads``: torch's and onnxruntime's thread count."""
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch CPU threads and onnxruntime intra-op threads (default 2, as GOLDEN.md)")
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
+    """The timing scripts' ``--repeats`` (default ``repeats``), ``--warmup``, ``--threads``,
+    ``--init`` and ``--weights``."""
+    parser.add_argument("--repeats", type=int, default=repeats,
+                        help=f"timed runs per case; the median is shown (default {repeats})")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
+    add_threads_argument(parser)
+    parser.add_argument("--init", choices=("golden", "default"), default="golden",
+                        help="weights without --weights: GOLDEN.md fill (default, as the original was timed) "
+                             "or torch's initialisation")
+    parser.add_argument("--weights", help="use this weights file or bundled model name (e.g. shapes) instead")
+
+
+def load_weights(weights: str) -> CornerNetSaccade:
+    """The model of a weights file or bundled model name, in eval mode."""
+    from cornernet_saccade.engine.checkpoints import resolve_weights_path
+
+    return CornerNetSaccade.from_checkpoint(resolve_weights_path(weights))
 
 
 def official_model(init: str, weights: str | None = None) -> CornerNetSaccade:
-    """The official architecture in eval mode: from ``weights`` when given, else with the GOLDEN.md
-    fill (``init="golden"``, the weights the original was timed with) or torch's initialisation."""
+    """The model in eval mode: from ``weights`` when given, else the official architecture with the
+    GOLDEN.md fill (``init="golden"``, the weights the original was timed with) or torch's
+    initialisation (seed 0)."""
     if weights:
-        from cornernet_saccade.engine.checkpoints import resolve_weights_path
-
-        return CornerNetSaccade.from_checkpoint(resolve_weights_path(weights))
+        return load_weights(weights)
     torch.manual_seed(0)
     model = CornerNetSaccade()
     if init == "golden":
@@ -54,23 +113,60 @@ def official_model(init: str, weights: str | None = None) -> CornerNetSaccade:
     return model.eval()
 
 
-def build_backend(name: str, model: CornerNetSaccade, size: int, threads: int, workdir: Path) -> InferenceNetwork:
-    """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs."""
-    if name == "eager":
-        return model.eval()
-    if name.startswith("fast-"):
-        dtype = torch.bfloat16 if name == "fast-bf16" else torch.float32
-        return FastNetwork(model, dtype=dtype, channels_last=name != "fast-fp32-nchw", compile=name == "fast-compile")
-    if name == "onnx":
-        from cornernet_saccade.export import OnnxNetwork, export_onnx
+def model_label(init: str, weights: str | None) -> str:
+    """How :func:`official_model` chose the weights, for the printed header."""
+    if weights:
+        return f"weights {weights}"
+    return "official architecture, " + ("GOLDEN.md fill" if init == "golden" else "torch init (seed 0)")
 
-        return OnnxNetwork(export_onnx(model, workdir / f"model_{size}.onnx", size=size), intra_op_threads=threads)
-    raise ValueError(f"unknown backend {name!r} (choose from {BACKENDS})")
+
+def default_images(with_demo: bool) -> list[Path]:
+    """The bundled ``examples/`` images, after the original's demo.jpg when ``with_demo`` and present."""
+    demo = [path for path in DEMO_CANDIDATES if path.is_file()][:1] if with_demo else []
+    return demo + sorted(p for p in (ROOT / "examples").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def load_images(paths: Sequence[Path]) -> list[tuple[str, np.ndarray]]:
+    """``(file name, HxWx3 uint8 RGB)`` of each path (decoded once, outside any timing)."""
+    return [(path.name, read_image(path)) for path in paths]
+
+
+# ---------------------------------------------------------------- backends
+
+
+def mode_input_size(mode: str) -> int:
+    """Side of the network input the detector feeds in ``mode`` (a 255 crop, or the full-image canvas)."""
+    return CROP_SIZE if mode == "saccade" else SaccadeConfig().full_size
+
+
+def onnx_network(model: CornerNetSaccade, size: int, threads: int, workdir: Path) -> nn.Module:
+    """Export ``model`` for ``[B,3,size,size]`` inputs into ``workdir`` (once per call) and open it
+    with ``threads`` onnxruntime intra-op threads."""
+    from cornernet_saccade.export import OnnxNetwork, export_onnx
+
+    path = export_onnx(model, workdir / f"model_{size}.onnx", size=size)
+    return OnnxNetwork(path, intra_op_threads=threads)
+
+
+def build_backend(name: str, model: CornerNetSaccade, size: int, threads: int, workdir: Path) -> InferenceNetwork:
+    """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs.
+
+    ``onnxruntime`` is built here rather than by ``make_backend``, which leaves onnxruntime's thread
+    count at its default (one per physical core).
+    """
+    if name == "onnxruntime":
+        return onnx_network(model, size, threads, workdir)
+    if name in EXTRA_BACKENDS:
+        return FastNetwork(model, channels_last=name != "fast-nchw", compile=name == "fast-compile")
+    return make_backend(model, name, input_size=size)
 
 
 def temporary_workdir() -> tempfile.TemporaryDirectory:
     """A folder for exported graphs, removed at exit."""
     return tempfile.TemporaryDirectory(prefix="cornernet_bench_")
+
+
+# ---------------------------------------------------------------- timing and FLOPs
 
 
 def run_seconds(fn: Callable[[], object], repeats: int, warmup: int) -> list[float]:
@@ -116,28 +212,52 @@ def matmul_gflops(dtype: torch.dtype, n: int = MATMUL_SIZE, repeats: int = 5) ->
     return 2 * n**3 / 1e9 / min(run_seconds(lambda: torch.mm(a, b), repeats, warmup=1))
 
 
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or the platform's processor string)."""
+# ---------------------------------------------------------------- machine facts
+
+
+def cpuinfo_field(name: str) -> str | None:
+    """The first ``name : value`` entry of /proc/cpuinfo (None where there is none)."""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+                key, _, value = line.partition(":")
+                if key.strip() == name:
+                    return value.strip()
     except OSError:
         pass
-    return platform.processor() or "unknown CPU"
+    return None
 
 
-def machine_header(threads: int, repeats: int, warmup: int) -> str:
-    """What the numbers were measured on, and a warning when the machine was not idle."""
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (or the platform's processor string)."""
+    return cpuinfo_field("model name") or platform.processor() or "unknown CPU"
+
+
+def machine_header(threads: int) -> str:
+    """Date, CPU, cores, library versions and threads, with a warning when the machine was not idle."""
     import onnxruntime
 
+    flags = set((cpuinfo_field("flags") or "").split())
+    bf16 = ", ".join(flag for flag in BF16_FLAGS if flag in flags) or "none"
     load = os.getloadavg()[0]
     lines = [
-        f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs), torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}, {threads} threads",
-        f"median of {max(1, repeats)} run(s) after {warmup} warm-up run(s); 1-minute load average at start {load:.2f}",
+        f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+        f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs ({len(os.sched_getaffinity(0))} usable), "
+        f"bf16 flags: {bf16}",
+        f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} "
+        f"({threads} intra-op threads), python {platform.python_version()}",
+        f"1-minute load average at start: {load:.2f}",
     ]
     if load > 0.5:
         lines.append("WARNING: the machine is busy; these timings are not comparable with the original's")
     return "\n".join(lines)
+
+
+def begin(threads: int, model: str, repeats: int | None = None, warmup: int | None = None) -> None:
+    """Set torch's thread count and print the machine header (and the timing method) first."""
+    torch.set_num_threads(threads)
+    print(machine_header(threads))
+    print(f"model: {model}")
+    if repeats is not None:
+        print(f"median of {max(1, repeats)} run(s) after {warmup} warm-up run(s)")
+    print(flush=True)

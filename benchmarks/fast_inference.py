@@ -8,7 +8,7 @@ batch 1" as 20.1 s (0.67 s per crop) / 4.4 s / 0.44 s (fp32, 2 threads). The who
 by ``benchmarks/inference.py``.
 
     python benchmarks/fast_inference.py --repeats 3
-    python benchmarks/fast_inference.py --batches 8 --backends fast-fp32 onnx --repeats 1
+    python benchmarks/fast_inference.py --batches 8 --backends fast onnxruntime --repeats 1
 """
 from __future__ import annotations
 
@@ -22,32 +22,30 @@ import torch
 from common import (
     BACKENDS,
     DEFAULT_BACKENDS,
+    add_backends_argument,
+    add_common_arguments,
+    argument_parser,
+    begin,
     build_backend,
-    machine_header,
     median_seconds,
+    model_label,
     official_model,
     temporary_workdir,
 )
 from cornernet_saccade.cli.detect import format_table
+from cornernet_saccade.saccade import CROP_SIZE
 
-CROP_SIZE = 255
 #: The original's seconds per batch of crops (GOLDEN.md "Timings").
 ORIGINAL_SECONDS = {30: 20.1, 8: 4.4, 1: 0.44}
 HEADER = ("batch", "backend", "median s", "s/crop", "crops/s", "original s", "orig. s/crop")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per case; the median is shown (default 3)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
+    parser = argument_parser(__doc__)
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 30], help="crops per batch (default 1 8 30)")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(DEFAULT_BACKENDS),
-                        help=f"backends (default: {' '.join(DEFAULT_BACKENDS)})")
+    add_backends_argument(parser, BACKENDS, DEFAULT_BACKENDS)
     parser.add_argument("--attention", action="store_true", help="also compute the attention heads")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, as GOLDEN.md)")
-    parser.add_argument("--init", choices=("golden", "default"), default="golden",
-                        help="weights: GOLDEN.md fill (default, as the original was timed) or torch's initialisation")
-    parser.add_argument("--weights", help="time this weights file or bundled model name instead")
+    add_common_arguments(parser, repeats=3)
     return parser.parse_args(argv)
 
 
@@ -59,8 +57,7 @@ def row(batch: int, backend: str, seconds: float) -> tuple[str, ...]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    header = machine_header(args.threads, args.repeats, args.warmup)
+    begin(args.threads, model_label(args.init, args.weights), args.repeats, args.warmup)
     model = official_model(args.init, args.weights)
     rows = []
     with temporary_workdir() as workdir:
@@ -73,7 +70,6 @@ def main(argv: Sequence[str] | None = None) -> None:
                     rows.append(row(batch, name, median_seconds(run, args.repeats, args.warmup)))
                 print(" ", *rows[-1], file=sys.stderr)
             del network
-    print(header)
     print(f"network only, {'with' if args.attention else 'without'} attention heads")
     print(format_table(HEADER, rows, (True, False, True, True, True, True, True)))
     print("original: GOLDEN.md, stage-2 batches of crops without attention, princeton-vl/CornerNet-Lite, fp32, 2 threads")

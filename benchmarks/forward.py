@@ -13,7 +13,7 @@ against the best rate of a 2048x2048 ``torch.mm`` in the backend's dtype on the 
 CPU's practical peak).
 
     python benchmarks/forward.py --repeats 5
-    python benchmarks/forward.py --sizes 255 --backends eager fast-fp32 fast-fp32-nchw --repeats 3
+    python benchmarks/forward.py --sizes 255 --backends eager fast fast-nchw --repeats 3
 """
 from __future__ import annotations
 
@@ -30,11 +30,15 @@ from common import (
     BACKENDS,
     DEFAULT_BACKENDS,
     MATMUL_SIZE,
+    add_backends_argument,
+    add_common_arguments,
+    argument_parser,
+    begin,
     build_backend,
     conv_gflop,
-    machine_header,
     matmul_gflops,
     median_seconds,
+    model_label,
     official_model,
     temporary_workdir,
 )
@@ -52,17 +56,11 @@ HEADER = ("input", "path", "backend", "median s", "original s", "GFLOP", "GFLOP/
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the median is shown (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
+    parser = argument_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[255, 511], help="input sizes (default 255 511)")
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(DEFAULT_BACKENDS),
-                        help=f"test-path backends (default: {' '.join(DEFAULT_BACKENDS)})")
+    add_backends_argument(parser, BACKENDS, DEFAULT_BACKENDS, "test-path backends")
     parser.add_argument("--no-train-path", action="store_true", help="skip the train-path timing")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, as GOLDEN.md)")
-    parser.add_argument("--init", choices=("golden", "default"), default="golden",
-                        help="weights: GOLDEN.md fill (default, as the original was timed) or torch's initialisation")
-    parser.add_argument("--weights", help="time this weights file or bundled model name instead")
+    add_common_arguments(parser, repeats=5)
     return parser.parse_args(argv)
 
 
@@ -107,8 +105,7 @@ def time_train_path(model: CornerNetSaccade, size: int, args: argparse.Namespace
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    header = machine_header(args.threads, args.repeats, args.warmup)
+    begin(args.threads, model_label(args.init, args.weights), args.repeats, args.warmup)
     peaks = {dtype: matmul_gflops(dtype) for dtype in (torch.float32, torch.bfloat16)}
     model = official_model(args.init, args.weights)
     rows = []
@@ -117,7 +114,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             rows += time_test_path(model, size, args, peaks, Path(workdir))
             if not args.no_train_path:
                 rows.append(time_train_path(model, size, args, peaks))
-    print(header)
     print(f"torch.mm {MATMUL_SIZE}x{MATMUL_SIZE} (best of 5): fp32 {peaks[torch.float32]:.0f} GFLOP/s, bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s "
           "(the '% of mm' column uses the backend's dtype)")
     print(format_table(HEADER, rows, (False, False, False, True, True, True, True, True)))

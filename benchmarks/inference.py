@@ -1,158 +1,156 @@
-"""Whole-detector latency per image: saccade vs full-image mode, beside the original's figures.
+"""Whole-detector latency per image and backend, saccade and full-image modes, beside the original.
 
-For each model, image and mode, the detector runs ``--warmup`` times untimed, then ``--repeats``
-times; the table gives the median seconds, the views the detector looked at, the network input it
-processed (each view's canvas: 255x255 per saccade crop, ``full_size``\\ :sup:`2` = 511x511 in
-full-image mode) and the cost per view, beside the original's CPU figures from GOLDEN.md (20.97 s
-for demo.jpg with 2 + 30 crops; 0.67 s per crop in a batch of 30; 1.96 s for one 511x511 forward
-without NMS). Image decoding is not timed.
+Each backend (``--backends``, those of ``detect --backend``) is built once per mode, outside the
+timing (the onnxruntime graph is exported once per input size: 255 for saccade crops, 511 for
+full-image mode). For each image the detector then runs ``--warmup`` times untimed and ``--repeats``
+times; the table gives per image and backend:
 
-Models: the official architecture with the GOLDEN.md weight fill (``--init golden``, the weights
-the original was timed with, so demo.jpg gets the same 2 + 30 crops) or torch's own random
-initialisation (``--init default``), and the ``--weights`` file or bundled model when given.
-Random weights make the number of zoomed crops depend on attention noise: compare times per crop.
+* ``median s``: the median seconds of one detection (image decoding not timed);
+* ``crops``: the views the network processed (saccade: the 2 downsized views + the zoomed crops;
+  full: the one 511x511 canvas), and ``Mpixels``: their network input (255x255 or 511x511 each);
+* ``s/crop``: median seconds / crops;
+* ``x orig/crop``: the original's seconds per crop (GOLDEN.md: 20.97 s for demo.jpg with 2 + 30 =
+  32 crops, 0.655 s per crop, fp32, 2 threads) / ours; ``x orig/Mpx`` the same per Mpixel of
+  network input (fair for full mode, whose single view is about 4 crops' worth of pixels);
+* ``x eager/crop``: eager's seconds per crop on that image and mode in this run / this backend's.
 
-    python benchmarks/inference.py --repeats 3 --threads 2
-    python benchmarks/inference.py --images examples/shapes_scene.jpg --modes saccade --repeats 1 --warmup 0
+Random weights (the default ``--init golden``, as the original was timed, so demo.jpg gets its
+2 + 30 crops) make the number of zoomed crops follow attention noise, and backends may differ in
+it: compare seconds per crop.
+
+    python benchmarks/inference.py --repeats 3
+    python benchmarks/inference.py --images examples/shapes_scene.jpg --modes saccade --backends eager fast \\
+        --repeats 1 --warmup 0
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
+from common import (
+    add_backends_argument,
+    add_common_arguments,
+    argument_parser,
+    begin,
+    build_backend,
+    default_images,
+    load_images,
+    median_seconds,
+    mode_input_size,
+    model_label,
+    official_model,
+    temporary_workdir,
+)
 from cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.backends import BACKENDS
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.io import read_image
-from cornernet_saccade.saccade import CROP_SIZE, SaccadeConfig, SaccadeDetector
+from cornernet_saccade.saccade import CROP_SIZE, Detections, SaccadeDetector
 
-ROOT = Path(__file__).resolve().parents[1]
-#: Where the reference photo may be: the repository's ``shared/`` or the one beside it.
-DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg")
-DEMO_NAME = "demo.jpg"
-#: The original's CPU figures (GOLDEN.md "Timings": 2 threads, torch 2.13 CPU, fp32).
+DEFAULT_BACKENDS = ("eager", "fast", "onnxruntime")
+MODES = ("saccade", "full")
+#: The original's CPU figures (GOLDEN.md "Timings": demo.jpg, 2 threads, torch 2.13 CPU, fp32).
 ORIGINAL_DEMO_SECONDS = 20.97
 ORIGINAL_DEMO_CROPS = 32
-ORIGINAL_SECONDS_PER_CROP = 0.67
-ORIGINAL_FULL_FORWARD_SECONDS = 1.957
+ORIGINAL_SECONDS_PER_CROP = ORIGINAL_DEMO_SECONDS / ORIGINAL_DEMO_CROPS
+ORIGINAL_SECONDS_PER_MPIXEL = ORIGINAL_DEMO_SECONDS / (ORIGINAL_DEMO_CROPS * CROP_SIZE**2 / 1e6)
+HEADER = ("image", "HxW", "mode", "backend", "crops", "Mpixels", "median s", "s/crop",
+          "x orig/crop", "x orig/Mpx", "x eager/crop")
 
 
 @dataclass(frozen=True)
 class Measurement:
-    """One (model, image, mode) timing: median seconds and the views looked at."""
+    """One (image, mode, backend) timing: median seconds of a detection and the crops it processed."""
 
-    model: str
     image: str
     size_hw: tuple[int, int]
     mode: str
+    backend: str
     seconds: float
-    views: int
+    crops: int
 
     @property
-    def pixels(self) -> int:
-        """Network input processed: each view's square canvas."""
-        canvas = SaccadeConfig().full_size if self.mode == "full" else CROP_SIZE
-        return self.views * canvas * canvas
+    def mpixels(self) -> float:
+        """Network input processed, in millions of pixels: each view's square canvas."""
+        return self.crops * mode_input_size(self.mode) ** 2 / 1e6
+
+    @property
+    def seconds_per_crop(self) -> float:
+        return self.seconds / max(self.crops, 1)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=5, help="timed runs per case; the median is shown (default 5)")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
-    parser.add_argument("--images", nargs="+", type=Path, help="images (default: demo.jpg when present, examples/*)")
-    parser.add_argument("--weights", help="also time this weights file or bundled model name")
-    parser.add_argument("--modes", nargs="+", choices=("saccade", "full"), default=["saccade", "full"])
-    parser.add_argument("--init", choices=("golden", "default", "none"), default="golden",
-                        help="weights of the official architecture: GOLDEN.md fill (default), torch's random "
-                             "initialisation, or none (time only --weights)")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2, as GOLDEN.md)")
-    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser = argument_parser(__doc__)
+    parser.add_argument("--images", nargs="+", type=Path,
+                        help="images (default: the original's demo.jpg when present, then examples/*)")
+    add_backends_argument(parser, BACKENDS, DEFAULT_BACKENDS, "backends (eager gives the 'x eager/crop' column)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="detector modes (default: both)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda (onnxruntime always runs on the CPU)")
+    add_common_arguments(parser, repeats=5)
     return parser.parse_args(argv)
 
 
-def default_images() -> list[Path]:
-    """demo.jpg when one of :data:`DEMO_CANDIDATES` exists, then the bundled examples."""
-    demo = [path for path in DEMO_CANDIDATES if path.is_file()][:1]
-    examples = sorted(p for p in (ROOT / "examples").iterdir() if p.suffix.lower() in (".jpg", ".png"))
-    return demo + examples
+def time_detection(detector: SaccadeDetector, pixels: np.ndarray, repeats: int, warmup: int) -> tuple[float, int]:
+    """Median seconds of a detection on ``pixels`` and the crops the last run processed."""
+    last: list[Detections] = []
+
+    def detect() -> None:
+        last[:] = [detector(pixels)]
+
+    seconds = median_seconds(detect, repeats, warmup)
+    return seconds, len(last[0].trace.crops)
 
 
-def official_model(init: str) -> tuple[str, CornerNetSaccade]:
-    """The official architecture with the GOLDEN.md fill or torch's initialisation (seed 0)."""
-    torch.manual_seed(0)
-    model = CornerNetSaccade()
-    if init == "default":
-        return "official arch, torch init", model.eval()
-    sys.path.insert(0, str(ROOT / "tests"))
-    from reference_fill import fill_model
-
-    return "official arch, GOLDEN fill", fill_model(model).eval()
-
-
-def models(args: argparse.Namespace) -> list[tuple[str, CornerNetSaccade]]:
-    """The models to time, named."""
-    chosen = [] if args.init == "none" else [official_model(args.init)]
-    if args.weights:
-        from cornernet_saccade.engine.evaluate import load_model
-
-        chosen.append((f"weights {args.weights}", load_model(args.weights)[0]))
-    return chosen
+def time_backend(
+    model: CornerNetSaccade, backend: str, mode: str, images: Sequence[tuple[str, np.ndarray]],
+    args: argparse.Namespace, workdir: Path,
+) -> list[Measurement]:
+    """Build ``backend`` once for ``mode`` and time the detector on every image."""
+    network = build_backend(backend, model, mode_input_size(mode), args.threads, workdir)
+    detector = SaccadeDetector(network, mode=mode)
+    measurements = []
+    for name, pixels in images:
+        seconds, crops = time_detection(detector, pixels, args.repeats, args.warmup)
+        measurements.append(Measurement(name, pixels.shape[:2], mode, backend, seconds, crops))
+        print(f"  {name} / {mode} / {backend}: {seconds:.3f} s, {crops} crops", file=sys.stderr)
+    return measurements
 
 
-def measure(detector: SaccadeDetector, pixels: np.ndarray, repeats: int, warmup: int) -> tuple[float, int]:
-    """Median seconds of ``repeats`` detections after ``warmup`` untimed ones, and the views seen."""
-    for _ in range(warmup):
-        detector(pixels)
-    seconds = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        detections = detector(pixels)
-        seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds), len(detections.trace.crops)
-
-
-def original_columns(measurement: Measurement) -> tuple[str, str]:
-    """The original's seconds per image (where GOLDEN.md has the case) and seconds per view."""
-    if measurement.mode == "full":
-        return f"{ORIGINAL_FULL_FORWARD_SECONDS:.2f} (fwd only)", f"{ORIGINAL_FULL_FORWARD_SECONDS:.2f}"
-    total = f"{ORIGINAL_DEMO_SECONDS:.2f} ({ORIGINAL_DEMO_CROPS} crops)" if measurement.image == DEMO_NAME else "-"
-    return total, f"{ORIGINAL_SECONDS_PER_CROP:.2f}"
+def speedup(reference_seconds: float | None, seconds: float) -> str:
+    return "-" if reference_seconds is None else f"{reference_seconds / seconds:.2f}"
 
 
 def table(measurements: Sequence[Measurement]) -> str:
-    header = ("model", "image", "HxW", "mode", "views", "Mpixels", "median s", "s/view", "original s", "orig. s/view")
-    rows = []
-    for m in measurements:
-        rows.append((m.model, m.image, f"{m.size_hw[0]}x{m.size_hw[1]}", m.mode, str(m.views), f"{m.pixels / 1e6:.2f}",
-                     f"{m.seconds:.3f}", f"{m.seconds / max(m.views, 1):.3f}", *original_columns(m)))
-    return format_table(header, rows, (False, False, True, False, True, True, True, True, True, True))
+    eager = {(m.image, m.mode): m.seconds_per_crop for m in measurements if m.backend == "eager"}
+    rows = [
+        (m.image, f"{m.size_hw[0]}x{m.size_hw[1]}", m.mode, m.backend, str(m.crops), f"{m.mpixels:.2f}",
+         f"{m.seconds:.3f}", f"{m.seconds_per_crop:.3f}", speedup(ORIGINAL_SECONDS_PER_CROP, m.seconds_per_crop),
+         speedup(ORIGINAL_SECONDS_PER_MPIXEL, m.seconds / m.mpixels),
+         speedup(eager.get((m.image, m.mode)), m.seconds_per_crop))
+        for m in sorted(measurements, key=lambda m: (m.image, MODES.index(m.mode)))
+    ]
+    return format_table(HEADER, rows, (False, True, False, False, *[True] * 7))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    images = [(path.name, read_image(path)) for path in (args.images or default_images())]
+    begin(args.threads, model_label(args.init, args.weights), args.repeats, args.warmup)
+    images = load_images(args.images or default_images(with_demo=True))
+    model = official_model(args.init, args.weights).to(args.device)
     measurements = []
-    for model_name, model in models(args):
-        model.to(args.device)
-        for mode in args.modes:
-            detector = SaccadeDetector(model, mode=mode)
-            for image_name, pixels in images:
-                seconds, views = measure(detector, pixels, args.repeats, args.warmup)
-                measurements.append(Measurement(model_name, image_name, pixels.shape[:2], mode, seconds, views))
-                print(f"  {model_name} / {image_name} / {mode}: {seconds:.3f} s, {views} views", file=sys.stderr)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
-          f"median of {max(1, args.repeats)} after {args.warmup} warm-up run(s)")
+    with temporary_workdir() as workdir:
+        for backend in args.backends:
+            for mode in args.modes:
+                measurements += time_backend(model, backend, mode, images, args, Path(workdir))
+    print(f"device {args.device}; whole detector per image (decoding of the image file not timed)")
     print(table(measurements))
-    print("original: GOLDEN.md (princeton-vl/CornerNet-Lite on CPU, 2 threads); views = crops (saccade) or the "
-          "511x511 canvas (full); random weights: crop counts follow attention noise")
+    print(f"original (GOLDEN.md, princeton-vl/CornerNet-Lite, CPU fp32, 2 threads): demo.jpg {ORIGINAL_DEMO_SECONDS} s "
+          f"for {ORIGINAL_DEMO_CROPS} crops = {ORIGINAL_SECONDS_PER_CROP:.3f} s/crop = "
+          f"{ORIGINAL_SECONDS_PER_MPIXEL:.2f} s/Mpixel; full mode's view is 511x511 (compare per Mpixel)")
 
 
 if __name__ == "__main__":

@@ -29,7 +29,8 @@ def make_backend(
     """The network for backend ``name`` built from ``model`` (in eval mode, on its device).
 
     ``onnxruntime`` uses ``onnx_path`` when given, else exports the model to a temporary file
-    (which takes about half a minute for the official network).
+    (which takes about half a minute for the official network); it runs with as many intra-op
+    threads as torch (``torch.get_num_threads()``).
     """
     model = model.eval()
     if name == "eager":
@@ -44,7 +45,7 @@ def make_backend(
         if onnx_path is None:
             onnx_path = Path(tempfile.mkdtemp(prefix="cornernet_saccade_")) / f"model_{input_size}.onnx"
             export_onnx(model, onnx_path, size=input_size)
-        return OnnxNetwork(onnx_path)
+        return OnnxNetwork(onnx_path, intra_op_threads=torch.get_num_threads())
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
