@@ -49,11 +49,13 @@ def make_backend(
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
-def network_for_mode(model: CornerNetSaccade, backend: str, mode: str) -> nn.Module:
-    """:func:`make_backend` with the input size the detector mode feeds (255 crops, or full_size)."""
+def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None) -> nn.Module:
+    """:func:`make_backend` with the input size the detector mode feeds (255 crops, or
+    ``full_size``, by default :class:`~cornernet_saccade.saccade.SaccadeConfig`'s)."""
     from .saccade import CROP_SIZE, SaccadeConfig
 
-    return make_backend(model, backend, input_size=CROP_SIZE if mode == "saccade" else SaccadeConfig().full_size)
+    size = CROP_SIZE if mode == "saccade" else (full_size or SaccadeConfig().full_size)
+    return make_backend(model, backend, input_size=size)
 
 
 def add_backend_argument(parser) -> None:
@@ -61,4 +63,8 @@ def add_backend_argument(parser) -> None:
     parser.add_argument(
         "--backend", choices=BACKENDS, default="eager",
         help="network implementation: eager (default), fast (BatchNorm folded), fast-bf16, onnxruntime",
+    )
+    parser.add_argument(
+        "--full-size", type=int, default=None,
+        help="full mode: long side the image is resized to (default 511; 64k-1 sizes such as 1023 or 1279)",
     )

@@ -94,9 +94,10 @@ def build_detector(args: argparse.Namespace) -> tuple[SaccadeDetector, list[int]
 
     model, stored_names = load_model(args.weights)
     class_names = resolve_class_names(args.class_names, stored_names, model.num_classes)
-    network = network_for_mode(model.to(resolve_device(args.device)), args.backend, args.mode)
+    network = network_for_mode(model.to(resolve_device(args.device)), args.backend, args.mode, args.full_size)
+    sizes = {"full_size": args.full_size} if args.full_size else {}
     detector = SaccadeDetector(
-        network, class_names=class_names, mode=args.mode,
+        network, class_names=class_names, mode=args.mode, **sizes,
         score_threshold=args.score_threshold, att_max_crops=args.max_crops,
     )
     return detector, category_ids_for_names(class_names, model.num_classes)

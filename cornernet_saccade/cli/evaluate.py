@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     result = evaluate(
         args.weights, args.data, args.image_root, args.mode, args.out, args.device, args.max_images,
-        backend=args.backend,
+        backend=args.backend, full_size=args.full_size,
     )
     print(result.table())
     for message in result.skipped:

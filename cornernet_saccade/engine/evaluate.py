@@ -211,12 +211,14 @@ def evaluate(
     max_images: int = 0,
     progress: bool = True,
     backend: str = "eager",
+    full_size: int | None = None,
 ) -> EvaluationResult:
     """Load ``weights`` (path or bundled name) and evaluate it on a COCO JSON set with the network
     ``backend`` (see :mod:`cornernet_saccade.backends`)."""
     from ..backends import network_for_mode
 
     model, class_names = load_model(weights)
-    network = network_for_mode(model.to(resolve_device(device)), backend, mode)
-    detector = SaccadeDetector(network, mode=mode, class_names=class_names)
+    network = network_for_mode(model.to(resolve_device(device)), backend, mode, full_size)
+    sizes = {"full_size": full_size} if full_size else {}
+    detector = SaccadeDetector(network, mode=mode, class_names=class_names, **sizes)
     return evaluate_detector(detector, annotations, image_root, class_names, max_images, results_path, progress)
