@@ -253,7 +253,7 @@ def test_config_defaults_overrides_and_errors():
     config = SaccadeConfig()
     assert (config.init_sizes, config.att_thresholds, config.att_scales) == ((192, 255), (0.3,), ((1, 2, 4),))
     assert (config.att_max_crops, config.top_k, config.num_dets, config.ae_threshold) == (30, 12, 12, 0.3)
-    assert (config.nms_method, config.max_per_image, config.batch_size) == ("gaussian", 100, 32)
+    assert (config.nms_method, config.max_per_image, config.batch_size) == ("gaussian", 100, 8)
     detector = SaccadeDetector(RectangleFinder(), {"top_k": 20}, num_dets=50)
     assert (detector.config.top_k, detector.config.num_dets) == (20, 50)
     with pytest.raises(ConfigError, match="unknown"):
