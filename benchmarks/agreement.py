@@ -38,7 +38,6 @@ from common import (
     load_images,
     load_weights,
     mode_input_size,
-    temporary_workdir,
 )
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS
@@ -117,11 +116,10 @@ def count_matched(query: Detections, candidates: Detections, rule: MatchRule) ->
 
 
 def detect_all(
-    model: CornerNetSaccade, backend: str, mode: str, images: Sequence[tuple[str, np.ndarray]], threads: int,
-    workdir: Path,
+    model: CornerNetSaccade, backend: str, mode: str, images: Sequence[tuple[str, np.ndarray]]
 ) -> list[Detections]:
     """Detections of every image with ``backend`` (built once) in ``mode``."""
-    network = build_backend(backend, model, mode_input_size(mode), threads, workdir)
+    network = build_backend(backend, model, mode_input_size(mode))
     detector = SaccadeDetector(network, mode=mode)
     return [detector(pixels) for _, pixels in images]
 
@@ -168,12 +166,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     names = [name for name, _ in images]
     model = load_weights(args.weights)
     groups = []
-    with temporary_workdir() as workdir:
-        for mode in args.modes:
-            eager = detect_all(model, REFERENCE, mode, images, args.threads, Path(workdir))
-            for backend in args.backends:
-                other = detect_all(model, backend, mode, images, args.threads, Path(workdir))
-                groups.append(compare(mode, backend, names, eager, other, rule))
+    for mode in args.modes:
+        eager = detect_all(model, REFERENCE, mode, images)
+        for backend in args.backends:
+            other = detect_all(model, backend, mode, images)
+            groups.append(compare(mode, backend, names, eager, other, rule))
     print(f"reference: eager fp32; detections with score >= {rule.min_score}; a match: same class, "
           f"IoU >= {rule.iou}, |score difference| <= {rule.score_tolerance}, one-to-one")
     print(table(groups))

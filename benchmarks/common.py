@@ -21,7 +21,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Sequence
@@ -139,31 +138,12 @@ def mode_input_size(mode: str) -> int:
     return CROP_SIZE if mode == "saccade" else SaccadeConfig().full_size
 
 
-def onnx_network(model: CornerNetSaccade, size: int, threads: int, workdir: Path) -> nn.Module:
-    """Export ``model`` for ``[B,3,size,size]`` inputs into ``workdir`` (once per call) and open it
-    with ``threads`` onnxruntime intra-op threads."""
-    from cornernet_saccade.export import OnnxNetwork, export_onnx
-
-    path = export_onnx(model, workdir / f"model_{size}.onnx", size=size)
-    return OnnxNetwork(path, intra_op_threads=threads)
-
-
-def build_backend(name: str, model: CornerNetSaccade, size: int, threads: int, workdir: Path) -> InferenceNetwork:
-    """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs.
-
-    ``onnxruntime`` is built here rather than by ``make_backend``, which leaves onnxruntime's thread
-    count at its default (one per physical core).
-    """
-    if name == "onnxruntime":
-        return onnx_network(model, size, threads, workdir)
+def build_backend(name: str, model: CornerNetSaccade, size: int) -> InferenceNetwork:
+    """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs; onnxruntime
+    gets as many intra-op threads as torch (set by :func:`begin`)."""
     if name in EXTRA_BACKENDS:
         return FastNetwork(model, channels_last=name != "fast-nchw", compile=name == "fast-compile")
     return make_backend(model, name, input_size=size)
-
-
-def temporary_workdir() -> tempfile.TemporaryDirectory:
-    """A folder for exported graphs, removed at exit."""
-    return tempfile.TemporaryDirectory(prefix="cornernet_bench_")
 
 
 # ---------------------------------------------------------------- timing and FLOPs

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -30,7 +29,6 @@ from common import (
     median_seconds,
     model_label,
     official_model,
-    temporary_workdir,
 )
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.saccade import CROP_SIZE
@@ -60,16 +58,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     begin(args.threads, model_label(args.init, args.weights), args.repeats, args.warmup)
     model = official_model(args.init, args.weights)
     rows = []
-    with temporary_workdir() as workdir:
-        for name in args.backends:
-            network = build_backend(name, model, CROP_SIZE, args.threads, Path(workdir))
-            for batch in args.batches:
-                crops = torch.randn(batch, 3, CROP_SIZE, CROP_SIZE, generator=torch.Generator().manual_seed(batch))
-                with torch.inference_mode():
-                    run = lambda: network(crops, with_attention=args.attention)  # noqa: E731
-                    rows.append(row(batch, name, median_seconds(run, args.repeats, args.warmup)))
-                print(" ", *rows[-1], file=sys.stderr)
-            del network
+    for name in args.backends:
+        network = build_backend(name, model, CROP_SIZE)
+        for batch in args.batches:
+            crops = torch.randn(batch, 3, CROP_SIZE, CROP_SIZE, generator=torch.Generator().manual_seed(batch))
+            with torch.inference_mode():
+                run = lambda: network(crops, with_attention=args.attention)  # noqa: E731
+                rows.append(row(batch, name, median_seconds(run, args.repeats, args.warmup)))
+            print(" ", *rows[-1], file=sys.stderr)
+        del network
     print(f"network only, {'with' if args.attention else 'without'} attention heads")
     print(format_table(HEADER, rows, (True, False, True, True, True, True, True)))
     print("original: GOLDEN.md, stage-2 batches of crops without attention, princeton-vl/CornerNet-Lite, fp32, 2 threads")

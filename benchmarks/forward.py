@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -40,7 +39,6 @@ from common import (
     median_seconds,
     model_label,
     official_model,
-    temporary_workdir,
 )
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.model import CornerNetSaccade
@@ -75,14 +73,14 @@ def row(size: int, path: str, backend: str, seconds: float, gflop: float, peak: 
             f"{rate:.0f}", f"{100 * rate / peak:.0f}%")
 
 
-def time_test_path(model: CornerNetSaccade, size: int, args: argparse.Namespace, peaks: dict, workdir: Path) -> list:
+def time_test_path(model: CornerNetSaccade, size: int, args: argparse.Namespace, peaks: dict) -> list:
     """Rows of the test path at ``size`` for every backend."""
     images = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         gflop = conv_gflop(model, lambda: model(images))
     rows = []
     for name in args.backends:
-        network = build_backend(name, model, size, args.threads, workdir)
+        network = build_backend(name, model, size)
         with torch.inference_mode():
             seconds = median_seconds(lambda: network(images, with_attention=True), args.repeats, args.warmup)
         del network
@@ -109,11 +107,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     peaks = {dtype: matmul_gflops(dtype) for dtype in (torch.float32, torch.bfloat16)}
     model = official_model(args.init, args.weights)
     rows = []
-    with temporary_workdir() as workdir:
-        for size in args.sizes:
-            rows += time_test_path(model, size, args, peaks, Path(workdir))
-            if not args.no_train_path:
-                rows.append(time_train_path(model, size, args, peaks))
+    for size in args.sizes:
+        rows += time_test_path(model, size, args, peaks)
+        if not args.no_train_path:
+            rows.append(time_train_path(model, size, args, peaks))
     print(f"torch.mm {MATMUL_SIZE}x{MATMUL_SIZE} (best of 5): fp32 {peaks[torch.float32]:.0f} GFLOP/s, bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s "
           "(the '% of mm' column uses the backend's dtype)")
     print(format_table(HEADER, rows, (False, False, False, True, True, True, True, True)))

@@ -44,7 +44,6 @@ from common import (
     mode_input_size,
     model_label,
     official_model,
-    temporary_workdir,
 )
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS
@@ -107,10 +106,10 @@ def time_detection(detector: SaccadeDetector, pixels: np.ndarray, repeats: int, 
 
 def time_backend(
     model: CornerNetSaccade, backend: str, mode: str, images: Sequence[tuple[str, np.ndarray]],
-    args: argparse.Namespace, workdir: Path,
+    args: argparse.Namespace,
 ) -> list[Measurement]:
     """Build ``backend`` once for ``mode`` and time the detector on every image."""
-    network = build_backend(backend, model, mode_input_size(mode), args.threads, workdir)
+    network = build_backend(backend, model, mode_input_size(mode))
     detector = SaccadeDetector(network, mode=mode)
     measurements = []
     for name, pixels in images:
@@ -142,10 +141,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     images = load_images(args.images or default_images(with_demo=True))
     model = official_model(args.init, args.weights).to(args.device)
     measurements = []
-    with temporary_workdir() as workdir:
-        for backend in args.backends:
-            for mode in args.modes:
-                measurements += time_backend(model, backend, mode, images, args, Path(workdir))
+    for backend in args.backends:
+        for mode in args.modes:
+            measurements += time_backend(model, backend, mode, images, args)
     print(f"device {args.device}; whole detector per image (decoding of the image file not timed)")
     print(table(measurements))
     print(f"original (GOLDEN.md, princeton-vl/CornerNet-Lite, CPU fp32, 2 threads): demo.jpg {ORIGINAL_DEMO_SECONDS} s "

@@ -28,8 +28,8 @@ def make_backend(
 ) -> nn.Module:
     """The network for backend ``name`` built from ``model`` (in eval mode, on its device).
 
-    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model to a temporary file
-    (which takes about half a minute for the official network); it runs with as many intra-op
+    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model to a temporary file,
+    removed once the session is open (about half a minute for the official network); it runs with as many intra-op
     threads as torch (``torch.get_num_threads()``).
     """
     model = model.eval()
@@ -42,10 +42,13 @@ def make_backend(
     if name == "onnxruntime":
         from .export import OnnxNetwork, export_onnx
 
-        if onnx_path is None:
-            onnx_path = Path(tempfile.mkdtemp(prefix="cornernet_saccade_")) / f"model_{input_size}.onnx"
-            export_onnx(model, onnx_path, size=input_size)
-        return OnnxNetwork(onnx_path, intra_op_threads=torch.get_num_threads())
+        threads = torch.get_num_threads()
+        if onnx_path is not None:
+            return OnnxNetwork(onnx_path, intra_op_threads=threads)
+        with tempfile.TemporaryDirectory(prefix="cornernet_saccade_") as folder:
+            # the session holds the graph in memory once created: the file can go
+            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size)
+            return OnnxNetwork(path, intra_op_threads=threads)
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 

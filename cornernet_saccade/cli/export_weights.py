@@ -9,6 +9,7 @@ import argparse
 
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from ..engine.checkpoints import resolve_weights_path, stored_class_names
+from ..errors import ConfigError
 from ..model import CornerNetSaccade
 
 
@@ -25,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not args.out.endswith(".safetensors"):
-        raise SystemExit("error: --out must end with .safetensors")
+        raise ConfigError(f"{args.out}: --out must end with .safetensors")
     stored = read_checkpoint(resolve_weights_path(args.weights))
     model = CornerNetSaccade(stored.model_config)
     load_checkpoint(model, stored)
