@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from common import (
+    BACKENDS,
     add_backends_argument,
     add_threads_argument,
     argument_parser,
@@ -40,12 +41,12 @@ from common import (
     mode_input_size,
 )
 from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.backends import BACKENDS
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.saccade import Detections, SaccadeDetector
 
 REFERENCE = "eager"
 COMPARED_BACKENDS = tuple(name for name in BACKENDS if name != REFERENCE)
+DEFAULT_COMPARED = ("fast", "fast-bf16", "onnxruntime")
 MODES = ("saccade", "full")
 ALL_IMAGES = "all"
 
@@ -77,7 +78,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argument_parser(__doc__)
     parser.add_argument("--weights", required=True, help="trained model: weights file or bundled model name (shapes, trees)")
     parser.add_argument("--images", nargs="+", type=Path, help="images (default: examples/*)")
-    add_backends_argument(parser, COMPARED_BACKENDS, COMPARED_BACKENDS, "backends compared with eager")
+    add_backends_argument(parser, COMPARED_BACKENDS, DEFAULT_COMPARED, "backends compared with eager")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="detector modes (default: both)")
     parser.add_argument("--min-score", type=float, default=0.3, help="detections counted from this score (default 0.3)")
     parser.add_argument("--iou", type=float, default=0.9, help="least IoU of a match (default 0.9)")

@@ -5,11 +5,13 @@ are those of :mod:`cornernet_saccade.backends` (``--backend`` of ``detect`` and 
 
 =================  ==========================================================================
 ``eager``          the model itself, eval mode, ``torch.inference_mode``
-``fast``           :class:`FastNetwork` fp32 (BatchNorm folded, channels-last)
+``fast``           :class:`FastNetwork` fp32 (BatchNorm folded, channels-last, Winograd 3x3
+                   convolutions on the CPU)
 ``fast-bf16``      :class:`FastNetwork` bf16 (weights and activations bf16, fp32 outputs)
 ``onnxruntime``    :class:`OnnxNetwork`: onnxruntime on the exported graph (exported once per input
                    size, ``--threads`` intra-op threads)
-``fast-nchw``      ``fast`` without channels-last (to check that channels-last helps)
+``fast-direct``    ``fast`` without Winograd: oneDNN's direct convolutions (what Winograd gains)
+``fast-nchw``      ``fast-direct`` without channels-last (what channels-last gains)
 ``fast-compile``   ``fast`` through ``torch.compile`` (compiles on first call: minutes)
 =================  ==========================================================================
 """
@@ -38,9 +40,9 @@ from cornernet_saccade.saccade import CROP_SIZE, SaccadeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Backends only the network benchmarks offer (variants of ``fast``).
-EXTRA_BACKENDS = ("fast-nchw", "fast-compile")
+EXTRA_BACKENDS = ("fast-direct", "fast-nchw", "fast-compile")
 BACKENDS = (*DETECTOR_BACKENDS, *EXTRA_BACKENDS)
-DEFAULT_BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
+DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "fast-bf16", "onnxruntime")
 #: Side of the square matrices timed for the matrix-multiply rate.
 MATMUL_SIZE = 2048
 #: Compute dtype of each backend, to compare it with the matching matrix-multiply rate.
@@ -142,7 +144,9 @@ def build_backend(name: str, model: CornerNetSaccade, size: int) -> InferenceNet
     """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs; onnxruntime
     gets as many intra-op threads as torch (set by :func:`begin`)."""
     if name in EXTRA_BACKENDS:
-        return FastNetwork(model, channels_last=name != "fast-nchw", compile=name == "fast-compile")
+        direct = name in ("fast-direct", "fast-nchw")
+        return FastNetwork(model, channels_last=name != "fast-nchw", winograd=False if direct else None,
+                           compile=name == "fast-compile")
     return make_backend(model, name, input_size=size)
 
 

@@ -40,7 +40,7 @@ HEADER = ("batch", "backend", "median s", "s/crop", "crops/s", "original s", "or
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argument_parser(__doc__)
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8, 30], help="crops per batch (default 1 8 30)")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 30], help="crops per batch (default 1 4 8 30)")
     add_backends_argument(parser, BACKENDS, DEFAULT_BACKENDS)
     parser.add_argument("--attention", action="store_true", help="also compute the attention heads")
     add_common_arguments(parser, repeats=3)

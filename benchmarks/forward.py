@@ -10,7 +10,9 @@ Two paths, as GOLDEN.md times them:
 Each case runs ``--warmup`` times untimed, then ``--repeats`` times; the median is shown. GFLOP
 counts the convolutions' multiply-accumulates (x2) with forward hooks; the achieved rate is set
 against the best rate of a 2048x2048 ``torch.mm`` in the backend's dtype on the same threads (the
-CPU's practical peak).
+CPU's practical peak). The count is that of direct convolution for every backend, so for ``fast``
+(Winograd F(4x4, 3x3): 4x fewer multiplications in the 3x3 convolutions) the rate is an effective
+one and may exceed 100 % of the matrix-multiply peak.
 
     python benchmarks/forward.py --repeats 5
     python benchmarks/forward.py --sizes 255 --backends eager fast fast-nchw --repeats 3

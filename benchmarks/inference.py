@@ -1,6 +1,7 @@
 """Whole-detector latency per image and backend, saccade and full-image modes, beside the original.
 
-Each backend (``--backends``, those of ``detect --backend``) is built once per mode, outside the
+Each backend (``--backends``: those of ``detect --backend`` and the variants of ``fast`` in
+benchmarks/common.py) is built once per mode, outside the
 timing (the onnxruntime graph is exported once per input size: 255 for saccade crops, 511 for
 full-image mode). For each image the detector then runs ``--warmup`` times untimed and ``--repeats``
 times; the table gives per image and backend:
@@ -33,6 +34,7 @@ from typing import Sequence
 import numpy as np
 
 from common import (
+    BACKENDS,
     add_backends_argument,
     add_common_arguments,
     argument_parser,
@@ -46,11 +48,10 @@ from common import (
     official_model,
 )
 from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.backends import BACKENDS
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.saccade import CROP_SIZE, Detections, SaccadeDetector
 
-DEFAULT_BACKENDS = ("eager", "fast", "onnxruntime")
+DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "onnxruntime")
 MODES = ("saccade", "full")
 #: The original's CPU figures (GOLDEN.md "Timings": demo.jpg, 2 threads, torch 2.13 CPU, fp32).
 ORIGINAL_DEMO_SECONDS = 20.97

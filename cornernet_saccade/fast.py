@@ -23,6 +23,11 @@ What the fast path changes, and why the outputs stay those of the eager fp32 mod
   the 117M weights at every call. Outputs are returned as float32. bf16 is faster on a CPU only
   where it multiplies bf16 faster than fp32 (AMX; on the AVX512_BF16-without-AMX development VM a
   bf16 ``torch.mm`` ran at half the fp32 rate, and so did this network): see docs/benchmarks.md.
+* **Winograd convolutions** (``winograd``, on by default for float32 on the CPU): every 3x3
+  stride-1 convolution runs as Winograd F(4x4, 3x3) (:mod:`.winograd`), 4x fewer multiplications;
+  outputs stay within 1e-4 x abs max of eager (about 1e-5 measured on the official network). On
+  CUDA cuDNN chooses its own algorithms, and in bf16 the transforms lose too much precision, so
+  it is off there.
 * ``channels_last``: NHWC weights and activations (oneDNN / cuDNN prefer them for convolutions; on
   the development CPU the fp32 network ran a few per cent faster than in NCHW).
 * ``compile=True``: ``torch.compile`` of the folded copy with static shapes, so every new input shape
@@ -45,6 +50,7 @@ from torch import Tensor, nn
 from .heads import CornerPoolModule
 from .layers import Convolution, Residual
 from .model import CornerNetSaccade, HeadOutputs
+from .winograd import use_winograd
 
 #: (convolution, BatchNorm) attribute pairs that are folded, per module type. Sequential containers
 #: (the residual skip projection, the inter-stack merge projections) are handled by position.
@@ -184,11 +190,14 @@ class _CapturedForward:
 class FastNetwork(nn.Module):
     """Inference-only CornerNet-Saccade: a BatchNorm-folded copy of ``model`` (see the module docstring).
 
-    ``FastNetwork(model, dtype=torch.float32, channels_last=True, compile=False, cuda_graphs=False)``;
+    ``FastNetwork(model, dtype=torch.float32, channels_last=True, winograd=None, compile=False,
+    cuda_graphs=False)``;
     ``fast(images, with_attention=True)`` takes float ``[B,3,H,W]`` normalised BGR images (any device
     or dtype; moved to the network's) and returns one-stack :class:`HeadOutputs` of float32
     contiguous logits, as ``model.eval()(images)`` does. ``dtype``: ``torch.float32`` or
-    ``torch.bfloat16``; ``torch.float16`` on CUDA only. ``cuda_graphs`` needs a CUDA model.
+    ``torch.bfloat16``; ``torch.float16`` on CUDA only. ``winograd``: 3x3 convolutions as Winograd
+    F(4x4, 3x3); ``None`` (default) turns it on for float32 on the CPU; float32 only.
+    ``cuda_graphs`` needs a CUDA model.
     It is an ``nn.Module`` so that code written for the model (``.eval()``, ``.parameters()`` for
     the device) accepts it; it has no training mode.
     """
@@ -199,6 +208,7 @@ class FastNetwork(nn.Module):
         *,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = True,
+        winograd: bool | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
     ):
@@ -207,6 +217,10 @@ class FastNetwork(nn.Module):
         if dtype not in _DTYPES.get(device.type, ()):
             allowed = _DTYPES.get(device.type)
             raise ValueError(f"dtype {dtype} is not supported on {device.type} (choose from {allowed})")
+        if winograd is None:
+            winograd = device.type == "cpu" and dtype == torch.float32
+        if winograd and dtype != torch.float32:
+            raise ValueError(f"winograd convolutions run in float32 only, not {dtype}")
         if cuda_graphs and device.type != "cuda":
             raise ValueError("cuda_graphs needs the model on a CUDA device")
         self.num_classes = model.num_classes
@@ -215,6 +229,7 @@ class FastNetwork(nn.Module):
         network = fold_batchnorm(model)
         network.set_export_friendly_pooling(True)
         self.network = network.to(dtype=dtype, memory_format=self.memory_format)
+        self.winograd_convolutions = use_winograd(self.network) if winograd else 0
         self._compiled = _try_compile(self._run) if compile else None
         self._graphs: dict[tuple[tuple[int, ...], bool], _CapturedForward] | None = {} if cuda_graphs else None
         self._graph_pool: tuple[int, int] | None = None

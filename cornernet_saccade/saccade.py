@@ -44,6 +44,8 @@ MAX_NEXT_SCALE = 4.0
 LOCATION_NMS_DISTANCE = 16.0
 #: Zoom ratios that ``location_nms`` treats as the same scale (inclusive).
 SAME_SCALE_RATIOS = (0.8, 1.2)
+#: Crops per network call on the CPU when ``SaccadeConfig.batch_size`` is None.
+CPU_BATCH_SIZE = 4
 
 NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaussian": SoftNMSMethod.GAUSSIAN}
 
@@ -61,10 +63,11 @@ class SaccadeConfig:
     ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop. Merge:
     soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
     ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
-    ``score_threshold`` are dropped. ``batch_size`` crops go through the network at once: 8 by default,
-    where the original used 32; batching changes no result, and on CPU batches of 4-8 crops cost
-    0.60 s per official-network crop against 0.65-0.87 s in batches of 30 (benchmarks/fast_inference.py).
-    On a GPU larger batches (32) pay.
+    ``score_threshold`` are dropped. ``batch_size`` crops go through the network at once; batching
+    changes no result. ``None`` (default): all crops of a round in one batch on a GPU (the original
+    batched up to 32), batches of :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the
+    caches (official network, fast path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8;
+    benchmarks/fast_inference.py).
     """
 
     mode: Literal["saccade", "full"] = "saccade"
@@ -83,7 +86,7 @@ class SaccadeConfig:
     nms_overlap: float = 0.5
     nms_score_threshold: float = 0.001
     max_per_image: int = 100
-    batch_size: int = 8
+    batch_size: int | None = None
     full_size: int = 511
     full_top_k: int = 100
     full_num_dets: int = 1000
@@ -96,7 +99,7 @@ class SaccadeConfig:
             raise ValueError("att_scales needs one (coarse, middle, fine) triple per att_thresholds entry")
         if any(k < 1 or k % 2 == 0 for k in (*self.att_nms_ks, self.nms_kernel)):
             raise ValueError("att_nms_ks and nms_kernel must be odd and positive")
-        if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size, self.full_size) < 1:
+        if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size or 1, self.full_size) < 1:
             raise ValueError("att_max_crops must be >= 0; max_per_image, batch_size, full_size >= 1")
         for k, num in ((self.top_k, self.num_dets), (self.full_top_k, self.full_num_dets)):
             if k < 1 or not 1 <= num <= k * k:
@@ -439,7 +442,8 @@ class SaccadeDetector:
         attention, the sigmoid attention maps (coarse, middle, fine ``[N,1,h,w]``)."""
         cfg = self.config
         dets, attentions = [], []
-        for batch in crops.split(cfg.batch_size):
+        batch_size = cfg.batch_size or (len(crops) if crops.is_cuda else CPU_BATCH_SIZE)
+        for batch in crops.split(batch_size):
             out = self.model(normalize_bgr(batch), with_attention=with_attention)
             decoded = decode_detections(
                 out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],

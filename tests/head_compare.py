@@ -13,12 +13,14 @@ from reference_fill import fill_model
 
 REL_TOL = 1e-4  # max abs diff <= 1e-4 x the reference array's abs max (GOLDEN.md)
 SMALL = dict(num_classes=5, num_stacks=2, dims=(16, 24, 24, 32), stem_dim=8, pool_dim=8, head_dim=16)
+#: One stack with every 3x3 convolution wide enough for the fast path's Winograd convolutions.
+WIDE = dict(num_classes=5, num_stacks=1, dims=(96, 96, 96, 128), stem_dim=96, pool_dim=96, head_dim=96)
 
 
-def filled_small_model() -> CornerNetSaccade:
-    """A small network (eval mode) with every weight and BatchNorm statistic filled by the GOLDEN.md
-    rule, so that BatchNorm folding is not trivial."""
-    return fill_model(CornerNetSaccade(**SMALL)).eval()
+def filled_small_model(config: dict = SMALL) -> CornerNetSaccade:
+    """A small network (eval mode, ``SMALL`` or ``WIDE``) with every weight and BatchNorm statistic
+    filled by the GOLDEN.md rule, so that BatchNorm folding is not trivial."""
+    return fill_model(CornerNetSaccade(**config)).eval()
 
 
 def random_images(batch: int, size: int = 255, seed: int = 0) -> Tensor:

@@ -11,8 +11,10 @@ from cornernet_saccade.fast import FastNetwork, fold_batchnorm
 from cornernet_saccade.heads import CornerPoolModule
 from cornernet_saccade.hourglass import _merge_projection
 from cornernet_saccade.layers import Convolution, CornerPool, Residual
+from cornernet_saccade.winograd import WinogradConv2d
 from head_compare import (
     SMALL,
+    WIDE,
     assert_detector_runs_backend_like_model,
     assert_heads_close,
     assert_matches_original,
@@ -35,6 +37,11 @@ def has_batchnorm(module: nn.Module) -> bool:
 @pytest.fixture(scope="module")
 def small_model() -> CornerNetSaccade:
     return filled_small_model()
+
+
+@pytest.fixture(scope="module")
+def wide_model() -> CornerNetSaccade:
+    return filled_small_model(WIDE)
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +78,10 @@ def test_fold_refuses_a_batchnorm_without_a_convolution():
         fold_batchnorm(nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 3, 1)))
 
 
-def test_fast_fp32_matches_the_original_official_network(filled_official_model, reference):
-    fast = FastNetwork(filled_official_model)
+@pytest.mark.parametrize("winograd", [True, False])
+def test_fast_fp32_matches_the_original_official_network(filled_official_model, reference, winograd):
+    fast = FastNetwork(filled_official_model, winograd=winograd)
+    assert (fast.winograd_convolutions > 100) == winograd  # all 110 3x3 stride-1 convolutions
     out = fast(golden_input())
     assert_matches_original(out, reference)
     assert len(out.tl_heats) == 1 and out.tl_heats[0].shape == (1, 80, 64, 64)
@@ -93,9 +102,26 @@ def test_fast_fp32_equals_eager_small(small_model, channels_last):
     with torch.inference_mode():
         expected = small_model(images)
     fast = FastNetwork(small_model, channels_last=channels_last)
+    assert fast.winograd_convolutions == 0  # too narrow for Winograd to pay
     assert_heads_close(fast(images), expected)
     corners_only = fast(images, with_attention=False)
     assert corners_only.attentions == [] and torch.equal(corners_only.tl_heats[0], fast(images).tl_heats[0])
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fast_fp32_with_winograd_equals_eager(wide_model, channels_last):
+    images = random_images(2, seed=5)
+    with torch.inference_mode():
+        expected = wide_model(images)
+    fast = FastNetwork(wide_model, channels_last=channels_last)
+    winograd = [m for m in fast.modules() if isinstance(m, WinogradConv2d)]
+    assert len(winograd) == fast.winograd_convolutions > 30
+    assert_heads_close(fast(images), expected)
+    assert FastNetwork(wide_model, winograd=False).winograd_convolutions == 0
+
+
+def test_saccade_detector_runs_the_winograd_network_like_the_model(wide_model):
+    assert_detector_runs_backend_like_model(FastNetwork(wide_model), wide_model)
 
 
 def test_fast_bf16_close_to_eager_small(small_model):
@@ -137,6 +163,9 @@ def test_invalid_settings_and_inputs_are_rejected(small_model):
         FastNetwork(small_model, dtype=torch.float16)
     with pytest.raises(ValueError, match="CUDA"):
         FastNetwork(small_model, cuda_graphs=True)
+    with pytest.raises(ValueError, match="float32 only"):
+        FastNetwork(small_model, dtype=torch.bfloat16, winograd=True)
+    assert FastNetwork(small_model, dtype=torch.bfloat16).winograd_convolutions == 0
     with pytest.raises(ValueError, match=r"\[B,3,H,W\]"):
         FastNetwork(small_model)(torch.zeros(3, 255, 255))
 

@@ -13,6 +13,7 @@ from cornernet_saccade.io import read_image
 from cornernet_saccade.preprocess import COCO_MEAN_BGR, COCO_STD_BGR, normalize_bgr
 from cornernet_saccade.saccade import (
     ATTENTION_RATIOS,
+    CPU_BATCH_SIZE,
     SaccadeConfig,
     attention_peaks,
     crop_to_image_pixels,
@@ -232,6 +233,19 @@ def test_results_are_deterministic_and_independent_of_batch_size():
         np.testing.assert_array_equal(first.labels, again.labels)
 
 
+def test_cpu_batches_hold_at_most_cpu_batch_size_crops():
+    batches = []
+
+    class Recording(RectangleFinder):
+        def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
+            batches.append(len(images))
+            return super().forward(images, with_attention=with_attention)
+
+    crops = SaccadeDetector(Recording(attend_everywhere=True), att_max_crops=9)(scene()).trace.crops
+    assert len(crops) == 9 + len(SaccadeConfig().init_sizes)
+    assert sum(batches) == len(crops) and max(batches) == CPU_BATCH_SIZE
+
+
 @pytest.mark.parametrize("shape", [(200, 300), (1, 1), (3, 500), (500, 3)])
 @pytest.mark.parametrize("mode", ["saccade", "full"])
 def test_empty_and_tiny_images(shape, mode):
@@ -253,7 +267,7 @@ def test_config_defaults_overrides_and_errors():
     config = SaccadeConfig()
     assert (config.init_sizes, config.att_thresholds, config.att_scales) == ((192, 255), (0.3,), ((1, 2, 4),))
     assert (config.att_max_crops, config.top_k, config.num_dets, config.ae_threshold) == (30, 12, 12, 0.3)
-    assert (config.nms_method, config.max_per_image, config.batch_size) == ("gaussian", 100, 8)
+    assert (config.nms_method, config.max_per_image, config.batch_size) == ("gaussian", 100, None)
     detector = SaccadeDetector(RectangleFinder(), {"top_k": 20}, num_dets=50)
     assert (detector.config.top_k, detector.config.num_dets) == (20, 50)
     with pytest.raises(ConfigError, match="unknown"):
