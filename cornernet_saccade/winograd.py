@@ -16,7 +16,8 @@ On the 2-core development CPU, where oneDNN's direct convolution already runs ne
 matrix-multiply peak, this made the official network 1.5-1.8x faster per crop (see
 docs/benchmarks.md). The transformed filters ``G w G^T`` are computed once, in float64. The
 results equal the direct convolution up to float32 rounding of the transforms: about 1e-5 of the
-output's largest magnitude per layer, and below 1e-4 at the network's outputs.
+output's largest magnitude per layer, and below 1e-4 at the network's outputs. The price is
+memory: the transformed filters are 6x6, 4x the size of the 3x3 weights.
 
 Only float32 is supported: in bfloat16 the transforms' rounding (8-bit mantissa, values multiplied
 by up to 8 x 8) would swamp the result. On CUDA, cuDNN already picks Winograd kernels itself.
@@ -62,13 +63,17 @@ def is_winograd_compatible(conv: nn.Module) -> bool:
     )
 
 
-def transform_filters(weight: Tensor) -> Tensor:
+def transform_filters(weight: Tensor, out_channels_per_step: int = 32) -> Tensor:
     """Winograd-domain filters ``G w G^T``: ``[Cout,Cin,3,3]`` -> float32 ``[36, Cin, Cout]``
-    (index ``6*i + j`` of the 6x6 transformed tile first), computed in float64."""
-    g = _G.to(weight.device)
-    transformed = g @ weight.to(_DOUBLE) @ g.T  # [Cout, Cin, 6, 6]
+    (index ``6*i + j`` of the 6x6 transformed tile first), computed in float64,
+    ``out_channels_per_step`` output channels at a time so that the float64 temporaries stay small."""
     cout, cin = weight.shape[:2]
-    return transformed.permute(2, 3, 1, 0).reshape(INPUT_TILE**2, cin, cout).to(torch.float32).contiguous()
+    g = _G.to(weight.device)
+    filters = weight.new_empty(INPUT_TILE, INPUT_TILE, cin, cout, dtype=torch.float32)
+    for first in range(0, cout, out_channels_per_step):
+        block = weight[first: first + out_channels_per_step].to(_DOUBLE)  # [c, Cin, 3, 3]
+        filters[..., first: first + out_channels_per_step] = torch.einsum("ik,ockl,jl->ijco", g, block, g)
+    return filters.view(INPUT_TILE**2, cin, cout)
 
 
 class WinogradConv2d(nn.Module):

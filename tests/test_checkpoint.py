@@ -83,6 +83,7 @@ def test_code_payload_is_refused_and_never_runs(tmp_path, legacy):
     assert not marker.exists()
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the crafted file
 def test_raw_pickle_payload_is_refused(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"

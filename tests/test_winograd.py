@@ -52,7 +52,7 @@ def test_filter_taps_land_where_the_direct_convolution_puts_them():
 @pytest.mark.parametrize(
     "batch, cin, cout, height, width, tiles_per_chunk, channels_last",
     [
-        (2, 16, 24, 16, 16, 128, True),  # whole tiles, one chunk
+        (2, 16, 40, 16, 16, 128, True),  # whole tiles, one chunk; filters transformed in 2 steps of output channels
         (3, 8, 5, 7, 10, 128, False),  # partial tiles at the bottom and right, NCHW input
         (3, 32, 16, 13, 21, 4, True),  # chunked: several tile rows and images per call
         (2, 16, 16, 9, 30, 3, True),  # a tile row wider than a chunk: one row per piece
