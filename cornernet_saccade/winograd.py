@@ -97,7 +97,7 @@ class WinogradConv2d(nn.Module):
         self.register_buffer("filters", transform_filters(conv.weight.detach()))
         bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels, device=device)
         self.register_buffer("bias", bias)
-        self.register_buffer("input_transform", torch.kron(_BT, _BT).to(device, torch.float32))
+        self.register_buffer("input_transform", _BT.to(device, torch.float32))
         self.register_buffer("output_transform", torch.kron(_AT, _AT).to(device, torch.float32))
 
     def extra_repr(self) -> str:
@@ -140,7 +140,10 @@ class WinogradConv2d(nn.Module):
             (INPUT_TILE, INPUT_TILE, n, tiles_h, tiles_w, cin),
             (stride_h, stride_w, stride_n, OUTPUT_TILE * stride_h, OUTPUT_TILE * stride_w, stride_c),
         ).reshape(INPUT_TILE**2, -1)
-        transformed = (self.input_transform @ tiles).view(INPUT_TILE**2, -1, cin)  # [36, P, Cin]
+        # B^T d B, separably: B^T over the tile rows, then over the tile columns (3x fewer
+        # operations than the 36x36 product kron(B^T, B^T))
+        rows = (self.input_transform @ tiles.view(INPUT_TILE, -1)).view(INPUT_TILE, INPUT_TILE, -1)
+        transformed = torch.matmul(self.input_transform, rows).view(INPUT_TILE**2, -1, cin)  # [36, P, Cin]
         products = torch.bmm(transformed, self.filters)  # [36, P, Cout]
         blocks = (self.output_transform @ products.view(INPUT_TILE**2, -1)).view(
             OUTPUT_TILE, OUTPUT_TILE, n, tiles_h, tiles_w, cout
