@@ -16,16 +16,16 @@ Everything is drawn from one ``numpy.random.Generator``: the same seed gives the
 """
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from .data.coco import coco_document, write_json
 from .data.records import ImageRecord
 from .errors import ConfigError
 
@@ -373,38 +373,6 @@ def render_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig(),
 
 # ----------------------------------------------------------------------------------------------
 # COCO datasets
-
-
-def coco_document(records: list[ImageRecord], class_names: Sequence[str],
-                  description: str) -> dict[str, Any]:
-    """A COCO detection document of ``records``.
-
-    Each record's ``path`` becomes ``file_name`` (so it should be relative to the JSON file's
-    folder) and its ``image_id`` the image id; boxes are x1,y1,x2,y2 image pixels and labels
-    0-based. Category ids are ``label + 1``; ``area`` is the box area; annotation ids run from 1.
-    """
-    annotations = []
-    for record in records:
-        for (x1, y1, x2, y2), label in zip(record.boxes.tolist(), record.labels.tolist()):
-            width, height = x2 - x1, y2 - y1
-            annotations.append({
-                "id": len(annotations) + 1, "image_id": record.image_id,
-                "category_id": int(label) + 1, "bbox": [x1, y1, width, height],
-                "area": width * height, "iscrowd": 0,
-            })
-    return {
-        "info": {"description": description},
-        "images": [{"id": r.image_id, "file_name": r.path, "width": r.width, "height": r.height}
-                   for r in records],
-        "annotations": annotations,
-        "categories": [{"id": i + 1, "name": name, "supercategory": "object"}
-                       for i, name in enumerate(class_names)],
-    }
-
-
-def write_json(path: Path, document: dict[str, Any]) -> None:
-    """Write ``document`` as compact JSON (the same document always gives the same bytes)."""
-    path.write_text(json.dumps(document, separators=(",", ":")) + "\n", encoding="utf-8")
 
 
 def _write_split(out_dir: Path, split: str, seed: int, split_code: int, count: int,

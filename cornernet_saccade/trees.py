@@ -35,7 +35,7 @@ from .data.records import DetectionDataset, ImageRecord
 from .data.voc import read_voc
 from .errors import AnnotationError, ConfigError
 from .io import read_image
-from .shapes import coco_document, write_json
+from .data.coco import coco_document, write_json
 
 #: Folder of the wheel holding the annotated images.
 WHEEL_DATA_DIR = "deepforest/data/"

@@ -1,4 +1,4 @@
-"""COCO JSON reader (``instances_*.json``).
+"""COCO JSON reader (``instances_*.json``) and writer (:func:`coco_document`, :func:`write_json`).
 
 * Classes: the categories sorted by id, mapped to contiguous 0-based labels (COCO ids 1..90 ->
   labels 0..79, as the original's ids -> 1..80 minus one); names from ``categories[].name``. With
@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 from ..errors import AnnotationError
 from .builder import DatasetBuilder, PendingImage, parse_number
-from .records import DetectionDataset
+from .records import DetectionDataset, ImageRecord
 
 _IMAGE_KEYS = ("id", "file_name")
 _ANNOTATION_KEYS = ("image_id", "category_id", "bbox")
@@ -215,3 +215,38 @@ def _xywh_to_xyxy(bbox: object) -> tuple[float | None, ...]:
     x2 = x + w if x is not None and w is not None else None
     y2 = y + h if y is not None and h is not None else None
     return (x, y, x2, y2)
+
+
+# ---------------------------------------------------------------- writing
+
+
+def coco_document(records: list[ImageRecord], class_names: Sequence[str],
+                  description: str) -> dict[str, Any]:
+    """A COCO detection document of ``records``.
+
+    Each record's ``path`` becomes ``file_name`` (so it should be relative to the JSON file's
+    folder) and its ``image_id`` the image id; boxes are x1,y1,x2,y2 image pixels and labels
+    0-based. Category ids are ``label + 1``; ``area`` is the box area; annotation ids run from 1.
+    """
+    annotations = []
+    for record in records:
+        for (x1, y1, x2, y2), label in zip(record.boxes.tolist(), record.labels.tolist()):
+            width, height = x2 - x1, y2 - y1
+            annotations.append({
+                "id": len(annotations) + 1, "image_id": record.image_id,
+                "category_id": int(label) + 1, "bbox": [x1, y1, width, height],
+                "area": width * height, "iscrowd": 0,
+            })
+    return {
+        "info": {"description": description},
+        "images": [{"id": r.image_id, "file_name": r.path, "width": r.width, "height": r.height}
+                   for r in records],
+        "annotations": annotations,
+        "categories": [{"id": i + 1, "name": name, "supercategory": "object"}
+                       for i, name in enumerate(class_names)],
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Write ``document`` as compact JSON (the same document always gives the same bytes)."""
+    path.write_text(json.dumps(document, separators=(",", ":")) + "\n", encoding="utf-8")
