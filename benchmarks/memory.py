@@ -40,6 +40,8 @@ from common import (
     model_label,
     official_model,
 )
+from cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.backends import make_backend
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.saccade import CROP_SIZE
 
@@ -73,20 +75,24 @@ def held_mb(network: torch.nn.Module) -> float:
     return sum(t.numel() * t.element_size() for t in tensors) / 1e6
 
 
+def build_with_weights(name: str, model: CornerNetSaccade) -> tuple[torch.nn.Module, float]:
+    """The backend ``name`` for 255x255 crops and the MB of weights it holds (for onnxruntime, whose
+    weights live in the session, the size of the exported graph)."""
+    if name != "onnxruntime":
+        network = build_backend(name, model, CROP_SIZE)
+        return network, held_mb(network)
+    from cornernet_saccade.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = export_onnx(model, Path(folder) / "model.onnx", size=CROP_SIZE)
+        return make_backend(model, name, onnx_path=path), path.stat().st_size / 1e6
+
+
 def measure(args: argparse.Namespace) -> dict[str, float]:
     """Build ``args.backend``, run it, and read the process's memory (in this process)."""
     torch.set_num_threads(args.threads)
     model = official_model(args.init, args.weights)
-    with tempfile.TemporaryDirectory() as folder:
-        if args.backend == "onnxruntime":
-            from cornernet_saccade.export import OnnxNetwork, export_onnx
-
-            path = export_onnx(model, Path(folder) / "model.onnx", size=CROP_SIZE)
-            weights = path.stat().st_size / 1e6
-            network = OnnxNetwork(path, intra_op_threads=args.threads)
-        else:
-            network = build_backend(args.backend, model, CROP_SIZE)
-            weights = held_mb(network)
+    network, weights = build_with_weights(args.backend, model)
     if network is not model:
         del model
     gc.collect()
