@@ -22,12 +22,11 @@ Random weights give no confident detections: use a trained model.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from common import (
     BACKENDS,
     add_backends_argument,
@@ -40,9 +39,11 @@ from common import (
     load_weights,
     mode_input_size,
 )
+
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.saccade import Detections, SaccadeDetector
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.results import Detections
 
 REFERENCE = "eager"
 COMPARED_BACKENDS = tuple(name for name in BACKENDS if name != REFERENCE)

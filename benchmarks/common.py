@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: models, backends, images, timing, FLOP counting, machine facts.
 
-Backends (``--backends``), each an :class:`~cornernet_saccade.fast.InferenceNetwork`; the first four
+Backends (``--backends``), each an :class:`~cornernet_saccade.backends.fast.InferenceNetwork`; the first four
 are those of :mod:`cornernet_saccade.backends` (``--backend`` of ``detect`` and ``evaluate``):
 
 =================  ==========================================================================
@@ -24,8 +24,8 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -34,9 +34,10 @@ from torch import nn
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
 from cornernet_saccade.backends import make_backend
-from cornernet_saccade.fast import FastNetwork, InferenceNetwork
-from cornernet_saccade.io import read_image
-from cornernet_saccade.saccade import CROP_SIZE, SaccadeConfig
+from cornernet_saccade.backends.fast import FastNetwork, InferenceNetwork
+from cornernet_saccade.images import read_image
+from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.inference.views import CROP_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Backends only the network benchmarks offer (variants of ``fast``).
@@ -93,7 +94,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
 
 def load_weights(weights: str) -> CornerNetSaccade:
     """The model of a weights file or bundled model name, in eval mode."""
-    from cornernet_saccade.engine.checkpoints import resolve_weights_path
+    from cornernet_saccade.engine.run_checkpoints import resolve_weights_path
 
     return CornerNetSaccade.from_checkpoint(resolve_weights_path(weights))
 

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-
 from common import (
     BACKENDS,
     DEFAULT_BACKENDS,
@@ -30,8 +29,9 @@ from common import (
     model_label,
     official_model,
 )
+
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.saccade import CROP_SIZE
+from cornernet_saccade.inference.views import CROP_SIZE
 
 #: The original's seconds per batch of crops (GOLDEN.md "Timings").
 ORIGINAL_SECONDS = {30: 20.1, 8: 4.4, 1: 0.44}
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for batch in args.batches:
             crops = torch.randn(batch, 3, CROP_SIZE, CROP_SIZE, generator=torch.Generator().manual_seed(batch))
             with torch.inference_mode():
-                run = lambda: network(crops, with_attention=args.attention)  # noqa: E731
+                run = lambda: network(crops, with_attention=args.attention)  # noqa: E731, F821 (bound above; ruff misreads the later del)
                 rows.append(row(batch, name, median_seconds(run, args.repeats, args.warmup)))
             print(" ", *rows[-1], file=sys.stderr)
         del network

@@ -22,10 +22,9 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-
 from common import (
     BACKEND_DTYPES,
     BACKENDS,
@@ -42,8 +41,9 @@ from common import (
     model_label,
     official_model,
 )
+
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.model import CornerNetSaccade
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 #: The original's medians in seconds (GOLDEN.md "Timings", fp32, 2 threads): (C++ pools, pure-torch pools).
 ORIGINAL_SECONDS = {
@@ -84,7 +84,7 @@ def time_test_path(model: CornerNetSaccade, size: int, args: argparse.Namespace,
     for name in args.backends:
         network = build_backend(name, model, size)
         with torch.inference_mode():
-            seconds = median_seconds(lambda: network(images, with_attention=True), args.repeats, args.warmup)
+            seconds = median_seconds(lambda: network(images, with_attention=True), args.repeats, args.warmup)  # noqa: F821 (bound above)
         del network
         rows.append(row(size, "test", name, seconds, gflop, peaks[BACKEND_DTYPES[name]]))
         print(" ", *rows[-1], file=sys.stderr)

@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
-
 from common import (
     BACKENDS,
     add_backends_argument,
@@ -47,9 +46,12 @@ from common import (
     model_label,
     official_model,
 )
+
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.saccade import CROP_SIZE, Detections, SaccadeDetector
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.views import CROP_SIZE
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "onnxruntime")
 MODES = ("saccade", "full")

@@ -11,7 +11,7 @@ copy (``fast*``, ``onnxruntime``), and reports:
 * ``RSS run MB``: after ``--runs`` forwards of a ``[--batch,3,255,255]`` batch (with attention);
 * ``peak MB``: the process's peak resident memory (``VmHWM``), building included.
 
-The fast path's Winograd convolutions keep their filters transformed to 6x6 (:mod:`cornernet_saccade.winograd`),
+The fast path's Winograd convolutions keep their filters transformed to 6x6 (:mod:`cornernet_saccade.backends.winograd`),
 4x the 3x3 weights; ``fast-direct`` shows the fast path without them.
 
     python benchmarks/memory.py
@@ -25,11 +25,10 @@ import json
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
-
 from common import (
     BACKENDS,
     add_backends_argument,
@@ -40,10 +39,11 @@ from common import (
     model_label,
     official_model,
 )
+
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import make_backend
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.saccade import CROP_SIZE
+from cornernet_saccade.inference.views import CROP_SIZE
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "fast-bf16", "onnxruntime")
 HEADER = ("backend", "weights MB", "RSS built MB", "RSS run MB", "peak MB")
@@ -81,7 +81,7 @@ def build_with_weights(name: str, model: CornerNetSaccade) -> tuple[torch.nn.Mod
     if name != "onnxruntime":
         network = build_backend(name, model, CROP_SIZE)
         return network, held_mb(network)
-    from cornernet_saccade.export import export_onnx
+    from cornernet_saccade.backends.onnx import export_onnx
 
     with tempfile.TemporaryDirectory() as folder:
         path = export_onnx(model, Path(folder) / "model.onnx", size=CROP_SIZE)

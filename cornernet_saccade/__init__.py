@@ -1,9 +1,10 @@
 """CornerNet-Saccade object detection in pure PyTorch."""
 from __future__ import annotations
 
-from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from .model import CornerNetSaccade, HeadOutputs, ModelConfig
-from .saccade import SaccadeDetector
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+from cornernet_saccade.model.heads import HeadOutputs
 
 __version__ = "0.1.0"
 

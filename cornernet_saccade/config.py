@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, TypeVar
+from typing import Any, TypeVar
 
-from .errors import ConfigError
+from cornernet_saccade.errors import ConfigError
 
 T = TypeVar("T")
 

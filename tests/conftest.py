@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from reference_fill import fill_model
 
 DATA = Path(__file__).parent / "data"

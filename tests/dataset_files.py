@@ -6,8 +6,8 @@ so tests compare against hand-computed boxes and labels.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cornernet_saccade.engine.config import TrainConfig, train_config_from_dict
+from cornernet_saccade.engine.train_config import TrainConfig, train_config_from_dict
 
 CLASS_NAMES = ("red", "green", "blue")
 #: A 3-class, 2-stack network with 8 channels everywhere.

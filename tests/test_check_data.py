@@ -4,11 +4,11 @@ from __future__ import annotations
 import json
 
 import pytest
+from dataset_files import make_valid_coco, make_valid_csv, make_valid_voc, write_image
 
 from cornernet_saccade.cli import main
 from cornernet_saccade.data import load_dataset
 from cornernet_saccade.data.check import check_dataset
-from dataset_files import make_valid_coco, make_valid_csv, make_valid_voc, write_image
 
 
 def _run(capsys, *argv: str) -> tuple[int, str, str]:

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cornernet_saccade import CornerNetSaccade, load_checkpoint, read_checkpoint, save_checkpoint
-from cornernet_saccade.checkpoint import atomic_write
 from cornernet_saccade.errors import CheckpointError
+from cornernet_saccade.model.checkpoint import atomic_write
 
 SMALL = dict(num_classes=4, num_stacks=2, dims=(8, 8, 12, 16), stem_dim=8, pool_dim=8, head_dim=8)
 
@@ -178,8 +178,8 @@ def test_bundled_name_unknown_is_clear():
 
 
 def test_export_weights_keeps_config_and_class_names(tmp_path):
-    from cornernet_saccade.checkpoint import read_checkpoint as read
     from cornernet_saccade.cli import main
+    from cornernet_saccade.model.checkpoint import read_checkpoint as read
 
     model = small_model(seed=5)
     source = tmp_path / "train.pt"

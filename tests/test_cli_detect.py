@@ -10,7 +10,6 @@ import torch
 from PIL import Image
 
 from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.checkpoint import save_checkpoint
 from cornernet_saccade.cli import main
 from cornernet_saccade.cli.detect import (
     category_ids_for_names,
@@ -19,9 +18,10 @@ from cornernet_saccade.cli.detect import (
     output_stems,
     resolve_class_names,
 )
-from cornernet_saccade.coco_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.saccade import SaccadeDetector
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from cornernet_saccade.model.checkpoint import save_checkpoint
 
 NAMES = ["circle", "star", "square"]
 

@@ -6,10 +6,6 @@ import json
 
 import numpy as np
 import pytest
-
-from cornernet_saccade.data import detect_format, load_dataset, read_coco, read_csv, read_voc
-from cornernet_saccade.data.records import DetectionDataset, ImageRecord
-from cornernet_saccade.errors import AnnotationError
 from dataset_files import (
     COCO_CATEGORIES,
     make_valid_coco,
@@ -19,6 +15,10 @@ from dataset_files import (
     write_image,
     write_json,
 )
+
+from cornernet_saccade.data import detect_format, load_dataset, read_coco, read_csv, read_voc
+from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.errors import AnnotationError
 
 
 def _issues(dataset: DetectionDataset) -> list[tuple[str, str, str]]:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cornernet_saccade.decode import REJECTED_SCORE, decode_detections, keep_peaks, top_corners
+from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections, keep_peaks, top_corners
 
 CASES = ("saccade_default", "saccade_dense", "saccade_kwargs_no_border_False", "squeeze_kwargs",
          "decode_signature_defaults")

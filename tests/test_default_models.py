@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from cornernet_saccade import CornerNetSaccade, SaccadeDetector
-from cornernet_saccade.checkpoint import bundled_weights_path, read_checkpoint
-from cornernet_saccade.shapes import CLASS_NAMES, SceneConfig, render_scene
+from cornernet_saccade.datasets.shapes import CLASS_NAMES, SceneConfig, render_scene
+from cornernet_saccade.model.checkpoint import bundled_weights_path, read_checkpoint
 
 #: Seeds never used by the training data (make-shapes --seed 1) nor by the bundled example.
 UNSEEN_SEEDS = (9001, 9002, 9003)

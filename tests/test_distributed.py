@@ -21,16 +21,16 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
-from cornernet_saccade.checkpoint import read_checkpoint
-from cornernet_saccade.data.load import load_dataset
-from cornernet_saccade.data.sampler import TrainingSampleDataset, collate
-from cornernet_saccade.engine.config import TrainConfig
-from cornernet_saccade.engine.data import IndexStream
-from cornernet_saccade.engine.trainer import build_model, run_training
-from cornernet_saccade.engine.distributed import DistContext
-from cornernet_saccade.loss import CornerNetSaccadeLoss, loss_normalizers
 from engine_fixtures import one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
+
+from cornernet_saccade.data.load import load_dataset
+from cornernet_saccade.data.samples import TrainingSampleDataset, collate
+from cornernet_saccade.engine.distributed import DistContext
+from cornernet_saccade.engine.loader import IndexStream
+from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, loss_normalizers
+from cornernet_saccade.engine.train_config import TrainConfig
+from cornernet_saccade.engine.trainer import build_model, run_training
+from cornernet_saccade.model.checkpoint import read_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]

@@ -12,19 +12,19 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from engine_fixtures import TINY_MODEL, one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
 
-from cornernet_saccade.checkpoint import read_checkpoint
 from cornernet_saccade.cli import main
 from cornernet_saccade.engine import trainer as trainer_module
-from cornernet_saccade.engine.config import OptimConfig, load_train_config
-from cornernet_saccade.engine.data import IndexStream, StreamLayout
-from cornernet_saccade.engine.metrics import read_metrics
 from cornernet_saccade.engine.distributed import DistContext, resolve_device
+from cornernet_saccade.engine.loader import IndexStream, StreamLayout
+from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, LossOutput
+from cornernet_saccade.engine.metrics import read_metrics
+from cornernet_saccade.engine.train_config import OptimConfig, load_train_config
 from cornernet_saccade.engine.trainer import build_model, check_runtime, run_training
 from cornernet_saccade.errors import ConfigError, TrainingError
-from cornernet_saccade.loss import CornerNetSaccadeLoss, LossOutput
-from cornernet_saccade.model import CornerNetSaccade
-from engine_fixtures import TINY_MODEL, one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
+from cornernet_saccade.model.checkpoint import read_checkpoint
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from engine_fixtures import one_thread, tiny_config, write_box_dataset  # noqa: F401
 
 from cornernet_saccade.cli import main
 from cornernet_saccade.engine.evaluate import (
@@ -20,8 +21,7 @@ from cornernet_saccade.engine.evaluate import (
 from cornernet_saccade.engine.metrics import read_metrics
 from cornernet_saccade.engine.trainer import run_training
 from cornernet_saccade.errors import AnnotationError
-from cornernet_saccade.saccade import Detections, SaccadeTrace
-from engine_fixtures import one_thread, tiny_config, write_box_dataset  # noqa: F401
+from cornernet_saccade.inference.results import Detections, SaccadeTrace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CATEGORIES = [{"id": 7, "name": "b"}, {"id": 3, "name": "a"}, {"id": 9, "name": "c"}]

@@ -5,12 +5,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-
-from cornernet_saccade import CornerNetSaccade, save_checkpoint
-from cornernet_saccade.cli import main
-from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.export import OnnxNetwork, export_onnx
-from cornernet_saccade.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
 from head_compare import (
     SMALL,
     assert_detector_runs_backend_like_model,
@@ -20,6 +14,12 @@ from head_compare import (
     golden_input,
     random_images,
 )
+
+from cornernet_saccade import CornerNetSaccade, save_checkpoint
+from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
+from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
+from cornernet_saccade.cli import main
+from cornernet_saccade.errors import CheckpointError, ConfigError
 
 
 def op_types(path) -> set[str]:

@@ -4,16 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from torch import nn
-
-from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.fast import FastNetwork, fold_batchnorm
-from cornernet_saccade.heads import CornerPoolModule
-from cornernet_saccade.hourglass import _merge_projection
-from cornernet_saccade.layers import Convolution, CornerPool, Residual
-from cornernet_saccade.winograd import WinogradConv2d
 from head_compare import (
-    SMALL,
     WIDE,
     assert_detector_runs_backend_like_model,
     assert_heads_close,
@@ -24,6 +15,14 @@ from head_compare import (
     random_images,
 )
 from reference_fill import fill_model
+from torch import nn
+
+from cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.backends.fast import FastNetwork, fold_batchnorm
+from cornernet_saccade.backends.winograd import WinogradConv2d
+from cornernet_saccade.model.heads import CornerPoolModule
+from cornernet_saccade.model.hourglass import _merge_projection
+from cornernet_saccade.model.layers import Convolution, CornerPool, Residual
 
 #: bf16 keeps 8 significant bits; through ~100 layers of random-weight networks the largest output
 #: error seen was 3.4e-2 x the output's abs max (official size), so outputs must stay within 5e-2.

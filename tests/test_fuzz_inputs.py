@@ -9,17 +9,16 @@ import contextlib
 import io
 import json
 import signal
-from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
+from dataset_files import VALID_CSV, make_valid_coco, make_valid_csv, make_valid_voc
 from PIL import Image
 
 from cornernet_saccade.data import DetectionDataset, read_coco, read_csv, read_voc
 from cornernet_saccade.errors import CornerNetSaccadeError
-from cornernet_saccade.io import image_size, read_image
-from dataset_files import VALID_CSV, make_valid_coco, make_valid_csv, make_valid_voc
+from cornernet_saccade.images import image_size, read_image
 
 #: Pillow warns about the corrupt metadata the mutants contain; that is expected here.
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")

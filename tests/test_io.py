@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cornernet_saccade.errors import ImageError
-from cornernet_saccade.io import image_size, read_image
+from cornernet_saccade.images import image_size, read_image
 
 
 def _save(image: Image.Image, path: Path, **options) -> Path:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cornernet_saccade.layers import CornerPool
+from cornernet_saccade.model.layers import CornerPool
 
 DIRECTIONS = ["top", "bottom", "left", "right"]
 

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 
-from cornernet_saccade.loss import CornerNetSaccadeLoss, embedding_loss, focal_loss, loss_normalizers, offset_loss
-from cornernet_saccade.model import HeadOutputs
+from cornernet_saccade.engine.loss import (
+    CornerNetSaccadeLoss,
+    embedding_loss,
+    focal_loss,
+    loss_normalizers,
+    offset_loss,
+)
+from cornernet_saccade.model.heads import HeadOutputs
 
 torch.set_num_threads(2)
 GOLDEN = Path(__file__).parent / "data" / "loss_golden.npz"

@@ -9,7 +9,7 @@ import torch
 
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.model import ModelConfig
+from cornernet_saccade.model.cornernet_saccade import ModelConfig
 
 REL_TOL = 1e-4  # max abs diff <= 1e-4 x the reference array's abs max
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from cornernet_saccade.nms import SoftNMSMethod, best_per_image, soft_nms
+from cornernet_saccade.inference.nms import SoftNMSMethod, best_per_image, soft_nms
 
 SETS = ("set0_n60_c6", "set1_n200_c10", "set2_n5_c5", "set3_empty")
 METHODS = {"exp_soft_nms(saccade)": SoftNMSMethod.GAUSSIAN, "linear_soft_nms": SoftNMSMethod.LINEAR,

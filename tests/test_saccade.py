@@ -9,21 +9,22 @@ from torch import Tensor, nn
 
 from cornernet_saccade import HeadOutputs, SaccadeDetector
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.io import read_image
-from cornernet_saccade.preprocess import COCO_MEAN_BGR, COCO_STD_BGR, normalize_bgr
-from cornernet_saccade.saccade import (
+from cornernet_saccade.images import read_image
+from cornernet_saccade.inference.locations import (
     ATTENTION_RATIOS,
-    CPU_BATCH_SIZE,
-    SaccadeConfig,
     attention_peaks,
-    crop_to_image_pixels,
     decode_attention_locations,
     initial_locations,
     location_nms,
+    reference_locations,
+)
+from cornernet_saccade.inference.preprocess import COCO_MEAN_BGR, COCO_STD_BGR, normalize_bgr
+from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, SaccadeConfig
+from cornernet_saccade.inference.views import (
+    crop_to_image_pixels,
     location_windows,
     map_to_crop_pixels,
     paste_crops,
-    reference_locations,
     window_offsets,
 )
 

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from cornernet_saccade.data.records import DetectionDataset, ImageRecord
-from cornernet_saccade.data.sampler import (
+from cornernet_saccade.data.samples import (
     SamplingConfig,
     TrainingSampleDataset,
     build_training_sample,
@@ -17,9 +17,9 @@ from cornernet_saccade.data.sampler import (
     crop_window,
     resize_window,
 )
+from cornernet_saccade.engine.loss import CornerNetSaccadeLoss
 from cornernet_saccade.errors import ConfigError, ImageError
-from cornernet_saccade.loss import CornerNetSaccadeLoss
-from cornernet_saccade.model import HeadOutputs
+from cornernet_saccade.model.heads import HeadOutputs
 
 CFG = SamplingConfig()
 NO_AUG = CFG.without_augmentation()

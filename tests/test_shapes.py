@@ -12,11 +12,19 @@ from pycocotools.coco import COCO
 
 from cornernet_saccade.cli import main
 from cornernet_saccade.data.coco import read_coco
-from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.shapes import (
-    CLASS_NAMES, MIN_VISIBLE_FRACTION, Scene, SceneConfig, Sprite, compose, make_shapes_dataset,
-    render_scene, sample_scene, visible_boxes,
+from cornernet_saccade.datasets.shapes import (
+    CLASS_NAMES,
+    MIN_VISIBLE_FRACTION,
+    Scene,
+    SceneConfig,
+    Sprite,
+    compose,
+    make_shapes_dataset,
+    render_scene,
+    sample_scene,
+    visible_boxes,
 )
+from cornernet_saccade.errors import ConfigError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SMALL = SceneConfig(min_width=160, max_width=240, min_height=120, max_height=180,

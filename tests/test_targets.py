@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cornernet_saccade.targets import (
+from cornernet_saccade.data.targets import (
     attention_map_sizes,
     build_attention_targets,
     build_corner_targets,

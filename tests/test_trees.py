@@ -12,8 +12,8 @@ from pycocotools.coco import COCO
 from cornernet_saccade.cli import main
 from cornernet_saccade.data.coco import read_coco
 from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.datasets.trees import assign_to_tiles, convert_trees, tile_grid, tile_record
 from cornernet_saccade.errors import AnnotationError, ConfigError
-from cornernet_saccade.trees import assign_to_tiles, convert_trees, tile_grid, tile_record
 
 REAL_WHEEL = Path("/tmp/df/deepforest-2.1.0-py3-none-any.whl")
 

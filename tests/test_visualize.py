@@ -6,8 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from cornernet_saccade.saccade import CropView, Detections, SaccadeTrace
-from cornernet_saccade.visualize import (
+from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.visualize import (
     INITIAL_VIEW_COLOUR,
     ZOOMED_CROP_COLOUR,
     attention_heat,

@@ -4,10 +4,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
+from head_compare import max_rel_diff
 from torch import nn
 
-from cornernet_saccade.winograd import WinogradConv2d, is_winograd_compatible, use_winograd
-from head_compare import max_rel_diff
+from cornernet_saccade.backends.winograd import WinogradConv2d, is_winograd_compatible, use_winograd
 
 
 def conv_with(weight: torch.Tensor, bias: torch.Tensor | None = None) -> nn.Conv2d:

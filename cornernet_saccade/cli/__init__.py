@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 #: Modules of this package that define a command, in the order ``--help`` lists them.
 COMMAND_MODULES = [
@@ -41,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from ..errors import CornerNetSaccadeError
+    from cornernet_saccade.errors import CornerNetSaccadeError
 
     try:
         return int(args.func(args) or 0)

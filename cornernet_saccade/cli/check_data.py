@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.check import check_dataset
-from ..data.load import FORMATS, load_dataset
-from ..io import DEFAULT_MAX_PIXELS
+from cornernet_saccade.data.check import check_dataset
+from cornernet_saccade.data.load import FORMATS, load_dataset
+from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

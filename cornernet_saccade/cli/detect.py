@@ -3,7 +3,7 @@
 Writes ``DIR/detections.json`` (COCO results: ``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]``
 and ``score`` as :func:`cornernet_saccade.engine.evaluate.coco_results` writes them, plus the
 ``category`` name and the image's ``file_name``) and, per image, ``DIR/<stem>.png``: the
-:func:`~cornernet_saccade.visualize.render_panel` picture. Images that cannot be read are reported
+:func:`~cornernet_saccade.inference.visualize.render_panel` picture. Images that cannot be read are reported
 on stderr and skipped; the exit code is 1 only when no image could be processed.
 """
 from __future__ import annotations
@@ -13,17 +13,18 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-from ..coco_names import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
-from ..errors import ConfigError, CornerNetSaccadeError, ImageError
-from ..backends import add_backend_argument, network_for_mode
-from ..io import read_image
+from cornernet_saccade.backends import add_backend_argument, network_for_mode
+from cornernet_saccade.errors import ConfigError, CornerNetSaccadeError, ImageError
+from cornernet_saccade.images import read_image
+from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
 
 if TYPE_CHECKING:
-    from ..saccade import SaccadeDetector
+    from cornernet_saccade.inference.detector import SaccadeDetector
 
 #: File name endings of the images a folder is searched for (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -88,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
 def build_detector(args: argparse.Namespace) -> tuple[SaccadeDetector, list[int]]:
     """The detector the arguments ask for, and the COCO category id of each of its classes."""
-    from ..engine.distributed import resolve_device
-    from ..engine.evaluate import load_model
-    from ..saccade import SaccadeDetector
+    from cornernet_saccade.engine.distributed import resolve_device
+    from cornernet_saccade.engine.evaluate import load_model
+    from cornernet_saccade.inference.detector import SaccadeDetector
 
     model, stored_names = load_model(args.weights)
     class_names = resolve_class_names(args.class_names, stored_names, model.num_classes)
@@ -139,8 +140,8 @@ def process_image(
 ) -> tuple[ImageSummary, list[dict[str, Any]]]:
     """Detect on one image; write its panel to ``picture`` when ``draw``; return its summary and
     its COCO result entries."""
-    from ..engine.evaluate import coco_results
-    from ..visualize import detection_name, render_panel
+    from cornernet_saccade.engine.evaluate import coco_results
+    from cornernet_saccade.inference.visualize import detection_name, render_panel
 
     pixels = read_image(path)
     start = time.perf_counter()

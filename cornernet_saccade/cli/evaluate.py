@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from ..backends import add_backend_argument
+from cornernet_saccade.backends import add_backend_argument
 
 
 def register(subparsers: Any) -> None:
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the COCO table."""
-    from ..engine.evaluate import evaluate
+    from cornernet_saccade.engine.evaluate import evaluate
 
     result = evaluate(
         args.weights, args.data, args.image_root, args.mode, args.out, args.device, args.max_images,

@@ -27,9 +27,9 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, optionally verify, and print where the file went; exit code 1 if verification fails."""
-    from ..engine.checkpoints import resolve_weights_path
-    from ..export import VERIFY_TOLERANCE, export_onnx, verify_export
-    from ..model import CornerNetSaccade
+    from cornernet_saccade.backends.onnx import VERIFY_TOLERANCE, export_onnx, verify_export
+    from cornernet_saccade.engine.run_checkpoints import resolve_weights_path
+    from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
     model = CornerNetSaccade.from_checkpoint(resolve_weights_path(args.weights))
     path = export_onnx(model, args.out, size=args.size, opset=args.opset)

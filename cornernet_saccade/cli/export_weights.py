@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import argparse
 
-from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..engine.checkpoints import resolve_weights_path, stored_class_names
-from ..errors import ConfigError
-from ..model import CornerNetSaccade
+from cornernet_saccade.engine.run_checkpoints import resolve_weights_path, stored_class_names
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

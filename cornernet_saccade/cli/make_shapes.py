@@ -7,7 +7,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``make-shapes`` parser to ``subparsers``."""
-    from ..shapes import SceneConfig
+    from cornernet_saccade.datasets.shapes import SceneConfig
 
     defaults = SceneConfig()
     parser = subparsers.add_parser(
@@ -30,7 +30,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the dataset and print where it went."""
-    from ..shapes import SceneConfig, make_shapes_dataset
+    from cornernet_saccade.datasets.shapes import SceneConfig, make_shapes_dataset
 
     config = SceneConfig(
         min_width=args.min_width, max_width=args.max_width, min_height=args.min_height,

@@ -7,7 +7,7 @@ from typing import Any
 
 def register(subparsers: Any) -> None:
     """Add the ``make-trees`` parser to ``subparsers``."""
-    from ..trees import DEFAULT_TILE_SIZE, DEFAULT_VAL_IMAGES
+    from cornernet_saccade.datasets.trees import DEFAULT_TILE_SIZE, DEFAULT_VAL_IMAGES
 
     parser = subparsers.add_parser(
         "make-trees",
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Convert and print the size of each split."""
-    from ..trees import DEFAULT_VAL_IMAGES, convert_trees
+    from cornernet_saccade.datasets.trees import DEFAULT_VAL_IMAGES, convert_trees
 
     splits = convert_trees(args.wheel, args.out, args.val_images or DEFAULT_VAL_IMAGES,
                            args.tile_size)

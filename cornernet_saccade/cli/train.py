@@ -41,7 +41,7 @@ def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def _changed_keys(config: Any, stored: dict[str, Any]) -> list[str]:
-    from ..config import config_to_dict
+    from cornernet_saccade.config import config_to_dict
 
     current, before = _flatten(config_to_dict(config)), _flatten(stored)
     return sorted(key for key in current if current[key] != before.get(key))
@@ -49,10 +49,14 @@ def _changed_keys(config: Any, stored: dict[str, Any]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (file and/or checkpoint, overrides), train, print where it ended."""
-    from ..checkpoint import read_checkpoint
-    from ..engine.checkpoints import resolve_resume_path
-    from ..engine.config import DEFAULT_OUT_DIR, load_train_config, train_config_from_dict
-    from ..engine.trainer import run_training
+    from cornernet_saccade.engine.run_checkpoints import resolve_resume_path
+    from cornernet_saccade.engine.train_config import (
+        DEFAULT_OUT_DIR,
+        load_train_config,
+        train_config_from_dict,
+    )
+    from cornernet_saccade.engine.trainer import run_training
+    from cornernet_saccade.model.checkpoint import read_checkpoint
 
     if args.config is None and args.resume is None:
         args.parser.error("--config is required unless --resume is given")

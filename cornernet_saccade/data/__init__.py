@@ -2,11 +2,11 @@
 :class:`DetectionDataset`, dataset checks (:mod:`.check`), and training crops (:mod:`.sampler`)."""
 from __future__ import annotations
 
-from .coco import read_coco
-from .csv_reader import read_csv
-from .load import FORMATS, detect_format, load_dataset
-from .records import DataIssue, DetectionDataset, ImageRecord
-from .voc import read_voc
+from cornernet_saccade.data.coco import read_coco
+from cornernet_saccade.data.csv_reader import read_csv
+from cornernet_saccade.data.load import FORMATS, detect_format, load_dataset
+from cornernet_saccade.data.records import DataIssue, DetectionDataset, ImageRecord
+from cornernet_saccade.data.voc import read_voc
 
 __all__ = [
     "FORMATS",

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Hashable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ImageError
-from ..io import image_size
-from .records import DataIssue, DetectionDataset, ImageRecord, Severity
+from cornernet_saccade.data.records import DataIssue, DetectionDataset, ImageRecord, Severity
+from cornernet_saccade.errors import ImageError
+from cornernet_saccade.images import image_size
 
 
 @dataclass

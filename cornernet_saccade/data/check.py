@@ -3,7 +3,7 @@
 :func:`check_dataset` adds to the issues the readers already found (bad boxes, unknown labels,
 duplicate ids, ...):
 
-* ``unreadable image`` (error): :func:`~cornernet_saccade.io.read_image` fails (missing, truncated,
+* ``unreadable image`` (error): :func:`~cornernet_saccade.images.read_image` fails (missing, truncated,
   not an image, too large, ...);
 * ``size mismatch`` (error): the decoded size differs from the record's (annotated) size, against
   which the boxes were checked and clipped;
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from ..errors import ImageError
-from ..io import DEFAULT_MAX_PIXELS, read_image
-from .records import DataIssue, DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DataIssue, DetectionDataset, ImageRecord
+from cornernet_saccade.errors import ImageError
+from cornernet_saccade.images import DEFAULT_MAX_PIXELS, read_image
 
 
 @dataclass
@@ -88,7 +88,7 @@ def check_dataset(
     """Decode every image of ``dataset`` and collect all problems (see the module docstring).
 
     Args:
-        max_pixels: passed to :func:`~cornernet_saccade.io.read_image`.
+        max_pixels: passed to :func:`~cornernet_saccade.images.read_image`.
         progress: show a tqdm progress bar on stderr.
     """
     issues = list(dataset.issues)

@@ -23,12 +23,13 @@ skipped). Issue locations are ``image id N`` / ``annotation id N``, or ``images[
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
-from ..errors import AnnotationError
-from .builder import DatasetBuilder, PendingImage, parse_number
-from .records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
+from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.errors import AnnotationError
 
 _IMAGE_KEYS = ("id", "file_name")
 _ANNOTATION_KEYS = ("image_id", "category_id", "bbox")

@@ -18,12 +18,12 @@ path, or some but not all box fields empty: the row is skipped).
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
-from ..errors import AnnotationError
-from .builder import DatasetBuilder, PendingImage, parse_number
-from .records import DetectionDataset
+from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
+from cornernet_saccade.data.records import DetectionDataset
+from cornernet_saccade.errors import AnnotationError
 
 _FIELDS = ("image_path", "xmin", "ymin", "xmax", "ymax", "label")
 

@@ -1,14 +1,15 @@
 """``load_dataset``: pick the reader for an annotation file or folder."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
-from ..errors import AnnotationError
-from .coco import read_coco
-from .csv_reader import read_csv
-from .records import DetectionDataset
-from .voc import read_voc
+from cornernet_saccade.data.coco import read_coco
+from cornernet_saccade.data.csv_reader import read_csv
+from cornernet_saccade.data.records import DetectionDataset
+from cornernet_saccade.data.voc import read_voc
+from cornernet_saccade.errors import AnnotationError
 
 DatasetFormat = Literal["coco", "voc", "csv"]
 FORMATS: tuple[DatasetFormat, ...] = ("coco", "voc", "csv")

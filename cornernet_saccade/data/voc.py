@@ -29,13 +29,13 @@ the split file has no XML file).
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
-from ..errors import AnnotationError
-from .builder import DatasetBuilder, PendingImage, parse_number
-from .records import DetectionDataset
+from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
+from cornernet_saccade.data.records import DetectionDataset
+from cornernet_saccade.errors import AnnotationError
 
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 

@@ -2,9 +2,15 @@
 COCO evaluation. See ``docs/training.md``."""
 from __future__ import annotations
 
-from .config import DataConfig, OptimConfig, TrainConfig, load_train_config, train_config_from_dict
-from .evaluate import EvaluationResult, evaluate, evaluate_detector
-from .trainer import Trainer, TrainResult, run_training
+from cornernet_saccade.engine.evaluate import EvaluationResult, evaluate, evaluate_detector
+from cornernet_saccade.engine.train_config import (
+    DataConfig,
+    OptimConfig,
+    TrainConfig,
+    load_train_config,
+    train_config_from_dict,
+)
+from cornernet_saccade.engine.trainer import Trainer, TrainResult, run_training
 
 __all__ = [
     "DataConfig",

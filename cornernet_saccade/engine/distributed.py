@@ -13,7 +13,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from cornernet_saccade.errors import ConfigError
 
 #: Collective timeout: generous, because rank 0 runs the COCO evaluation while the others wait.
 PROCESS_GROUP_TIMEOUT = timedelta(hours=2)

@@ -1,4 +1,4 @@
-"""COCO evaluation: run a :class:`~cornernet_saccade.saccade.SaccadeDetector` over a COCO-format set
+"""COCO evaluation: run a :class:`~cornernet_saccade.inference.detector.SaccadeDetector` over a COCO-format set
 and score it with pycocotools.
 
 Class ``i`` of the model becomes the category whose name is the model's ``class_names[i]`` (stored
@@ -13,21 +13,24 @@ import contextlib
 import io
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint, read_checkpoint
-from ..data.load import load_dataset
-from ..data.records import ImageRecord
-from ..errors import AnnotationError, CornerNetSaccadeError
-from ..model import CornerNetSaccade
-from ..saccade import CROP_SIZE, Detections, SaccadeDetector
-from .checkpoints import resolve_weights_path, stored_class_names
-from .distributed import resolve_device
+from cornernet_saccade.data.load import load_dataset
+from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.engine.distributed import resolve_device
+from cornernet_saccade.engine.run_checkpoints import resolve_weights_path, stored_class_names
+from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.views import CROP_SIZE
+from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 #: Names of ``COCOeval.stats[:6]``.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -170,7 +173,7 @@ def evaluate_detector(
 ) -> EvaluationResult:
     """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
 
-    ``detector.model`` is a :class:`~cornernet_saccade.model.CornerNetSaccade`; ``class_names`` its
+    ``detector.model`` is a :class:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade`; ``class_names`` its
     classes (``None``: match categories by id order). Images that cannot be read are skipped,
     reported in ``skipped`` and left out of the scores.
     """
@@ -215,7 +218,7 @@ def evaluate(
 ) -> EvaluationResult:
     """Load ``weights`` (path or bundled name) and evaluate it on a COCO JSON set with the network
     ``backend`` (see :mod:`cornernet_saccade.backends`)."""
-    from ..backends import network_for_mode
+    from cornernet_saccade.backends import network_for_mode
 
     model, class_names = load_model(weights)
     network = network_for_mode(model.to(resolve_device(device)), backend, mode, full_size)

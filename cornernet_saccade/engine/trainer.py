@@ -4,7 +4,7 @@ One iteration is one optimizer step on a global batch of ``batch_size`` images, 
 processes and ``grad_accum`` micro-batches (see :mod:`.data`). The loss of a split batch equals the
 loss of the whole batch: every count the loss divides by (positive corners, positive attention
 cells, objects) is summed over all micro-batches and processes first
-(:func:`~cornernet_saccade.loss.loss_normalizers`, one small all-reduce), the micro-batch losses,
+(:func:`~cornernet_saccade.engine.loss.loss_normalizers`, one small all-reduce), the micro-batch losses,
 computed with those counts, add up to the whole-batch loss, and each process back-propagates its
 part times the number of processes to cancel DDP's gradient averaging. (BatchNorm statistics still
 come from each forward pass; ``batchnorm: sync`` or ``frozen`` removes that difference.)
@@ -20,9 +20,10 @@ import contextlib
 import dataclasses
 import random
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,20 +31,26 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from ..checkpoint import StoredCheckpoint, load_checkpoint
-from ..config import config_to_dict
-from ..data.load import load_dataset
-from ..data.sampler import TrainingSampleDataset
-from ..errors import AnnotationError, CheckpointError, ConfigError, TrainingError
-from ..loss import NORMALIZER_KEYS, CornerNetSaccadeLoss, LossOutput, loss_normalizers
-from ..model import CornerNetSaccade, HeadOutputs
-from ..saccade import SaccadeDetector
-from .checkpoints import CheckpointManager, capture_rng_state, resolve_weights_path, restore_rng_state
-from .config import TrainConfig
-from .data import StreamLayout, stream_loader
-from .distributed import DistContext, setup, teardown
-from .evaluate import evaluate_detector
-from .metrics import MetricsLogger
+from cornernet_saccade.config import config_to_dict
+from cornernet_saccade.data.load import load_dataset
+from cornernet_saccade.data.samples import TrainingSampleDataset
+from cornernet_saccade.engine.distributed import DistContext, setup, teardown
+from cornernet_saccade.engine.evaluate import evaluate_detector
+from cornernet_saccade.engine.loader import StreamLayout, stream_loader
+from cornernet_saccade.engine.loss import NORMALIZER_KEYS, CornerNetSaccadeLoss, LossOutput, loss_normalizers
+from cornernet_saccade.engine.metrics import MetricsLogger
+from cornernet_saccade.engine.run_checkpoints import (
+    CheckpointManager,
+    capture_rng_state,
+    resolve_weights_path,
+    restore_rng_state,
+)
+from cornernet_saccade.engine.train_config import TrainConfig
+from cornernet_saccade.errors import AnnotationError, CheckpointError, ConfigError, TrainingError
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.model.checkpoint import StoredCheckpoint, load_checkpoint
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.heads import HeadOutputs
 
 #: Loss components, in the order of the all-reduced statistics vector.
 LOSS_NAMES = ("focal", "attention", "pull", "push", "offset")

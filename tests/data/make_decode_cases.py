@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cornernet_saccade.decode import decode_detections, top_corners
+from cornernet_saccade.inference.decode import decode_detections, top_corners
 
 #: golden case -> (the case whose inputs it decodes, decoder kwargs).
 CASES = {

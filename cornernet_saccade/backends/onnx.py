@@ -2,12 +2,12 @@
 
 The exported graph is what detection runs: the last stack's corner heads and the three attention
 heads (``all_stacks=False``), BatchNorm folded into the convolutions (in float64, by
-:func:`~cornernet_saccade.fast.fold_batchnorm`; the exporter's optimiser would fold it too), corner
+:func:`~cornernet_saccade.backends.fast.fold_batchnorm`; the exporter's optimiser would fold it too), corner
 pooling in its cummax-free form (ONNX has no cummax; forward values are identical). Input
 ``images``: float32 ``[batch,3,S,S]`` normalised BGR, ``batch`` dynamic, ``S`` fixed at export (255
 for saccade crops).
-Outputs, float32, batch first, in this order: :data:`~cornernet_saccade.fast.HEAD_OUTPUT_NAMES`
-(``tl_heat [B,C,S'/4..]``... see :class:`~cornernet_saccade.model.HeadOutputs`).
+Outputs, float32, batch first, in this order: :data:`~cornernet_saccade.backends.fast.HEAD_OUTPUT_NAMES`
+(``tl_heat [B,C,S'/4..]``... see :class:`~cornernet_saccade.model.heads.HeadOutputs`).
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (``torch.export`` + onnxscript, the recommended and
 default exporter since torch 2.9; the TorchScript exporter is deprecated). Weights are stored inside
@@ -20,15 +20,13 @@ import io
 import logging
 import math
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import atomic_write
-from .errors import CheckpointError, ConfigError
-from .fast import (
+from cornernet_saccade.backends.fast import (
     HEAD_OUTPUT_NAMES,
     NUM_CORNER_OUTPUTS,
     check_images,
@@ -36,7 +34,10 @@ from .fast import (
     head_outputs_from_tensors,
     last_stack_tensors,
 )
-from .model import CornerNetSaccade, HeadOutputs
+from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.model.checkpoint import atomic_write
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.heads import HeadOutputs
 
 INPUT_NAME = "images"
 #: Largest accepted ``max |onnxruntime - torch| / max |torch|`` (over the outputs) in :func:`verify_export`.

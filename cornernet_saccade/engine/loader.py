@@ -5,7 +5,7 @@ The stream is an endless sequence of dataset indices: epoch ``e`` is the permuta
 positions ``[i * B, (i + 1) * B)`` (``B`` the global batch). Its micro-batch ``a`` for rank ``r``
 (of ``W`` processes, ``b = B / (W * grad_accum)`` images each) starts at ``i * B + (a * W + r) * b``.
 Each position becomes a key ``(epoch, index)``; the sample of a key is built with the per-item RNG
-of :class:`~cornernet_saccade.data.sampler.TrainingSampleDataset` (from ``(seed, epoch, index)``).
+of :class:`~cornernet_saccade.data.samples.TrainingSampleDataset` (from ``(seed, epoch, index)``).
 So the data of any iteration depends on nothing but the seed and the iteration: resuming, the
 number of DataLoader workers and the process count do not change what a global batch holds.
 
@@ -15,15 +15,15 @@ process can count and log them.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..data.sampler import TrainingSampleDataset, collate
-from ..errors import CornerNetSaccadeError, TrainingError
+from cornernet_saccade.data.samples import TrainingSampleDataset, collate
+from cornernet_saccade.errors import CornerNetSaccadeError, TrainingError
 
 #: How many following indices are tried in place of an unreadable image before giving up.
 MAX_REPLACEMENTS = 16
@@ -116,7 +116,7 @@ class StreamDataset(Dataset):
 
 
 def collate_with_failures(items: Sequence[tuple[dict[str, np.ndarray], list[str]]]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Batch the samples (:func:`~cornernet_saccade.data.sampler.collate`) and gather the failures."""
+    """Batch the samples (:func:`~cornernet_saccade.data.samples.collate`) and gather the failures."""
     return collate([sample for sample, _ in items]), [message for _, failures in items for message in failures]
 
 

@@ -17,17 +17,17 @@ Everything is drawn from one ``numpy.random.Generator``: the same seed gives the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
-from .data.coco import coco_document, write_json
-from .data.records import ImageRecord
-from .errors import ConfigError
+from cornernet_saccade.data.coco import coco_document, write_json
+from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.errors import ConfigError
 
 #: Class names; label ``i`` is ``CLASS_NAMES[i]`` (COCO category id ``i + 1``).
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")

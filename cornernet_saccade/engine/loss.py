@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor, nn
 
-from .targets import ATTENTION_TARGET_KEYS
+from cornernet_saccade.data.targets import ATTENTION_TARGET_KEYS
 
 if TYPE_CHECKING:
-    from cornernet_saccade.model import HeadOutputs
+    from cornernet_saccade.model.heads import HeadOutputs
 
 _PROB_EPS = 1e-4
 _COUNT_EPS = 1e-4

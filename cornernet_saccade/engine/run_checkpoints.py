@@ -1,6 +1,6 @@
 """Training checkpoints in a run folder: ``checkpoint_0005000.pt`` files and the ``last.pt`` link.
 
-Each file is written atomically by :func:`cornernet_saccade.checkpoint.save_checkpoint` (temp file,
+Each file is written atomically by :func:`cornernet_saccade.model.checkpoint.save_checkpoint` (temp file,
 fsync, rename), then ``last.pt`` is re-pointed at it (a relative symlink replaced atomically), then
 old files beyond ``keep_last`` are deleted. A run killed at any moment leaves ``last.pt`` pointing
 at a complete checkpoint. Random-number-generator states are stored as tensors and plain data, so
@@ -19,8 +19,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checkpoint import StoredCheckpoint, atomic_write, bundled_weights_path, save_checkpoint
-from ..errors import CheckpointError
+from cornernet_saccade.errors import CheckpointError
+from cornernet_saccade.model.checkpoint import (
+    StoredCheckpoint,
+    atomic_write,
+    bundled_weights_path,
+    save_checkpoint,
+)
 
 LAST_NAME = "last.pt"
 CHECKPOINT_GLOB = "checkpoint_*.pt"

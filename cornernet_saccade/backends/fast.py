@@ -1,13 +1,13 @@
 """Inference fast path: BatchNorm folded into the convolutions, reduced precision, compile, CUDA graphs.
 
-:class:`FastNetwork` wraps a copy of a :class:`~cornernet_saccade.model.CornerNetSaccade` (the
+:class:`FastNetwork` wraps a copy of a :class:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade` (the
 original is left untouched) and is called like the model in eval mode::
 
     fast = FastNetwork(model, dtype=torch.bfloat16)
     out = fast(images, with_attention=True)      # HeadOutputs, last stack only, float32
 
 Anything with that call signature is an :class:`InferenceNetwork`: the eager model in eval mode,
-:class:`FastNetwork`, and :class:`cornernet_saccade.export.OnnxNetwork` (onnxruntime).
+:class:`FastNetwork`, and :class:`cornernet_saccade.backends.onnx.OnnxNetwork` (onnxruntime).
 
 What the fast path changes, and why the outputs stay those of the eager fp32 model:
 
@@ -43,15 +43,16 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
-from typing import Callable, Protocol, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
 
-from .heads import CornerPoolModule
-from .layers import Convolution, Residual
-from .model import CornerNetSaccade, HeadOutputs
-from .winograd import use_winograd
+from cornernet_saccade.backends.winograd import use_winograd
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.heads import CornerPoolModule, HeadOutputs
+from cornernet_saccade.model.layers import Convolution, Residual
 
 #: (convolution, BatchNorm) attribute pairs that are folded, per module type. Sequential containers
 #: (the residual skip projection, the inter-stack merge projections) are handled by position.
@@ -72,7 +73,7 @@ class InferenceNetwork(Protocol):
 
     ``images``: float32 ``[B,3,H,W]`` normalised BGR (``[B,3,255,255]`` crops). Returns
     :class:`HeadOutputs` whose lists hold one element (the last stack), float32 logits;
-    ``attentions`` is empty unless ``with_attention``. :class:`~cornernet_saccade.saccade.SaccadeDetector`
+    ``attentions`` is empty unless ``with_attention``. :class:`~cornernet_saccade.inference.detector.SaccadeDetector`
     also calls ``.eval()`` and takes the device from ``.parameters()`` / ``.buffers()``, so the
     backends are ``nn.Module`` subclasses.
     """

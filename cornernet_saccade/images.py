@@ -3,7 +3,7 @@
 The result is always a C-contiguous ``uint8`` array of shape ``[H, W, 3]`` in **RGB** order, in image
 pixels (row ``y`` down, column ``x`` right), with the EXIF orientation already applied (the original
 reads with OpenCV, whose ``imread`` also honours EXIF orientation). Conversion to BGR, where the
-model wants it, happens in :mod:`cornernet_saccade.preprocess`.
+model wants it, happens in :mod:`cornernet_saccade.inference.preprocess`.
 
 What is accepted and how it is converted:
 
@@ -34,7 +34,7 @@ from typing import Union
 import numpy as np
 from PIL import ExifTags, Image
 
-from .errors import ImageError
+from cornernet_saccade.errors import ImageError
 
 #: Default largest ``width * height`` that :func:`read_image` agrees to decode (100 megapixels,
 #: about 300 MB as RGB uint8).

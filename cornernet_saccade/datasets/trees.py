@@ -24,18 +24,18 @@ from __future__ import annotations
 import math
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .data.records import DetectionDataset, ImageRecord
-from .data.voc import read_voc
-from .errors import AnnotationError, ConfigError
-from .io import read_image
-from .data.coco import coco_document, write_json
+from cornernet_saccade.data.coco import coco_document, write_json
+from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.voc import read_voc
+from cornernet_saccade.errors import AnnotationError, ConfigError
+from cornernet_saccade.images import read_image
 
 #: Folder of the wheel holding the annotated images.
 WHEEL_DATA_DIR = "deepforest/data/"

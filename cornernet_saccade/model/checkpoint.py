@@ -22,18 +22,19 @@ import pickle
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .errors import CheckpointError
+from cornernet_saccade.errors import CheckpointError
 
 FORMAT_TAG = "cornernet_saccade"
 OFFICIAL_PREFIX = "module."
-WEIGHTS_DIR = Path(__file__).parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # Heads whose last conv depends on the number of classes (re-initialised when fine-tuning).
 CLASS_DEPENDENT_PREFIXES = ("tl_heats.", "br_heats.")
 
@@ -42,7 +43,7 @@ CLASS_DEPENDENT_PREFIXES = ("tl_heats.", "br_heats.")
 class StoredCheckpoint:
     """What a weights file holds: the model state_dict (unprefixed keys) and optional extras.
 
-    ``model_config``: a dict for :class:`~cornernet_saccade.model.ModelConfig`, when the file has one;
+    ``model_config``: a dict for :class:`~cornernet_saccade.model.cornernet_saccade.ModelConfig`, when the file has one;
     ``training_state``: everything else a training checkpoint carries (optimizer, iteration, ...).
     """
 

@@ -5,9 +5,11 @@ Names follow the official checkpoint (``tl_modules.i.p1_conv1`` ..., ``tl_heats.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from torch import Tensor, nn
 
-from .layers import Convolution, CornerPool, PoolDirection
+from cornernet_saccade.model.layers import Convolution, CornerPool, PoolDirection
 
 #: Initial bias of the heatmap and attention logits (sigmoid(-2.19) ~ 0.1), as in the original.
 PRIOR_BIAS = -2.19
@@ -48,3 +50,23 @@ def prediction_head(in_dim: int, hidden_dim: int, out_dim: int, bias: float | No
     if bias is not None:
         nn.init.constant_(head[-1].bias, bias)
     return head
+
+
+@dataclass
+class HeadOutputs:
+    """Raw logits of the heads; every field is a list over stacks (``[-1]`` is the last stack).
+
+    For an input ``[N,3,H,W]`` with output map ``h, w = H/4, W/4`` (64x64 for 255x255):
+    ``tl_heats``/``br_heats`` ``[N,C,h,w]``, ``tl_tags``/``br_tags`` ``[N,1,h,w]``,
+    ``tl_offs``/``br_offs`` ``[N,2,h,w]`` (x, y offsets in output cells), and ``attentions``: per stack
+    ``[coarse [N,1,h/4,w/4], middle [N,1,h/2,w/2], fine [N,1,h,w]]`` (for large, medium, small
+    objects; 16x16, 32x32, 64x64 for a 255 input). Empty when attention was not requested.
+    """
+
+    tl_heats: list[Tensor] = field(default_factory=list)
+    br_heats: list[Tensor] = field(default_factory=list)
+    tl_tags: list[Tensor] = field(default_factory=list)
+    br_tags: list[Tensor] = field(default_factory=list)
+    tl_offs: list[Tensor] = field(default_factory=list)
+    br_offs: list[Tensor] = field(default_factory=list)
+    attentions: list[list[Tensor]] = field(default_factory=list)

@@ -6,7 +6,7 @@ from the original's).
 
 Frames: boxes enter in **image pixels** (``x1, y1, x2, y2``), are scaled to **scaled-image pixels**,
 then shifted to **crop pixels** of the ``input_size`` x ``input_size`` canvas; targets are in
-output-map and attention cells (see :mod:`cornernet_saccade.targets`). Images are ``[H, W, 3]``
+output-map and attention cells (see :mod:`cornernet_saccade.data.targets`). Images are ``[H, W, 3]``
 float BGR in ``[0, 1]`` until normalisation, after which the sample image is ``[3, S, S]``.
 """
 from __future__ import annotations
@@ -18,11 +18,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import ConfigError
-from ..io import read_image
-from ..preprocess import COCO_MEAN_BGR, COCO_STD_BGR
-from ..targets import ATTENTION_TARGET_KEYS, build_attention_targets, build_corner_targets
-from .records import DetectionDataset
+from cornernet_saccade.data.records import DetectionDataset
+from cornernet_saccade.data.targets import (
+    ATTENTION_TARGET_KEYS,
+    build_attention_targets,
+    build_corner_targets,
+)
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.images import read_image
+from cornernet_saccade.inference.preprocess import COCO_MEAN_BGR, COCO_STD_BGR
 
 #: PCA of COCO pixel colours (BGR order), from the original ``db/coco.py``.
 COCO_EIG_VAL = (0.2141788, 0.01817699, 0.00341571)
@@ -249,7 +253,7 @@ def build_training_sample(
         ``image`` float32 ``[3, S, S]`` (normalised BGR crop, S = input size), ``tl_heat, br_heat,
         tl_valid, br_valid`` float32 ``[C, S', S']`` (S' = output size), ``tag_mask`` bool ``[M]``,
         ``tl_ind, br_ind`` int64 ``[M]``, ``tl_off, br_off`` float32 ``[M, 2]``, ``att_coarse,
-        att_middle, att_fine`` float32 ``[1, s, s]`` (see :mod:`cornernet_saccade.targets`).
+        att_middle, att_fine`` float32 ``[1, s, s]`` (see :mod:`cornernet_saccade.data.targets`).
     """
     cfg = cfg or SamplingConfig()
     image = np.asarray(image_bgr01, np.float32)
@@ -300,7 +304,7 @@ class TrainingSampleDataset(torch.utils.data.Dataset):
     workers are independent and a run is reproducible whatever the number of workers. Call
     :meth:`set_epoch` before iterating an epoch (workers copy the dataset when an iterator starts,
     so use non-persistent workers). A bad image raises
-    :class:`~cornernet_saccade.errors.ImageError` (from :func:`cornernet_saccade.io.read_image`),
+    :class:`~cornernet_saccade.errors.ImageError` (from :func:`cornernet_saccade.images.read_image`),
     naming the file, so that the training loop can skip it.
     """
 

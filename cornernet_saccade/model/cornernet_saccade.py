@@ -2,21 +2,21 @@
 
 ``CornerNetSaccade()`` is the official COCO configuration (116,969,339 parameters); its
 ``state_dict()`` has the official checkpoint's names without the ``module.`` prefix, so
-``CornerNet_Saccade_500000.pkl`` loads unchanged (see :mod:`cornernet_saccade.checkpoint`).
+``CornerNet_Saccade_500000.pkl`` loads unchanged (see :mod:`cornernet_saccade.model.checkpoint`).
 """
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from torch import Tensor, nn
 
-from .config import config_from_dict
-from .heads import PRIOR_BIAS, CornerPoolModule, prediction_head
-from .hourglass import HourglassBackbone
-from .layers import CornerPool
+from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.model.heads import PRIOR_BIAS, CornerPoolModule, HeadOutputs, prediction_head
+from cornernet_saccade.model.hourglass import HourglassBackbone
+from cornernet_saccade.model.layers import CornerPool
 
 
 @dataclass(frozen=True)
@@ -45,26 +45,6 @@ class ModelConfig:
             raise ValueError("dims and modules must have 4 entries (3 hourglass levels, 3 attention maps)")
         if min(self.dims) < 1 or min(self.modules) < 1 or min(self.stem_dim, self.pool_dim, self.head_dim) < 1:
             raise ValueError("widths and module counts must be >= 1")
-
-
-@dataclass
-class HeadOutputs:
-    """Raw logits of the heads; every field is a list over stacks (``[-1]`` is the last stack).
-
-    For an input ``[N,3,H,W]`` with output map ``h, w = H/4, W/4`` (64x64 for 255x255):
-    ``tl_heats``/``br_heats`` ``[N,C,h,w]``, ``tl_tags``/``br_tags`` ``[N,1,h,w]``,
-    ``tl_offs``/``br_offs`` ``[N,2,h,w]`` (x, y offsets in output cells), and ``attentions``: per stack
-    ``[coarse [N,1,h/4,w/4], middle [N,1,h/2,w/2], fine [N,1,h,w]]`` (for large, medium, small
-    objects; 16x16, 32x32, 64x64 for a 255 input). Empty when attention was not requested.
-    """
-
-    tl_heats: list[Tensor] = field(default_factory=list)
-    br_heats: list[Tensor] = field(default_factory=list)
-    tl_tags: list[Tensor] = field(default_factory=list)
-    br_tags: list[Tensor] = field(default_factory=list)
-    tl_offs: list[Tensor] = field(default_factory=list)
-    br_offs: list[Tensor] = field(default_factory=list)
-    attentions: list[list[Tensor]] = field(default_factory=list)
 
 
 class CornerNetSaccade(nn.Module):
@@ -130,7 +110,7 @@ class CornerNetSaccade(nn.Module):
                 out.attentions.append([head(m) for head, m in zip(self.att_modules[s], merge_maps[s])])
         return out
 
-    def set_export_friendly_pooling(self, enabled: bool = True) -> "CornerNetSaccade":
+    def set_export_friendly_pooling(self, enabled: bool = True) -> CornerNetSaccade:
         """Switch every corner pool to the cummax-free implementation (identical forward values)."""
         for module in self.modules():
             if isinstance(module, CornerPool):
@@ -140,13 +120,13 @@ class CornerNetSaccade(nn.Module):
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any
-    ) -> "CornerNetSaccade":
+    ) -> CornerNetSaccade:
         """Build a model from a weights file (official ``.pkl``, our ``.pt`` checkpoint, ``.safetensors``).
 
         The model configuration comes from ``config``/``overrides``, else from the file when it
-        carries one, else the official defaults. See :func:`cornernet_saccade.checkpoint.load_checkpoint`.
+        carries one, else the official defaults. See :func:`cornernet_saccade.model.checkpoint.load_checkpoint`.
         """
-        from .checkpoint import load_checkpoint, read_checkpoint
+        from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint
 
         stored = read_checkpoint(path)
         if config is None and stored.model_config is not None:
@@ -156,8 +136,8 @@ class CornerNetSaccade(nn.Module):
         return model.eval()
 
     @classmethod
-    def from_pretrained(cls, name: str) -> "CornerNetSaccade":
+    def from_pretrained(cls, name: str) -> CornerNetSaccade:
         """Load one of the project's bundled default models by name (no network access)."""
-        from .checkpoint import bundled_weights_path
+        from cornernet_saccade.model.checkpoint import bundled_weights_path
 
         return cls.from_checkpoint(bundled_weights_path(name))

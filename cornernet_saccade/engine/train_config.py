@@ -1,7 +1,7 @@
 """Training configuration: :class:`TrainConfig`, read from YAML with every key validated.
 
-A config file has the sections ``data``, ``model`` (:class:`~cornernet_saccade.model.ModelConfig`),
-``sampling`` (:class:`~cornernet_saccade.data.sampler.SamplingConfig`) and ``optim``, plus the
+A config file has the sections ``data``, ``model`` (:class:`~cornernet_saccade.model.cornernet_saccade.ModelConfig`),
+``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`) and ``optim``, plus the
 top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO values (SPEC §2).
 ``--set optim.lr=1e-4`` style overrides are applied to the raw mapping before validation, so they go
 through the same checks. Unknown keys, wrong types and inconsistent values raise
@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import yaml
 
-from ..config import config_from_dict, read_yaml
-from ..data.load import DatasetFormat
-from ..data.sampler import SamplingConfig
-from ..errors import ConfigError
-from ..model import ModelConfig
-from ..targets import attention_map_sizes
+from cornernet_saccade.config import config_from_dict, read_yaml
+from cornernet_saccade.data.load import DatasetFormat
+from cornernet_saccade.data.samples import SamplingConfig
+from cornernet_saccade.data.targets import attention_map_sizes
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.model.cornernet_saccade import ModelConfig
 
 AmpMode = Literal["none", "bf16", "fp16"]
 BatchNormMode = Literal["batch", "frozen", "sync"]

@@ -3,7 +3,7 @@
 :func:`draw_detections` draws each box (image pixels, x1 y1 x2 y2) in its class's colour with a
 ``name score`` label; line width and font size grow with the image, so the picture reads the same
 at any size. :func:`render_panel` puts the annotated image beside tiles built from the detector's
-:class:`~cornernet_saccade.saccade.SaccadeTrace`: every view it looked at (the downsized first-round
+:class:`~cornernet_saccade.inference.results.SaccadeTrace`: every view it looked at (the downsized first-round
 views and the zoomed crops, as rectangles clipped to the image) and, in saccade mode, the first
 round's coarse / middle / fine attention probabilities as heat over the image.
 """
@@ -12,13 +12,14 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import functools
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .io import ImageSource, read_image
-from .saccade import ATTENTION_RATIOS, CropView, Detections, SaccadeTrace
+from cornernet_saccade.images import ImageSource, read_image
+from cornernet_saccade.inference.locations import ATTENTION_RATIOS
+from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
 
 RGB = tuple[int, int, int]
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
@@ -87,7 +88,7 @@ def draw_detections(
 ) -> Image.Image:
     """The image with every detection scoring at least ``score_threshold`` drawn on it.
 
-    ``image_rgb``: ``uint8 [H,W,3]`` RGB (or anything :func:`~cornernet_saccade.io.read_image`
+    ``image_rgb``: ``uint8 [H,W,3]`` RGB (or anything :func:`~cornernet_saccade.images.read_image`
     takes; it is not modified). Boxes are in image pixels, rounded to the nearest pixel; the outline
     lies inside the box; the ``name score`` label sits above it (inside it at the image's top edge).
     The best detection is drawn last, on top.

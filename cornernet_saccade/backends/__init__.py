@@ -1,13 +1,13 @@
-"""Choosing the network a :class:`~cornernet_saccade.saccade.SaccadeDetector` runs.
+"""Choosing the network a :class:`~cornernet_saccade.inference.detector.SaccadeDetector` runs.
 
 Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, with_attention=...)``
--> last-stack :class:`~cornernet_saccade.model.HeadOutputs`, so the detector takes any of them:
+-> last-stack :class:`~cornernet_saccade.model.heads.HeadOutputs`, so the detector takes any of them:
 
 ``eager``        the model itself (fp32; the reference);
-``fast``         :class:`~cornernet_saccade.fast.FastNetwork`: BatchNorm folded, channels-last, fp32,
-                 3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.winograd`);
+``fast``         :class:`~cornernet_saccade.backends.fast.FastNetwork`: BatchNorm folded, channels-last, fp32,
+                 3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
-``onnxruntime``  :class:`~cornernet_saccade.export.OnnxNetwork` over a graph exported for input size
+``onnxruntime``  :class:`~cornernet_saccade.backends.onnx.OnnxNetwork` over a graph exported for input size
                  ``S`` (255 for saccade crops, ``full_size`` for full-image mode), CPU.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import ConfigError
-from .model import CornerNetSaccade
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 
@@ -37,11 +37,11 @@ def make_backend(
     if name == "eager":
         return model
     if name in ("fast", "fast-bf16"):
-        from .fast import FastNetwork
+        from cornernet_saccade.backends.fast import FastNetwork
 
         return FastNetwork(model, dtype=torch.bfloat16 if name == "fast-bf16" else torch.float32)
     if name == "onnxruntime":
-        from .export import OnnxNetwork, export_onnx
+        from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
 
         threads = torch.get_num_threads()
         if onnx_path is not None:
@@ -55,8 +55,9 @@ def make_backend(
 
 def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None) -> nn.Module:
     """:func:`make_backend` with the input size the detector mode feeds (255 crops, or
-    ``full_size``, by default :class:`~cornernet_saccade.saccade.SaccadeConfig`'s)."""
-    from .saccade import CROP_SIZE, SaccadeConfig
+    ``full_size``, by default :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s)."""
+    from cornernet_saccade.inference.settings import SaccadeConfig
+    from cornernet_saccade.inference.views import CROP_SIZE
 
     size = CROP_SIZE if mode == "saccade" else (full_size or SaccadeConfig().full_size)
     return make_backend(model, backend, input_size=size)

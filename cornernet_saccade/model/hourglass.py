@@ -9,12 +9,12 @@ The attention heads read these maps. Module names follow the official checkpoint
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import Convolution, Residual
+from cornernet_saccade.model.layers import Convolution, Residual
 
 
 def _residual_stack(in_dim: int, out_dim: int, count: int, stride: int = 1) -> nn.Sequential:

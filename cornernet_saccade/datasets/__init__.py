@@ -1,0 +1,1 @@
+"""Dataset generators and bundled data: synthetic ``shapes`` scenes and the NEON ``trees`` tiles."""

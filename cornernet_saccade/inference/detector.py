@@ -1,0 +1,199 @@
+"""The saccade detector: downsized views -> attention -> zoomed crops -> merged detections.
+
+Image crops, network outputs and detections are torch tensors on the model's device until the final
+merge; locations are numpy arrays (see :mod:`cornernet_saccade.inference.locations`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.images import ImageSource, read_image
+from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
+from cornernet_saccade.inference.locations import (
+    FIRST_ROUND_MIN_SCORE,
+    attention_peaks,
+    decode_attention_locations,
+    initial_locations,
+    location_nms,
+    reference_locations,
+)
+from cornernet_saccade.inference.nms import best_per_image, soft_nms
+from cornernet_saccade.inference.preprocess import normalize_bgr
+from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, NMS_METHODS, SaccadeConfig
+from cornernet_saccade.inference.views import (
+    crop_to_image_pixels,
+    full_image_window,
+    location_windows,
+    map_to_crop_pixels,
+    paste_crops,
+    window_offsets,
+)
+
+
+class SaccadeDetector:
+    """Detect objects with a CornerNet-Saccade network, as the original test code does.
+
+    ``SaccadeDetector(model, config=None, class_names=None, **overrides)``: ``model`` returns
+    :class:`~cornernet_saccade.model.heads.HeadOutputs` for normalised BGR images (it is put in eval mode
+    and run on its own device); ``config`` a :class:`SaccadeConfig` or mapping, ``overrides`` single
+    fields (``score_threshold=0.3``); unknown or invalid values raise ``ConfigError``.
+    ``detector(image)`` takes a path or an ``HxWx3`` uint8 RGB array and returns
+    :class:`Detections`; ``detector.detect_batch(images)`` a list of them.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: SaccadeConfig | Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        **overrides: Any,
+    ):
+        config = config_from_dict(SaccadeConfig, config, "saccade config")
+        if overrides:
+            config = config_from_dict(SaccadeConfig, {**dataclasses.asdict(config), **overrides}, "saccade config")
+        self.config: SaccadeConfig = config
+        self.model = model.eval()
+        self.class_names = list(class_names) if class_names is not None else None
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
+
+    def __call__(self, image: ImageSource) -> Detections:
+        pixels = read_image(image)
+        image01 = torch.from_numpy(pixels).to(self.device).permute(2, 0, 1).to(torch.float64) / 255.0
+        trace = SaccadeTrace()
+        with torch.inference_mode():
+            if self.config.mode == "full":
+                detections = self._detect_full(image01, trace)
+            else:
+                detections = self._detect_saccade(image01, trace)
+            return self._merge(detections, trace)
+
+    def detect_batch(self, images: Iterable[ImageSource]) -> list[Detections]:
+        """:meth:`__call__` for each image (each image's crops depend on its own attention)."""
+        return [self(image) for image in images]
+
+    def _detect_saccade(self, image01: Tensor, trace: SaccadeTrace) -> Tensor:
+        """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""
+        cfg = self.config
+        rounds = len(cfg.att_thresholds)
+        locations = initial_locations(image01.shape[1], image01.shape[2], cfg.init_sizes)
+        dets, attentions, offsets = self._look(image01, locations, 0, with_attention=True, trace=trace)
+        trace.attention_maps = [att.cpu().numpy() for att in attentions]
+        found = [dets[dets[:, 4] > FIRST_ROUND_MIN_SCORE]]
+        proposals = self._propose(image01, attentions, locations, offsets, found[-1], 0)
+        trace.proposals.append(proposals)
+        num_crops = 0
+        for round_index in range(1, rounds + 1):
+            locations = proposals[: cfg.att_max_crops - num_crops]
+            if len(locations) == 0:
+                break
+            num_crops += len(locations)
+            last = round_index == rounds
+            dets, attentions, offsets = self._look(image01, locations, round_index, not last, trace)
+            found.append(dets[dets[:, 4] > REJECTED_SCORE])
+            if last or num_crops == cfg.att_max_crops:
+                break
+            proposals = self._propose(image01, attentions, locations, offsets, found[-1], round_index)
+            trace.proposals.append(proposals)
+        return torch.cat(found)
+
+    def _detect_full(self, image01: Tensor, trace: SaccadeTrace) -> Tensor:
+        """Detections ``[M,8]`` (image pixels) of one pass over the whole padded image."""
+        cfg = self.config
+        height, width = image01.shape[1:]
+        window = full_image_window((height, width), cfg.full_size)
+        scale = cfg.full_size / window.side
+        trace.crops.append(CropView(0, (height / 2, width / 2), scale, (0, 0, window.side, window.side)))
+        crops = paste_crops(image01, [window], cfg.full_size)
+        dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
+        dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
+        dets = dets.reshape(-1, 8)
+        return dets[dets[:, 4] > REJECTED_SCORE]
+
+    def _look(
+        self, image01: Tensor, locations: np.ndarray, round_index: int, with_attention: bool, trace: SaccadeTrace
+    ) -> tuple[Tensor, list[Tensor], np.ndarray]:
+        """Run the views of ``locations``: ``(detections [N*num_dets, 8] image pixels, attention
+        probabilities (empty without attention), offsets [N,2])``; records the views in ``trace``."""
+        windows = location_windows(locations, (image01.shape[1], image01.shape[2]))
+        offsets = window_offsets(windows)
+        for (y, x, scale), w in zip(locations[:, :3].tolist(), windows):
+            region = (w.offset_x, w.offset_y, w.offset_x + w.side, w.offset_y + w.side)
+            trace.crops.append(CropView(round_index, (y, x), scale, region))
+        crops = paste_crops(image01, windows)
+        dets, attentions = self._run_network(crops, with_attention, self.config.top_k, self.config.num_dets, True)
+        dets = crop_to_image_pixels(dets, locations[:, 2], offsets)
+        return dets.reshape(-1, 8), attentions, offsets
+
+    def _run_network(
+        self, crops: Tensor, with_attention: bool, k: int, num_dets: int, no_border: bool
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Network + decoding in batches: detections ``[N,num_dets,8]`` in crop pixels and, with
+        attention, the sigmoid attention maps (coarse, middle, fine ``[N,1,h,w]``)."""
+        cfg = self.config
+        dets, attentions = [], []
+        batch_size = cfg.batch_size or (len(crops) if crops.is_cuda else CPU_BATCH_SIZE)
+        for batch in crops.split(batch_size):
+            out = self.model(normalize_bgr(batch), with_attention=with_attention)
+            decoded = decode_detections(
+                out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],
+                k=k, kernel=cfg.nms_kernel, ae_threshold=cfg.ae_threshold, num_dets=num_dets, no_border=no_border,
+            )
+            dets.append(map_to_crop_pixels(decoded, out.tl_heats[-1].shape[-1] / crops.shape[-1]))
+            if with_attention:
+                attentions.append([torch.sigmoid(att) for att in out.attentions[-1]])
+        merged_attentions = [torch.cat(maps) for maps in zip(*attentions)]
+        return torch.cat(dets), merged_attentions
+
+    def _propose(
+        self,
+        image01: Tensor,
+        attentions: list[Tensor],
+        locations: np.ndarray,
+        offsets: np.ndarray,
+        detections: Tensor,
+        round_index: int,
+    ) -> np.ndarray:
+        """Next locations after round ``round_index``: attention peaks, plus (``ref_dets``)
+        reference locations of confident detections, merged by :func:`location_nms`."""
+        cfg = self.config
+        peaks = [att.cpu().numpy() for att in attention_peaks(attentions, cfg.att_nms_ks)]
+        proposals = decode_attention_locations(
+            peaks, cfg.att_scales[round_index], locations[:, 2], offsets, (image01.shape[1], image01.shape[2]),
+            cfg.att_thresholds[round_index], ignore_same=round_index > 0,
+        )
+        if cfg.ref_dets:
+            references = reference_locations(detections.cpu().numpy())
+            proposals = location_nms(np.concatenate((proposals, references)))
+        return proposals
+
+    def _merge(self, detections: Tensor, trace: SaccadeTrace) -> Detections:
+        """Per-class soft-NMS, ``max_per_image``, ``score_threshold``; best score first."""
+        cfg = self.config
+        labels = detections[:, 7].long()
+        keep, scores = soft_nms(
+            detections[:, :4], detections[:, 4], labels, method=NMS_METHODS[cfg.nms_method],
+            sigma=cfg.nms_sigma, overlap_threshold=cfg.nms_overlap, score_threshold=cfg.nms_score_threshold,
+        )
+        selected = best_per_image(scores, cfg.max_per_image) & (scores >= cfg.score_threshold)
+        keep, scores = keep[selected], scores[selected]
+        order = torch.argsort(scores, descending=True, stable=True)
+        keep, scores = keep[order], scores[order]
+        labels = labels[keep].cpu().numpy()
+        names = [self.class_names[i] for i in labels] if self.class_names is not None else None
+        return Detections(
+            boxes=detections[keep, :4].cpu().numpy(),
+            scores=scores.cpu().numpy(),
+            labels=labels,
+            class_names=names,
+            trace=trace,
+        )

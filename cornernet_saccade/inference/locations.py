@@ -1,0 +1,131 @@
+"""Where to look next: the first views, attention peaks and confident detections turned into
+*locations*, merged by distance and zoom.
+
+A location is a row ``y, x, scale, score`` (image pixels; ``scale`` = zoom, crop pixels per image
+pixel). Locations are small host-side numpy arrays and keep the original's dtypes on purpose: the
+initial locations are float32 (so a crop side ``int(255 / scale)`` is computed in float32 there, as
+in the original) and the attention/reference ones float64. Attention cells are 16, 8 and 4 crop
+pixels for the coarse, middle and fine maps.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from torch import Tensor
+
+from cornernet_saccade.inference.decode import keep_peaks
+
+#: Crop pixels per attention cell of the coarse, middle and fine attention maps.
+ATTENTION_RATIOS = (16, 8, 4)
+
+
+#: First-round detections with a score above this are kept (the rest are left to the zoomed crops).
+FIRST_ROUND_MIN_SCORE = 0.3
+
+
+#: Detections above this score propose a reference location (zoom on the object itself).
+REFERENCE_MIN_SCORE = 0.5
+
+
+#: A crop zoomed by more than this proposes no further locations ...
+MAX_PROPOSING_SCALE = 2.0
+
+
+#: ... nor does a location that would need a zoom above this.
+MAX_NEXT_SCALE = 4.0
+
+
+#: Distance (crop pixels at the kept location's zoom) within which ``location_nms`` merges locations.
+LOCATION_NMS_DISTANCE = 16.0
+
+
+#: Zoom ratios that ``location_nms`` treats as the same scale (inclusive).
+SAME_SCALE_RATIOS = (0.8, 1.2)
+
+
+def initial_locations(height: int, width: int, sizes: Sequence[int]) -> np.ndarray:
+    """The first-round views ``[len(sizes), 4]`` float32: image centre ``(H // 2, W // 2)``, zoom
+    ``size / max(H, W)`` (the long side becomes ``size`` crop pixels), score 1."""
+    return np.array([[height // 2, width // 2, size / max(height, width), 1.0] for size in sizes], dtype=np.float32)
+
+
+def attention_peaks(attentions: Sequence[Tensor], kernels: Sequence[int]) -> list[Tensor]:
+    """The original ``att_nms``: keep only local maxima (``k x k`` windows) of each attention map."""
+    return [keep_peaks(att, k) for att, k in zip(attentions, kernels)]
+
+
+def decode_attention_locations(
+    attentions: Sequence[np.ndarray],
+    att_scales: Sequence[float],
+    scales: np.ndarray,
+    offsets: np.ndarray,
+    image_hw: tuple[int, int],
+    threshold: float,
+    ignore_same: bool = False,
+) -> np.ndarray:
+    """Attention peaks -> next locations (the original ``decode_atts``).
+
+    ``attentions``: coarse, middle, fine probabilities after peak keeping, ``[N,1,h,w]`` each, for
+    views of zoom ``scales`` ``[N]`` and ``offsets`` ``[N,2]`` (y, x). A cell above ``threshold``
+    maps its corner (not centre) to image pixels ``cell * ratio / scale + offset`` and proposes zoom
+    ``att_scale * scale``; cells outside the image are dropped, and nothing is proposed by views
+    zoomed over :data:`MAX_PROPOSING_SCALE`, for zooms over :data:`MAX_NEXT_SCALE`, or (``ignore_same``)
+    by maps whose ``att_scale <= 1``. Returns float64 ``[M,4]`` y, x, scale, score, ordered by view,
+    then map, then row-major cell.
+    """
+    height, width = image_hw
+    rows = [np.zeros((0, 4))]
+    for view, (scale, (offset_y, offset_x)) in enumerate(zip(scales, offsets)):
+        for att, ratio, att_scale in zip(attentions, ATTENTION_RATIOS, att_scales):
+            next_scale = att_scale * scale
+            if (ignore_same and att_scale <= 1) or scale > MAX_PROPOSING_SCALE or next_scale > MAX_NEXT_SCALE:
+                continue
+            cell_ys, cell_xs = np.nonzero(att[view, 0] > threshold)
+            scores = att[view, 0, cell_ys, cell_xs]
+            ys = cell_ys * ratio / scale + offset_y
+            xs = cell_xs * ratio / scale + offset_x
+            inside = (ys >= 0) & (ys < height) & (xs >= 0) & (xs < width)
+            count = int(inside.sum())
+            rows.append(np.stack((ys[inside], xs[inside], np.full(count, next_scale), scores[inside]), axis=1))
+    return np.concatenate(rows).astype(np.float64)
+
+
+def reference_locations(detections: np.ndarray) -> np.ndarray:
+    """Zoom on confident detections (the original ``get_ref_locs``).
+
+    ``detections`` ``[N, >=5]`` image pixels. Each one scoring above :data:`REFERENCE_MIN_SCORE`
+    gives ``[centre y, centre x, zoom, 1]`` with zoom making its long side 192 (long side > 96),
+    64 (32 < side <= 96) or 24 crop pixels; computed in the detections' dtype. ``[M,4]``.
+    """
+    dets = detections[detections[:, 4] > REFERENCE_MIN_SCORE]
+    centre_x = (dets[:, 0] + dets[:, 2]) / 2
+    centre_y = (dets[:, 1] + dets[:, 3]) / 2
+    longest = np.maximum(dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1])
+    target = np.where(longest > 96, 192, np.where(longest > 32, 64, 24)).astype(longest.dtype)
+    with np.errstate(divide="ignore"):
+        scales = target / longest
+    return np.stack((centre_y, centre_x, scales, np.ones_like(scales)), axis=1)
+
+
+def location_nms(locations: np.ndarray, distance: float = LOCATION_NMS_DISTANCE) -> np.ndarray:
+    """Greedy merge of nearby locations at similar zoom (the original ``location_nms``).
+
+    Highest score first, in the order of numpy's default (unstable) ``argsort`` reversed, exactly
+    as the original (its tie order among equal scores decides which location survives). A location
+    is dropped when ``min(|dy|, |dx|) <= distance / kept_scale`` and
+    ``0.8 <= kept_scale / scale <= 1.2`` for a kept one. ``[N,4]`` -> ``[M,4]``.
+    """
+    ordered = locations[np.argsort(locations[:, 3])[::-1]]
+    ys, xs, scales = ordered[:, 0], ordered[:, 1], ordered[:, 2]
+    near = np.minimum(np.abs(ys[:, None] - ys[None]), np.abs(xs[:, None] - xs[None]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratios = scales[:, None] / scales[None]
+    low, high = SAME_SCALE_RATIOS
+    alive = np.ones(len(ordered), dtype=bool)
+    kept = []
+    for i in range(len(ordered)):
+        if alive[i]:
+            kept.append(i)
+            alive &= (near[i] > distance / scales[i]) | (ratios[i] > high) | (ratios[i] < low)
+    return ordered[kept].reshape(-1, 4)

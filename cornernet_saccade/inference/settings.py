@@ -1,0 +1,71 @@
+"""Test-time settings of the detector (:class:`SaccadeConfig`), the official values as defaults."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from cornernet_saccade.inference.nms import SoftNMSMethod
+
+#: Crops per network call on the CPU when ``SaccadeConfig.batch_size`` is None.
+CPU_BATCH_SIZE = 4
+
+
+NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaussian": SoftNMSMethod.GAUSSIAN}
+
+
+@dataclass(frozen=True)
+class SaccadeConfig:
+    """Test-time settings; the defaults are the official CornerNet-Saccade ones (SPEC §5).
+
+    ``mode="saccade"`` runs the attention-driven crops; ``mode="full"`` resizes the whole image so its
+    long side is ``full_size``, pads it to a square and decodes one pass with ``full_top_k`` /
+    ``full_num_dets`` (CornerNet's values). Saccade rounds: one per entry of ``att_thresholds``
+    (attention probability a cell needs to propose a location) with the matching ``att_scales``
+    (zoom multipliers for the coarse, middle, fine maps); at most ``att_max_crops`` zoomed crops over
+    all rounds (the ``init_sizes`` views do not count). Decoding: ``top_k`` corners per type,
+    ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop. Merge:
+    soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
+    ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
+    ``score_threshold`` are dropped. ``batch_size`` crops go through the network at once; batching
+    changes no result. ``None`` (default): all crops of a round in one batch on a GPU (the original
+    batched up to 32), batches of :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the
+    caches (official network, fast path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8;
+    benchmarks/fast_inference.py).
+    """
+
+    mode: Literal["saccade", "full"] = "saccade"
+    init_sizes: tuple[int, ...] = (192, 255)
+    att_thresholds: tuple[float, ...] = (0.3,)
+    att_scales: tuple[tuple[float, float, float], ...] = ((1.0, 2.0, 4.0),)
+    att_max_crops: int = 30
+    att_nms_ks: tuple[int, int, int] = (3, 3, 3)
+    ref_dets: bool = True
+    top_k: int = 12
+    nms_kernel: int = 3
+    ae_threshold: float = 0.3
+    num_dets: int = 12
+    nms_method: Literal["gaussian", "linear", "hard"] = "gaussian"
+    nms_sigma: float = 0.7
+    nms_overlap: float = 0.5
+    nms_score_threshold: float = 0.001
+    max_per_image: int = 100
+    batch_size: int | None = None
+    full_size: int = 511
+    full_top_k: int = 100
+    full_num_dets: int = 1000
+    score_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.init_sizes or min(self.init_sizes) < 1:
+            raise ValueError("init_sizes must list at least one positive size")
+        if not self.att_thresholds or len(self.att_scales) != len(self.att_thresholds):
+            raise ValueError("att_scales needs one (coarse, middle, fine) triple per att_thresholds entry")
+        if any(k < 1 or k % 2 == 0 for k in (*self.att_nms_ks, self.nms_kernel)):
+            raise ValueError("att_nms_ks and nms_kernel must be odd and positive")
+        if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size or 1, self.full_size) < 1:
+            raise ValueError("att_max_crops must be >= 0; max_per_image, batch_size, full_size >= 1")
+        for k, num in ((self.top_k, self.num_dets), (self.full_top_k, self.full_num_dets)):
+            if k < 1 or not 1 <= num <= k * k:
+                raise ValueError(f"top-k {k} and num_dets {num}: need k >= 1 and 1 <= num_dets <= k*k")
+        if self.nms_sigma <= 0:
+            raise ValueError("nms_sigma must be positive")

@@ -1,0 +1,121 @@
+"""Views of an image: the square windows the detector looks at, pasted into crops, and the
+conversions of boxes between frames.
+
+Frames: **image pixels** (x right, y down, of the input image); **crop pixels** (the square canvas a
+view is pasted into, 255x255 for a saccade crop); **output-map cells** (64x64 for 255, ratio 64/255).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Side of the square network input of a saccade crop (crop pixels).
+CROP_SIZE = 255
+
+
+@dataclass(frozen=True)
+class CropWindow:
+    """One view: image pixels ``[src_y0:src_y1, src_x0:src_x1]`` resized into crop pixels
+    ``[dst_y0:dst_y1, dst_x0:dst_x1]`` of the canvas. The canvas shows the image square of side
+    ``side`` whose top-left corner is image pixel ``(offset_y, offset_x)``."""
+
+    src_y0: int
+    src_y1: int
+    src_x0: int
+    src_x1: int
+    dst_y0: int
+    dst_y1: int
+    dst_x0: int
+    dst_x1: int
+    offset_y: int
+    offset_x: int
+    side: int
+
+    @property
+    def is_empty(self) -> bool:
+        """True when no image pixel lands on the canvas (location outside the image, tiny image)."""
+        return min(self.src_y1 - self.src_y0, self.src_x1 - self.src_x0,
+                   self.dst_y1 - self.dst_y0, self.dst_x1 - self.dst_x0) <= 0
+
+
+def crop_window(center_y: int, center_x: int, side: int, image_hw: tuple[int, int], canvas: int) -> CropWindow:
+    """The original ``crop_image_gpu`` geometry: the ``side x side`` image square centred on the
+    (integer) image pixel, cut to the image, resized by ``canvas / side`` and centred on the canvas."""
+    height, width = image_hw
+    half = side // 2
+    y0, y1 = max(0, center_y - half), min(center_y + half, height)
+    x0, x1 = max(0, center_x - half), min(center_x + half, width)
+    resize = canvas / side
+    mid = canvas // 2
+    return CropWindow(
+        src_y0=y0, src_y1=y1, src_x0=x0, src_x1=x1,
+        dst_y0=mid - int((center_y - y0) * resize), dst_y1=mid + int((y1 - center_y) * resize),
+        dst_x0=mid - int((center_x - x0) * resize), dst_x1=mid + int((x1 - center_x) * resize),
+        offset_y=center_y - half, offset_x=center_x - half, side=side,
+    )
+
+
+def location_windows(locations: np.ndarray, image_hw: tuple[int, int], canvas: int = CROP_SIZE) -> list[CropWindow]:
+    """Crop windows of ``locations`` ``[N, >=3]`` (y, x, scale): side ``int(canvas / scale)``
+    computed in the locations' dtype (float32 for the initial views, as the original)."""
+    return [
+        crop_window(int(y), int(x), max(1, int(canvas / scale)), image_hw, canvas)
+        for y, x, scale in locations[:, :3]
+    ]
+
+
+def full_image_window(image_hw: tuple[int, int], canvas: int) -> CropWindow:
+    """The whole image resized so its long side fills ``canvas``, at the canvas's top-left corner."""
+    height, width = image_hw
+    side = max(height, width)
+    return CropWindow(
+        src_y0=0, src_y1=height, src_x0=0, src_x1=width,
+        dst_y0=0, dst_y1=max(1, round(height * canvas / side)),
+        dst_x0=0, dst_x1=max(1, round(width * canvas / side)),
+        offset_y=0, offset_x=0, side=side,
+    )
+
+
+def paste_crops(image01: Tensor, windows: Sequence[CropWindow], canvas: int = CROP_SIZE) -> Tensor:
+    """Cut and resize the views out of ``image01`` ``[3,H,W]`` (float64, values in [0, 1]).
+
+    Returns float32 ``[N,3,canvas,canvas]`` in crop pixels, zero outside the pasted part. Bilinear
+    resizing (``align_corners=False``) is done in ``image01``'s float64, like the original.
+    """
+    crops = torch.zeros((len(windows), 3, canvas, canvas), dtype=torch.float32, device=image01.device)
+    for crop, w in zip(crops, windows):
+        if w.is_empty:
+            continue
+        part = image01[:, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1].unsqueeze(0)
+        size = (w.dst_y1 - w.dst_y0, w.dst_x1 - w.dst_x0)
+        resized = F.interpolate(part, size=size, mode="bilinear", align_corners=False)[0]
+        crop[:, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = resized
+    return crops
+
+
+def window_offsets(windows: Sequence[CropWindow]) -> np.ndarray:
+    """``[N,2]`` float32 image pixel (y, x) of each canvas's top-left corner (the original ``offsets``)."""
+    return np.array([(w.offset_y, w.offset_x) for w in windows], dtype=np.float32).reshape(-1, 2)
+
+
+def map_to_crop_pixels(detections: Tensor, map_to_crop_ratio: float) -> Tensor:
+    """Box columns of ``detections`` ``[..., 8]`` from output-map cells to crop pixels (the original
+    ``rescale_dets_``: float32 division by ``float32(map_size / crop_size)``); other columns kept."""
+    ratio = float(np.float32(map_to_crop_ratio))
+    boxes = (detections[..., :4].double() / ratio).to(detections.dtype)
+    return torch.cat((boxes, detections[..., 4:]), dim=-1)
+
+
+def crop_to_image_pixels(detections: Tensor, scales: np.ndarray, offsets: np.ndarray) -> Tensor:
+    """Box columns of ``detections`` ``[N,K,8]`` from crop pixels of view ``n`` to image pixels:
+    ``/ scales[n] + offsets[n]`` (the original ``remap_dets_``: nominal zoom, float32 results)."""
+    device = detections.device
+    scale = torch.as_tensor(np.asarray(scales, dtype=np.float64), device=device).reshape(-1, 1, 1)
+    shift = torch.as_tensor(offsets[:, [1, 0, 1, 0]], dtype=torch.float32, device=device).unsqueeze(1)
+    boxes = (detections[..., :4].double() / scale).to(detections.dtype) + shift
+    return torch.cat((boxes, detections[..., 4:]), dim=-1)
