@@ -94,9 +94,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
 
 def load_weights(weights: str) -> CornerNetSaccade:
     """The model of a weights file or bundled model name, in eval mode."""
-    from cornernet_saccade.engine.run_checkpoints import resolve_weights_path
-
-    return CornerNetSaccade.from_checkpoint(resolve_weights_path(weights))
+    return CornerNetSaccade.from_checkpoint(weights)
 
 
 def official_model(init: str, weights: str | None = None) -> CornerNetSaccade:

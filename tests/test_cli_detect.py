@@ -11,16 +11,10 @@ from PIL import Image
 
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.cli import main
-from cornernet_saccade.cli.detect import (
-    category_ids_for_names,
-    expand_inputs,
-    image_ids,
-    output_stems,
-    resolve_class_names,
-)
+from cornernet_saccade.cli.detect import expand_inputs, image_ids, output_stems
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, category_ids, resolve_class_names
 from cornernet_saccade.model.checkpoint import save_checkpoint
 
 NAMES = ["circle", "star", "square"]
@@ -142,8 +136,8 @@ def test_coco_categories():
     ids = dict(zip(COCO_CLASS_NAMES, COCO_CATEGORY_IDS))
     assert (ids["person"], ids["stop sign"], ids["dining table"], ids["tv"], ids["toothbrush"]) == (1, 13, 67, 72, 90)
     assert list(COCO_CATEGORY_IDS) == sorted(COCO_CATEGORY_IDS)
-    assert category_ids_for_names(list(COCO_CLASS_NAMES), 80) == list(COCO_CATEGORY_IDS)
-    assert category_ids_for_names(None, 80) == list(range(1, 81))
+    assert category_ids(list(COCO_CLASS_NAMES), 80) == list(COCO_CATEGORY_IDS)
+    assert category_ids(None, 80) == list(range(1, 81))
 
 
 def test_inputs_ids_and_picture_names(folder):

@@ -11,17 +11,12 @@ import pytest
 from engine_fixtures import one_thread, tiny_config, write_box_dataset  # noqa: F401
 
 from cornernet_saccade.cli import main
-from cornernet_saccade.engine.evaluate import (
-    COCO_METRICS,
-    category_ids_for,
-    coco_metrics,
-    coco_results,
-    load_ground_truth,
-)
+from cornernet_saccade.engine.evaluate import COCO_METRICS, coco_metrics, load_ground_truth
 from cornernet_saccade.engine.metrics import read_metrics
 from cornernet_saccade.engine.trainer import run_training
 from cornernet_saccade.errors import AnnotationError
-from cornernet_saccade.inference.results import Detections, SaccadeTrace
+from cornernet_saccade.inference.labels import category_ids
+from cornernet_saccade.inference.results import Detections, SaccadeTrace, coco_results
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CATEGORIES = [{"id": 7, "name": "b"}, {"id": 3, "name": "a"}, {"id": 9, "name": "c"}]
@@ -39,12 +34,12 @@ def test_coco_results_by_hand() -> None:
 
 
 def test_category_mapping() -> None:
-    assert category_ids_for(None, 3, CATEGORIES, "val.json") == [3, 7, 9]
-    assert category_ids_for(["c", "a", "b"], 3, CATEGORIES, "val.json") == [9, 3, 7]
+    assert category_ids(None, 3, CATEGORIES, "val.json") == [3, 7, 9]
+    assert category_ids(["c", "a", "b"], 3, CATEGORIES, "val.json") == [9, 3, 7]
     with pytest.raises(AnnotationError, match=r"val\.json.*'d'"):
-        category_ids_for(["a", "d"], 2, CATEGORIES, "val.json")
+        category_ids(["a", "d"], 2, CATEGORIES, "val.json")
     with pytest.raises(AnnotationError, match=r"val\.json: 3 categories .* 80 classes"):
-        category_ids_for(None, 80, CATEGORIES, "val.json")
+        category_ids(None, 80, CATEGORIES, "val.json")
 
 
 def test_metrics_of_perfect_and_missing_detections(tmp_path: Path) -> None:

@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
+from cornernet_saccade.backends.device import resolve_device
+from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.labels import resolve_class_names
+from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.inference.views import CROP_SIZE
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
@@ -34,6 +41,16 @@ def make_backend(
     threads as torch (``torch.get_num_threads()``).
     """
     model = model.eval()
+    network = _backend_network(model, name, input_size, onnx_path)
+    # what the weights file said about the model travels with the network the detector runs
+    network.class_names = model.class_names
+    network.test_settings = model.test_settings
+    if network is not model:
+        network.num_classes = model.num_classes
+    return network
+
+
+def _backend_network(model: CornerNetSaccade, name: str, input_size: int, onnx_path: str | Path | None) -> nn.Module:
     if name == "eager":
         return model
     if name in ("fast", "fast-bf16"):
@@ -56,21 +73,28 @@ def make_backend(
 def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None) -> nn.Module:
     """:func:`make_backend` with the input size the detector mode feeds (255 crops, or
     ``full_size``, by default :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s)."""
-    from cornernet_saccade.inference.settings import SaccadeConfig
-    from cornernet_saccade.inference.views import CROP_SIZE
-
     size = CROP_SIZE if mode == "saccade" else (full_size or SaccadeConfig().full_size)
     return make_backend(model, backend, input_size=size)
 
 
-def add_backend_argument(parser) -> None:
-    """The ``--backend`` option of the commands that run the detector."""
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default="eager",
-        help="network implementation: eager (default), fast (BatchNorm folded, Winograd convolutions on the CPU; "
-             "same detections, about 1.8x faster per crop on a 2-core CPU), fast-bf16, onnxruntime",
-    )
-    parser.add_argument(
-        "--full-size", type=int, default=None,
-        help="full mode: long side the image is resized to (default 511; 64k-1 sizes such as 1023 or 1279)",
-    )
+def load_detector(
+    weights: str | Path,
+    *,
+    backend: str = "eager",
+    device: str = "auto",
+    class_names_file: str | Path | None = None,
+    **settings: Any,
+) -> SaccadeDetector:
+    """The detector of a weights file, run folder or bundled model name (see
+    :meth:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade.from_checkpoint`), its network
+    built by backend ``backend`` on ``device`` (``auto``: CUDA when available).
+
+    Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
+    :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
+    ``class_names_file``, else the weights', else COCO's for an 80-class model.
+    """
+    model = CornerNetSaccade.from_checkpoint(weights).to(resolve_device(device))
+    model.class_names = resolve_class_names(class_names_file, model.class_names, model.num_classes)
+    config = config_from_dict(SaccadeConfig, {**(model.test_settings or {}), **settings}, "detector settings")
+    network = network_for_mode(model, backend, config.mode, config.full_size)
+    return SaccadeDetector(network, config)

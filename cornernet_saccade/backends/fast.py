@@ -225,7 +225,6 @@ class FastNetwork(nn.Module):
             raise ValueError(f"winograd convolutions run in float32 only, not {dtype}")
         if cuda_graphs and device.type != "cuda":
             raise ValueError("cuda_graphs needs the model on a CUDA device")
-        self.num_classes = model.num_classes
         self.dtype = dtype
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         network = fold_batchnorm(model)

@@ -1,7 +1,7 @@
 """``cornernet-saccade detect --weights W IMAGE_OR_FOLDER... --out DIR``: detect objects in images.
 
 Writes ``DIR/detections.json`` (COCO results: ``image_id``, ``category_id``, ``bbox`` ``[x, y, w, h]``
-and ``score`` as :func:`cornernet_saccade.engine.evaluate.coco_results` writes them, plus the
+and ``score`` as :func:`cornernet_saccade.inference.results.coco_results` writes them, plus the
 ``category`` name and the image's ``file_name``) and, per image, ``DIR/<stem>.png``: the
 :func:`~cornernet_saccade.inference.visualize.render_panel` picture. Images that cannot be read are reported
 on stderr and skipped; the exit code is 1 only when no image could be processed.
@@ -18,10 +18,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cornernet_saccade.backends import add_backend_argument, network_for_mode
+from cornernet_saccade.cli.common import (
+    add_detector_options,
+    add_runtime_options,
+    add_weights_option,
+    detector_settings,
+    runtime_settings,
+)
 from cornernet_saccade.errors import ConfigError, CornerNetSaccadeError, ImageError
 from cornernet_saccade.images import read_image
-from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES
+from cornernet_saccade.inference.labels import category_ids
+from cornernet_saccade.inference.results import coco_results
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import SaccadeDetector
@@ -29,6 +36,8 @@ if TYPE_CHECKING:
 #: File name endings of the images a folder is searched for (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RESULTS_NAME = "detections.json"
+#: Pictures and results keep detections scoring at least this unless --score-threshold says otherwise.
+DEFAULT_SCORE_THRESHOLD = 0.3
 #: Classes named per image in the summary table.
 TOP_CLASSES = 3
 
@@ -44,16 +53,10 @@ def register(subparsers: Any) -> None:
                     "when no image could be processed.",
     )
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and folders of images")
-    parser.add_argument("--weights", required=True,
-                        help="weights file (official .pkl, training checkpoint, .safetensors) or bundled model name")
+    add_weights_option(parser)
     parser.add_argument("--out", required=True, help="output folder (created if missing)")
-    parser.add_argument("--mode", choices=("saccade", "full"), default="saccade",
-                        help="saccade crops (default) or one pass over the whole image")
-    parser.add_argument("--score-threshold", type=float, default=0.3,
-                        help="keep detections scoring at least this (default 0.3)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
-    parser.add_argument("--max-crops", type=int, default=30, help="most zoomed crops per image (default 30)")
-    add_backend_argument(parser)
+    add_detector_options(parser, score_threshold=DEFAULT_SCORE_THRESHOLD)
+    add_runtime_options(parser)
     parser.add_argument("--class-names", metavar="FILE",
                         help="text file with one class name per line (default: the names the weights carry, "
                              "COCO's for an 80-class model without names, else class indices)")
@@ -89,19 +92,11 @@ def run(args: argparse.Namespace) -> int:
 
 def build_detector(args: argparse.Namespace) -> tuple[SaccadeDetector, list[int]]:
     """The detector the arguments ask for, and the COCO category id of each of its classes."""
-    from cornernet_saccade.engine.distributed import resolve_device
-    from cornernet_saccade.engine.evaluate import load_model
-    from cornernet_saccade.inference.detector import SaccadeDetector
+    from cornernet_saccade.backends import load_detector
 
-    model, stored_names = load_model(args.weights)
-    class_names = resolve_class_names(args.class_names, stored_names, model.num_classes)
-    network = network_for_mode(model.to(resolve_device(args.device)), args.backend, args.mode, args.full_size)
-    sizes = {"full_size": args.full_size} if args.full_size else {}
-    detector = SaccadeDetector(
-        network, class_names=class_names, mode=args.mode, **sizes,
-        score_threshold=args.score_threshold, att_max_crops=args.max_crops,
-    )
-    return detector, category_ids_for_names(class_names, model.num_classes)
+    detector = load_detector(args.weights, class_names_file=args.class_names, **runtime_settings(args),
+                             **detector_settings(args))
+    return detector, category_ids(detector.class_names, detector.model.num_classes)
 
 
 def make_output_folder(path: str) -> Path:
@@ -140,7 +135,6 @@ def process_image(
 ) -> tuple[ImageSummary, list[dict[str, Any]]]:
     """Detect on one image; write its panel to ``picture`` when ``draw``; return its summary and
     its COCO result entries."""
-    from cornernet_saccade.engine.evaluate import coco_results
     from cornernet_saccade.inference.visualize import detection_name, render_panel
 
     pixels = read_image(path)
@@ -204,35 +198,6 @@ def output_stems(paths: Sequence[Path]) -> list[str]:
         used.add(stem)
         stems.append(stem)
     return stems
-
-
-def read_class_names(path: str | Path) -> list[str]:
-    """Class names from a text file, one per line (surrounding spaces and blank lines ignored)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the class names file ({exc})") from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def resolve_class_names(names_file: str | None, stored: list[str] | None, num_classes: int) -> list[str] | None:
-    """The model's class names: from ``names_file`` when given, else those the weights carry, else
-    COCO's for an 80-class model, else ``None`` (class indices). ConfigError on a count mismatch."""
-    names = read_class_names(names_file) if names_file else stored
-    source = names_file or "the class names stored in the weights"
-    if names is None:
-        return list(COCO_CLASS_NAMES) if num_classes == len(COCO_CLASS_NAMES) else None
-    if len(names) != num_classes:
-        raise ConfigError(f"{source}: {len(names)} class names for a model with {num_classes} classes")
-    return names
-
-
-def category_ids_for_names(class_names: Sequence[str] | None, num_classes: int) -> list[int]:
-    """COCO ``category_id`` of each class: COCO's ids (1..90 with gaps) when the classes are the 80
-    COCO ones, else ``label + 1``."""
-    if class_names is not None and tuple(class_names) == COCO_CLASS_NAMES:
-        return list(COCO_CATEGORY_IDS)
-    return list(range(1, num_classes + 1))
 
 
 def summary_table(summaries: Sequence[ImageSummary]) -> str:

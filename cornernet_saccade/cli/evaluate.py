@@ -4,7 +4,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cornernet_saccade.backends import add_backend_argument
+from cornernet_saccade.cli.common import (
+    add_detector_options,
+    add_runtime_options,
+    add_weights_option,
+    detector_settings,
+    runtime_settings,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -15,16 +21,13 @@ def register(subparsers: Any) -> None:
         description="Detect on every image of a COCO-format annotation file with the saccade detector and "
                     "score the detections with pycocotools.",
     )
-    parser.add_argument("--weights", required=True,
-                        help="weights file (official .pkl, training checkpoint, .safetensors) or bundled model name")
+    add_weights_option(parser)
     parser.add_argument("--data", required=True, help="COCO JSON annotation file of the evaluation images")
     parser.add_argument("--image-root", help="folder the image file names are relative to (default: the JSON's folder)")
-    parser.add_argument("--mode", choices=("saccade", "full"), default="saccade",
-                        help="saccade crops (default) or one pass over the whole image")
     parser.add_argument("--out", help="write the detections here (COCO results JSON)")
-    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
-    add_backend_argument(parser)
+    add_detector_options(parser)
+    add_runtime_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -33,8 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.engine.evaluate import evaluate
 
     result = evaluate(
-        args.weights, args.data, args.image_root, args.mode, args.out, args.device, args.max_images,
-        backend=args.backend, full_size=args.full_size,
+        args.weights, args.data, args.image_root, args.out, args.max_images,
+        **runtime_settings(args), **detector_settings(args),
     )
     print(result.table())
     for message in result.skipped:

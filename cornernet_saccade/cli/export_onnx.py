@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cornernet_saccade.cli.common import add_weights_option
+
 
 def register(subparsers: Any) -> None:
     """Add the ``export-onnx`` parser to ``subparsers``."""
@@ -15,8 +17,7 @@ def register(subparsers: Any) -> None:
                     "batch dimension; input 'images' [batch,3,SIZE,SIZE] normalised BGR, outputs tl_heat, "
                     "br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine.",
     )
-    parser.add_argument("--weights", required=True,
-                        help="weights file (official .pkl, training checkpoint, .safetensors) or bundled model name")
+    add_weights_option(parser)
     parser.add_argument("--out", required=True, help="output .onnx file")
     parser.add_argument("--size", type=int, default=255, help="input height and width (default: 255, the crop size)")
     parser.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
@@ -28,10 +29,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Export, optionally verify, and print where the file went; exit code 1 if verification fails."""
     from cornernet_saccade.backends.onnx import VERIFY_TOLERANCE, export_onnx, verify_export
-    from cornernet_saccade.engine.run_checkpoints import resolve_weights_path
     from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
-    model = CornerNetSaccade.from_checkpoint(resolve_weights_path(args.weights))
+    model = CornerNetSaccade.from_checkpoint(args.weights)
     path = export_onnx(model, args.out, size=args.size, opset=args.opset)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if not args.verify:

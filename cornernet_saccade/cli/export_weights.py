@@ -1,15 +1,14 @@
 """``cornernet-saccade export-weights``: a checkpoint's model weights as a safetensors file.
 
-Keeps the model config and class names (as metadata) and drops the training state, so the file can
+Keeps the model config, class names and test settings (as metadata) and drops the training state, so the file can
 be shipped and loaded with ``CornerNetSaccade.from_checkpoint`` (no pickle involved).
 """
 from __future__ import annotations
 
 import argparse
 
-from cornernet_saccade.engine.run_checkpoints import resolve_weights_path, stored_class_names
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from cornernet_saccade.model.checkpoint import save_checkpoint
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 
@@ -27,9 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     if not args.out.endswith(".safetensors"):
         raise ConfigError(f"{args.out}: --out must end with .safetensors")
-    stored = read_checkpoint(resolve_weights_path(args.weights))
-    model = CornerNetSaccade(stored.model_config)
-    load_checkpoint(model, stored)
-    save_checkpoint(args.out, model, class_names=stored_class_names(stored))
+    model = CornerNetSaccade.from_checkpoint(args.weights)
+    save_checkpoint(args.out, model)
     print(f"wrote {args.out} ({sum(p.numel() for p in model.parameters()):,} parameters)")
     return 0

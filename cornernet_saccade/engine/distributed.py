@@ -13,7 +13,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.backends.device import resolve_device
 
 #: Collective timeout: generous, because rank 0 runs the COCO evaluation while the others wait.
 PROCESS_GROUP_TIMEOUT = timedelta(hours=2)
@@ -47,25 +47,6 @@ class DistContext:
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()
-
-
-def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
-    """``auto`` -> CUDA if available else CPU. A CUDA device gets an explicit index (``cuda`` means
-    the current device; under torchrun ``cuda:LOCAL_RANK``) and becomes the current device."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        requested = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N)") from None
-    if requested.type != "cuda":
-        return requested
-    if not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use device: cpu)")
-    index = requested.index if local_rank is None else local_rank
-    device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
-    torch.cuda.set_device(device)
-    return device
 
 
 def setup(device_name: str) -> DistContext:

@@ -1,9 +1,8 @@
 """COCO evaluation: run a :class:`~cornernet_saccade.inference.detector.SaccadeDetector` over a COCO-format set
 and score it with pycocotools.
 
-Class ``i`` of the model becomes the category whose name is the model's ``class_names[i]`` (stored
-in our checkpoints) or, for weights without names (the official ``.pkl``), the ``i``-th category by
-ascending id (COCO ids 1..90 <-> the 80 classes, as the original). Results are written in the COCO
+Classes become the annotation file's categories by
+:func:`~cornernet_saccade.inference.labels.category_ids`. Results are written in the COCO
 format of the original: ``bbox = [x1, y1, x2 - x1, y2 - y1]`` and ``score``, both rounded to 2
 decimals. pycocotools' console output is captured; :meth:`EvaluationResult.table` prints a summary.
 """
@@ -18,19 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
+from cornernet_saccade.backends import load_detector
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.engine.distributed import resolve_device
-from cornernet_saccade.engine.run_checkpoints import resolve_weights_path, stored_class_names
-from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError
+from cornernet_saccade.errors import CornerNetSaccadeError
 from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.labels import category_ids
+from cornernet_saccade.inference.results import coco_results
 from cornernet_saccade.inference.views import CROP_SIZE
-from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 #: Names of ``COCOeval.stats[:6]``.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -67,37 +63,6 @@ class EvaluationResult:
             f"{self.pixels_per_image / 1e6:.2f} Mpixels",
         ]
         return "\n".join(lines)
-
-
-def category_ids_for(class_names: Sequence[str] | None, num_classes: int, categories: list[dict[str, Any]],
-                     source: str) -> list[int]:
-    """COCO category id of each model class (see the module docstring). AnnotationError if a class
-    has no category."""
-    if class_names is None:
-        ids = sorted(int(category["id"]) for category in categories)
-        if len(ids) != num_classes:
-            raise AnnotationError(
-                f"{source}: {len(ids)} categories but the model has {num_classes} classes and no class names "
-                f"to match them by"
-            )
-        return ids
-    by_name = {str(category["name"]): int(category["id"]) for category in categories}
-    missing = [name for name in class_names if name not in by_name]
-    if missing:
-        raise AnnotationError(f"{source}: no category named {missing} (model classes: {list(class_names)})")
-    return [by_name[name] for name in class_names]
-
-
-def coco_results(image_id: int, detections: Detections, category_ids: Sequence[int]) -> list[dict[str, Any]]:
-    """One image's detections as COCO result entries (bbox ``[x, y, w, h]`` and score rounded to 2
-    decimals, as the original)."""
-    boxes = detections.boxes.astype(np.float64)
-    sizes = boxes[:, 2:] - boxes[:, :2]
-    return [
-        {"image_id": image_id, "category_id": int(category_ids[label]),
-         "bbox": [round(float(v), 2) for v in (x1, y1, w, h)], "score": round(float(score), 2)}
-        for (x1, y1, _, _), (w, h), score, label in zip(boxes, sizes, detections.scores, detections.labels)
-    ]
 
 
 def load_ground_truth(path: str | Path) -> Any:
@@ -166,23 +131,22 @@ def evaluate_detector(
     detector: SaccadeDetector,
     annotations: str | Path,
     image_root: str | Path | None = None,
-    class_names: Sequence[str] | None = None,
     max_images: int = 0,
     results_path: str | Path | None = None,
     progress: bool = True,
 ) -> EvaluationResult:
     """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
 
-    ``detector.model`` is a :class:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade`; ``class_names`` its
-    classes (``None``: match categories by id order). Images that cannot be read are skipped,
-    reported in ``skipped`` and left out of the scores.
+    The detector's ``class_names`` match its classes to the file's categories (``None``: by id
+    order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
+    scores.
     """
     dataset = load_dataset(annotations, image_root=image_root, format="coco")
     ground_truth = load_ground_truth(annotations)
-    category_ids = category_ids_for(class_names, detector.model.num_classes, ground_truth.dataset["categories"],
-                                    str(annotations))
+    class_ids = category_ids(detector.class_names, detector.model.num_classes,
+                             ground_truth.dataset["categories"], str(annotations))
     records = dataset.records[:max_images] if max_images else dataset.records
-    run = _detect_all(detector, records, category_ids, progress)
+    run = _detect_all(detector, records, class_ids, progress)
     if results_path is not None:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         Path(results_path).write_text(json.dumps(run.results), encoding="utf-8")
@@ -196,32 +160,19 @@ def evaluate_detector(
     )
 
 
-def load_model(weights: str | Path) -> tuple[CornerNetSaccade, list[str] | None]:
-    """The model of a weights file or bundled model name, in eval mode, and its class names."""
-    stored = read_checkpoint(resolve_weights_path(weights))
-    model = CornerNetSaccade(stored.model_config)
-    load_checkpoint(model, stored)
-    return model.eval(), stored_class_names(stored)
-
-
 def evaluate(
     weights: str | Path,
     annotations: str | Path,
     image_root: str | Path | None = None,
-    mode: str = "saccade",
     results_path: str | Path | None = None,
-    device: str = "auto",
     max_images: int = 0,
     progress: bool = True,
     backend: str = "eager",
-    full_size: int | None = None,
+    device: str = "auto",
+    **settings: Any,
 ) -> EvaluationResult:
-    """Load ``weights`` (path or bundled name) and evaluate it on a COCO JSON set with the network
-    ``backend`` (see :mod:`cornernet_saccade.backends`)."""
-    from cornernet_saccade.backends import network_for_mode
-
-    model, class_names = load_model(weights)
-    network = network_for_mode(model.to(resolve_device(device)), backend, mode, full_size)
-    sizes = {"full_size": full_size} if full_size else {}
-    detector = SaccadeDetector(network, mode=mode, class_names=class_names, **sizes)
-    return evaluate_detector(detector, annotations, image_root, class_names, max_images, results_path, progress)
+    """Load ``weights`` (path, run folder or bundled name) and evaluate it on a COCO JSON set with the
+    network ``backend`` (see :func:`cornernet_saccade.backends.load_detector`, which also takes the
+    detector ``settings``, e.g. ``mode="full"``)."""
+    detector = load_detector(weights, backend=backend, device=device, **settings)
+    return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress)

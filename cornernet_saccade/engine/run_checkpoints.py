@@ -8,7 +8,6 @@ the files load with ``weights_only=True``.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -21,13 +20,12 @@ from torch import nn
 
 from cornernet_saccade.errors import CheckpointError
 from cornernet_saccade.model.checkpoint import (
-    StoredCheckpoint,
+    RUN_LAST_CHECKPOINT,
     atomic_write,
-    bundled_weights_path,
     save_checkpoint,
 )
 
-LAST_NAME = "last.pt"
+LAST_NAME = RUN_LAST_CHECKPOINT
 CHECKPOINT_GLOB = "checkpoint_*.pt"
 
 
@@ -107,22 +105,3 @@ def resolve_resume_path(path: str | Path | None, out_dir: str | Path) -> Path:
     if not target.is_file():
         raise CheckpointError(f"{target}: no checkpoint to resume from")
     return target
-
-
-def resolve_weights_path(weights: str | Path) -> Path:
-    """A weights file path, or the file of a bundled model name (e.g. ``shapes``)."""
-    path = Path(weights)
-    if path.is_file():
-        return path
-    if path.suffix or len(path.parts) > 1:
-        raise CheckpointError(f"{path}: no such weights file")
-    return bundled_weights_path(str(weights))
-
-
-def stored_class_names(stored: StoredCheckpoint) -> list[str] | None:
-    """Class names a weights file carries (``class_names`` of a training checkpoint, or the
-    JSON-encoded ``class_names`` metadata of a safetensors file), else ``None``."""
-    names = stored.training_state.get("class_names")
-    if names is None and "class_names" in stored.metadata:
-        names = json.loads(stored.metadata["class_names"])
-    return None if names is None else [str(name) for name in names]

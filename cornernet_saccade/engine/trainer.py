@@ -42,13 +42,12 @@ from cornernet_saccade.engine.metrics import MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
     capture_rng_state,
-    resolve_weights_path,
     restore_rng_state,
 )
 from cornernet_saccade.engine.train_config import TrainConfig
 from cornernet_saccade.errors import AnnotationError, CheckpointError, ConfigError, TrainingError
 from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.model.checkpoint import StoredCheckpoint, load_checkpoint
+from cornernet_saccade.model.checkpoint import StoredCheckpoint, load_checkpoint, resolve_weights_path
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.heads import HeadOutputs
 
@@ -383,7 +382,7 @@ class Trainer:
         if self.context.is_main:
             detector = SaccadeDetector(self.model, mode=self.config.eval_mode, class_names=self.class_names)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
-                                       self.class_names, self.config.eval_images, progress=False)
+                                       self.config.eval_images, progress=False)
             self.logger.log("eval", self.iteration, **result.as_dict())
             self._say(f"iteration {self.iteration}:\n{result.table()}")
         set_train_mode(self.model, self.config.batchnorm)

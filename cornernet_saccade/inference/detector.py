@@ -44,8 +44,10 @@ class SaccadeDetector:
 
     ``SaccadeDetector(model, config=None, class_names=None, **overrides)``: ``model`` returns
     :class:`~cornernet_saccade.model.heads.HeadOutputs` for normalised BGR images (it is put in eval mode
-    and run on its own device); ``config`` a :class:`SaccadeConfig` or mapping, ``overrides`` single
-    fields (``score_threshold=0.3``); unknown or invalid values raise ``ConfigError``.
+    and run on its own device); ``config`` a :class:`SaccadeConfig` or mapping (default: the
+    ``test_settings`` the model's weights file stored, else the official settings), ``overrides``
+    single fields (``score_threshold=0.3``); unknown or invalid values raise ``ConfigError``.
+    ``class_names`` default to the model's own (``model.class_names``, read from its weights file).
     ``detector(image)`` takes a path or an ``HxWx3`` uint8 RGB array and returns
     :class:`Detections`; ``detector.detect_batch(images)`` a list of them.
     """
@@ -57,11 +59,15 @@ class SaccadeDetector:
         class_names: Sequence[str] | None = None,
         **overrides: Any,
     ):
+        if config is None:
+            config = getattr(model, "test_settings", None)
         config = config_from_dict(SaccadeConfig, config, "saccade config")
         if overrides:
             config = config_from_dict(SaccadeConfig, {**dataclasses.asdict(config), **overrides}, "saccade config")
         self.config: SaccadeConfig = config
         self.model = model.eval()
+        if class_names is None:
+            class_names = getattr(model, "class_names", None)
         self.class_names = list(class_names) if class_names is not None else None
         first = next(itertools.chain(model.parameters(), model.buffers()), None)
         self.device = first.device if first is not None else torch.device("cpu")

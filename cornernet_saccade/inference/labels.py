@@ -1,10 +1,17 @@
-"""The 80 COCO object categories in the order of the official model's classes.
+"""Class names and COCO category ids: the 80 COCO categories in the order of the official model's
+classes, and the rules that name a model's classes and give each a category id.
 
 Class ``i`` of an 80-class COCO model (labels sorted by COCO category id, as the original and
 :mod:`cornernet_saccade.data.coco` order them) is named ``COCO_CLASS_NAMES[i]`` and has the COCO
 category id ``COCO_CATEGORY_IDS[i]`` (ids run from 1 to 90 with gaps).
 """
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cornernet_saccade.errors import AnnotationError, ConfigError
 
 #: ``(category id, name)`` of the COCO 2014/2017 detection categories, by id.
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -27,3 +34,56 @@ COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
 
 COCO_CATEGORY_IDS: tuple[int, ...] = tuple(category_id for category_id, _ in COCO_CATEGORIES)
 COCO_CLASS_NAMES: tuple[str, ...] = tuple(name for _, name in COCO_CATEGORIES)
+
+
+def category_ids(
+    class_names: Sequence[str] | None,
+    num_classes: int,
+    categories: Sequence[dict[str, Any]] | None = None,
+    source: str = "the annotation file",
+) -> list[int]:
+    """The COCO ``category_id`` of each model class (index = label).
+
+    Against an annotation file's ``categories``: the category of the same name when the model has
+    class names, else the ``i``-th category by ascending id (COCO ids 1..90 <-> the 80 classes, as
+    the original); AnnotationError naming ``source`` when a class has no category. Without
+    categories: COCO's ids when the classes are the 80 COCO ones, else ``label + 1``.
+    """
+    if categories is None:
+        if class_names is not None and tuple(class_names) == COCO_CLASS_NAMES:
+            return list(COCO_CATEGORY_IDS)
+        return list(range(1, num_classes + 1))
+    if class_names is None:
+        ids = sorted(int(category["id"]) for category in categories)
+        if len(ids) != num_classes:
+            raise AnnotationError(
+                f"{source}: {len(ids)} categories but the model has {num_classes} classes and no class names "
+                f"to match them by"
+            )
+        return ids
+    by_name = {str(category["name"]): int(category["id"]) for category in categories}
+    missing = [name for name in class_names if name not in by_name]
+    if missing:
+        raise AnnotationError(f"{source}: no category named {missing} (model classes: {list(class_names)})")
+    return [by_name[name] for name in class_names]
+
+
+def read_class_names(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line (surrounding spaces and blank lines ignored)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the class names file ({exc})") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def resolve_class_names(names_file: str | None, stored: list[str] | None, num_classes: int) -> list[str] | None:
+    """The model's class names: from ``names_file`` when given, else those the weights carry, else
+    COCO's for an 80-class model, else ``None`` (class indices). ConfigError on a count mismatch."""
+    names = read_class_names(names_file) if names_file else stored
+    source = names_file or "the class names stored in the weights"
+    if names is None:
+        return list(COCO_CLASS_NAMES) if num_classes == len(COCO_CLASS_NAMES) else None
+    if len(names) != num_classes:
+        raise ConfigError(f"{source}: {len(names)} class names for a model with {num_classes} classes")
+    return names

@@ -1,7 +1,9 @@
 """What the detector returns: :class:`Detections` of one image and the :class:`SaccadeTrace` of what it looked at."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -46,3 +48,15 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+
+def coco_results(image_id: int, detections: Detections, category_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """One image's detections as COCO result entries (bbox ``[x, y, w, h]`` and score rounded to 2
+    decimals, as the original)."""
+    boxes = detections.boxes.astype(np.float64)
+    sizes = boxes[:, 2:] - boxes[:, :2]
+    return [
+        {"image_id": image_id, "category_id": int(category_ids[label]),
+         "bbox": [round(float(v), 2) for v in (x1, y1, w, h)], "score": round(float(score), 2)}
+        for (x1, y1, _, _), (w, h), score, label in zip(boxes, sizes, detections.scores, detections.labels)
+    ]

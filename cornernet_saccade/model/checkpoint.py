@@ -25,7 +25,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from cornernet_saccade.errors import CheckpointError
 
 FORMAT_TAG = "cornernet_saccade"
+#: The file a training run folder points at its newest checkpoint with.
+RUN_LAST_CHECKPOINT = "last.pt"
 OFFICIAL_PREFIX = "module."
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # Heads whose last conv depends on the number of classes (re-initialised when fine-tuning).
@@ -52,6 +54,24 @@ class StoredCheckpoint:
     model_config: dict[str, Any] | None = None
     training_state: dict[str, Any] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """Class names the file carries (``class_names`` of a training checkpoint, or the JSON-encoded
+        ``class_names`` metadata of a safetensors file), else ``None``."""
+        names = self.training_state.get("class_names")
+        if names is None and "class_names" in self.metadata:
+            names = json.loads(self.metadata["class_names"])
+        return None if names is None else [str(name) for name in names]
+
+    @property
+    def test_settings(self) -> dict[str, Any] | None:
+        """Detector settings stored with the weights (JSON ``test_settings`` metadata of a safetensors
+        file, or the entry of a training checkpoint), else ``None``."""
+        settings = self.training_state.get("test_settings")
+        if settings is None and "test_settings" in self.metadata:
+            settings = json.loads(self.metadata["test_settings"])
+        return settings
 
 
 def _torch_load(path: Path) -> Any:
@@ -181,15 +201,24 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
 
 
 def save_checkpoint(
-    path: str | Path, model: nn.Module, *, class_names: list[str] | None = None, **training_state: Any
+    path: str | Path,
+    model: nn.Module,
+    *,
+    class_names: list[str] | None = None,
+    test_settings: dict[str, Any] | None = None,
+    **training_state: Any,
 ) -> None:
-    """Write the model weights, config and class names (and any training state given) atomically.
+    """Write the model weights, config, class names and test settings (and any training state given)
+    atomically. ``class_names`` / ``test_settings`` default to the model's own attributes of those
+    names (set by :func:`model_from_checkpoint`).
 
-    ``.safetensors`` paths get a safetensors file (weights, with the config and class names as JSON
-    metadata); other paths a torch zip file readable with ``weights_only=True`` (so
+    ``.safetensors`` paths get a safetensors file (weights, with the config, class names and test
+    settings as JSON metadata); other paths a torch zip file readable with ``weights_only=True`` (so
     ``training_state`` must hold only tensors and plain Python data).
     """
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    class_names = class_names if class_names is not None else getattr(model, "class_names", None)
+    test_settings = test_settings if test_settings is not None else getattr(model, "test_settings", None)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = _model_config_dict(model)
     if str(path).endswith(".safetensors"):
@@ -200,10 +229,14 @@ def save_checkpoint(
         metadata = {"format": FORMAT_TAG, "model_config": json.dumps(config)}
         if class_names is not None:
             metadata["class_names"] = json.dumps(list(class_names))
+        if test_settings is not None:
+            metadata["test_settings"] = json.dumps(test_settings)
         atomic_write(path, lambda tmp: save_file(state_dict, tmp, metadata=metadata))
         return
     if class_names is not None:
         training_state["class_names"] = list(class_names)
+    if test_settings is not None:
+        training_state["test_settings"] = dict(test_settings)
     payload = {"format": FORMAT_TAG, "model": state_dict, "model_config": config, **training_state}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
@@ -215,3 +248,41 @@ def bundled_weights_path(name: str) -> Path:
         available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
         raise CheckpointError(f"no bundled model named {name!r} (available: {available or 'none'})")
     return path
+
+
+def resolve_weights_path(weights: str | Path) -> Path:
+    """The file behind ``weights``: a weights file, a training run folder (its ``last.pt``) or the
+    name of a bundled model (e.g. ``shapes``). CheckpointError naming ``weights`` when none fits."""
+    path = Path(weights)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        last = path / RUN_LAST_CHECKPOINT
+        if last.is_file():
+            return last
+        raise CheckpointError(f"{path}: a folder without {RUN_LAST_CHECKPOINT} (not a training run folder)")
+    if path.suffix or len(path.parts) > 1:
+        raise CheckpointError(f"{path}: no such weights file")
+    return bundled_weights_path(str(weights))
+
+
+ModelT = TypeVar("ModelT", bound=nn.Module)
+
+
+def model_from_checkpoint(
+    cls: type[ModelT], weights: str | Path, config: Any = None, **overrides: Any
+) -> ModelT:
+    """Build ``cls`` from ``weights`` (a path, run folder or bundled name, see
+    :func:`resolve_weights_path`) in eval mode, with the file's ``class_names`` and
+    ``test_settings`` as attributes of the model.
+
+    The model configuration is ``config`` / ``overrides`` when given, else the file's, else the
+    official defaults; the weights are loaded by :func:`load_checkpoint`.
+    """
+    stored = read_checkpoint(resolve_weights_path(weights))
+    model = cls(config if config is not None else stored.model_config, **overrides)
+    load_checkpoint(model, stored)
+    model.class_names = stored.class_names
+    model.test_settings = stored.test_settings
+    return model.eval()
+

@@ -14,6 +14,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.model.checkpoint import bundled_weights_path, model_from_checkpoint
 from cornernet_saccade.model.heads import PRIOR_BIAS, CornerPoolModule, HeadOutputs, prediction_head
 from cornernet_saccade.model.hourglass import HourglassBackbone
 from cornernet_saccade.model.layers import CornerPool
@@ -65,6 +66,10 @@ class CornerNetSaccade(nn.Module):
         if overrides:
             config = config_from_dict(ModelConfig, {**dataclasses.asdict(config), **overrides}, "model config")
         self.config: ModelConfig = config
+        #: Names of the classes, index = label; set from the weights file by :meth:`from_checkpoint`.
+        self.class_names: list[str] | None = None
+        #: Detector settings stored with the weights (a mapping for the detector's config), if any.
+        self.test_settings: dict[str, Any] | None = None
         width, stacks = config.dims[0], config.num_stacks
         self.hg = HourglassBackbone(config.dims, config.modules, stacks, config.stem_dim)
 
@@ -119,25 +124,15 @@ class CornerNetSaccade(nn.Module):
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any
+        cls, weights: str | Path, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any
     ) -> CornerNetSaccade:
-        """Build a model from a weights file (official ``.pkl``, our ``.pt`` checkpoint, ``.safetensors``).
-
-        The model configuration comes from ``config``/``overrides``, else from the file when it
-        carries one, else the official defaults. See :func:`cornernet_saccade.model.checkpoint.load_checkpoint`.
-        """
-        from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint
-
-        stored = read_checkpoint(path)
-        if config is None and stored.model_config is not None:
-            config = stored.model_config
-        model = cls(config, **overrides)
-        load_checkpoint(model, stored)
-        return model.eval()
+        """The model of a weights file (official ``.pkl``, our ``.pt`` checkpoint, ``.safetensors``),
+        a training run folder or a bundled model name, in eval mode, carrying the file's
+        ``class_names`` and ``test_settings``. See
+        :func:`cornernet_saccade.model.checkpoint.model_from_checkpoint`."""
+        return model_from_checkpoint(cls, weights, config, **overrides)
 
     @classmethod
     def from_pretrained(cls, name: str) -> CornerNetSaccade:
-        """Load one of the project's bundled default models by name (no network access)."""
-        from cornernet_saccade.model.checkpoint import bundled_weights_path
-
+        """One of the project's bundled default models by name (no network access)."""
         return cls.from_checkpoint(bundled_weights_path(name))

@@ -1,0 +1,68 @@
+"""Options shared by the commands, defined once, with defaults read from the config objects.
+
+``--weights``; the runtime (``--device``, ``--backend``, ``--threads``); the detector settings
+(``--mode``, ``--full-size``, ``--score-threshold``, ``--max-crops``), which default to the weights'
+stored test settings, else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from typing import Any
+
+from cornernet_saccade.backends import BACKENDS
+from cornernet_saccade.backends.device import set_threads
+from cornernet_saccade.inference.settings import SaccadeConfig
+
+#: ``--option`` -> the :class:`SaccadeConfig` field it sets.
+DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "score_threshold": "score_threshold",
+                    "max_crops": "att_max_crops"}
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
+
+
+def add_weights_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", required=True,
+                        help="weights file (official .pkl, training checkpoint, .safetensors), training run "
+                             "folder (its last.pt) or bundled model name (shapes, trees)")
+
+
+def add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    """``--device``, ``--backend`` and ``--threads``."""
+    group = parser.add_argument_group("runtime")
+    group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
+    group.add_argument("--backend", choices=BACKENDS, default="eager",
+                       help="network implementation: eager (the reference), fast (BatchNorm folded, Winograd "
+                            "convolutions on the CPU; same detections), fast-bf16, onnxruntime (default: eager)")
+    group.add_argument("--threads", type=int, default=0,
+                       help="CPU threads (default: 0 = all cores; on a shared machine fewer are often faster)")
+
+
+def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float | None = None) -> None:
+    """The detector settings a user most often changes; unset ones keep the weights' stored settings.
+    ``score_threshold``: this command's own default for ``--score-threshold``."""
+    group = parser.add_argument_group("detector settings (default: the weights' stored settings, else these)")
+    group.add_argument("--mode", choices=("saccade", "full"), default=None,
+                       help=f"saccade crops or one pass over the whole image (default: {_DEFAULTS['mode']})")
+    group.add_argument("--full-size", type=int, default=None,
+                       help=f"full mode: long side the image is resized to (default: {_DEFAULTS['full_size']})")
+    shown = _DEFAULTS["score_threshold"] if score_threshold is None else score_threshold
+    group.add_argument("--score-threshold", type=float, default=score_threshold,
+                       help=f"keep detections scoring at least this (default: {shown})")
+    group.add_argument("--max-crops", type=int, default=None,
+                       help=f"most zoomed crops per image (default: {_DEFAULTS['att_max_crops']})")
+
+
+def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`SaccadeConfig` fields the detector options set (only those given)."""
+    return {field: getattr(args, option) for option, field in DETECTOR_OPTIONS.items()
+            if getattr(args, option, None) is not None}
+
+
+def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``backend`` and ``device`` for :func:`~cornernet_saccade.backends.load_detector`; applies
+    ``--threads`` and reports the thread count on stderr."""
+    threads = set_threads(args.threads)
+    print(f"device {args.device}, backend {args.backend}, {threads} CPU thread{'s' * (threads != 1)}",
+          file=sys.stderr)
+    return {"backend": args.backend, "device": args.device}
