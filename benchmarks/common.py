@@ -22,7 +22,6 @@ import datetime
 import os
 import platform
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,7 +36,8 @@ from cornernet_saccade.backends import make_backend
 from cornernet_saccade.backends.fast import FastNetwork, InferenceNetwork
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.settings import SaccadeConfig
-from cornernet_saccade.inference.views import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.testing import fill_model
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Backends only the network benchmarks offer (variants of ``fast``).
@@ -106,9 +106,6 @@ def official_model(init: str, weights: str | None = None) -> CornerNetSaccade:
     torch.manual_seed(0)
     model = CornerNetSaccade()
     if init == "golden":
-        sys.path.insert(0, str(ROOT / "tests"))
-        from reference_fill import fill_model
-
         fill_model(model)
     return model.eval()
 

@@ -31,7 +31,7 @@ from common import (
 )
 
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.inference.views import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE
 
 #: The original's seconds per batch of crops (GOLDEN.md "Timings").
 ORIGINAL_SECONDS = {30: 20.1, 8: 4.4, 1: 0.44}

@@ -51,7 +51,7 @@ from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.results import Detections
-from cornernet_saccade.inference.views import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "onnxruntime")
 MODES = ("saccade", "full")

@@ -43,7 +43,7 @@ from common import (
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import make_backend
 from cornernet_saccade.cli.detect import format_table
-from cornernet_saccade.inference.views import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "fast-bf16", "onnxruntime")
 HEADER = ("backend", "weights MB", "RSS built MB", "RSS run MB", "peak MB")

@@ -124,6 +124,13 @@ def _yaml_loader() -> type:
     return Loader
 
 
+def parse_yaml(text: str) -> Any:
+    """``text`` as YAML with the project's loader (``1e-4`` is a number); raises ``yaml.YAMLError``."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping from ``path`` (ConfigError if missing, unparsable or not a mapping)."""
     import yaml
@@ -134,7 +141,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
     try:
-        data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+        data = parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if data is None:

@@ -27,5 +27,10 @@ class ConfigError(CornerNetSaccadeError):
     """A configuration file or value is invalid (unknown key, wrong type, out of range)."""
 
 
+class OutputError(CornerNetSaccadeError):
+    """A result cannot be written: the path is not writable, or writing would replace an input or a
+    file the run did not create."""
+
+
 class TrainingError(CornerNetSaccadeError):
     """Training cannot go on (e.g. a non-finite loss)."""

@@ -26,15 +26,19 @@ Anything else raises :class:`~cornernet_saccade.errors.ImageError` naming the fi
 from __future__ import annotations
 
 import struct
+import sys
 import warnings
 from os import PathLike
 from pathlib import Path
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 from PIL import ExifTags, Image
 
 from cornernet_saccade.errors import ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 #: Default largest ``width * height`` that :func:`read_image` agrees to decode (100 megapixels,
 #: about 300 MB as RGB uint8).
@@ -76,17 +80,21 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 #: ``Image.convert("RGB")``).
 _DIRECT_MODES = frozenset({"L", "RGB", "RGBA", "I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
-ImageSource = Union[str, "PathLike[str]", np.ndarray]
+ImageSource = Union[str, "PathLike[str]", np.ndarray, Image.Image, "torch.Tensor"]
 
 _ARRAY_NAME = "<image array>"
+_PIL_NAME = "<PIL image>"
+_TENSOR_NAME = "<image tensor>"
 
 
 def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file or convert an image array.
 
     Args:
-        source: path of an image file, or an array ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` or
-            ``[H, W, 4]`` (RGB or RGBA order) of ``uint8``, ``uint16`` or float in ``[0, 1]``.
+        source: path of an image file; an array ``[H, W]``, ``[H, W, 1]``, ``[H, W, 3]`` or
+            ``[H, W, 4]`` (RGB or RGBA order) of ``uint8``, ``uint16`` or float in ``[0, 1]``; a PIL
+            image (any mode, used as it is: no EXIF rotation); or a torch tensor ``[C, H, W]``
+            (C = 1, 3 or 4, as torchvision's images) with the array's dtypes and ranges.
         max_pixels: largest accepted ``H * W``; checked from the file header before decoding.
 
     Returns:
@@ -98,25 +106,49 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             too large, or has an unsupported pixel mode; the array has an unsupported shape, dtype or
             value range.
     """
+    if isinstance(source, Image.Image):
+        return _pil_pixels(source, _PIL_NAME, max_pixels)
+    if _is_tensor(source):
+        source = _tensor_to_hwc(source)
     if isinstance(source, np.ndarray):
         channels = _as_hwc(source, _ARRAY_NAME)
         _check_pixel_count(_ARRAY_NAME, (channels.shape[1], channels.shape[0]), max_pixels)
         return _hwc_to_rgb8(channels, _ARRAY_NAME)
     if not isinstance(source, (str, PathLike)):
-        raise TypeError(f"read_image expects a path or a numpy array, got {type(source).__name__}")
+        raise ImageError(f"read_image expects a path, a numpy array, a PIL image or a torch tensor, "
+                         f"got {type(source).__name__}")
     path = _existing_file(source)
     with _open(path) as image:
         _check_pixel_count(path, image.size, max_pixels)
         try:
             image.load()
             upright = _apply_orientation(image, _orientation(image))
-            if upright.mode in _DIRECT_MODES:
-                pixels = np.asarray(upright)
-            else:
-                pixels = np.asarray(upright.convert("RGB"))
         except _DECODER_ERRORS as exc:
             raise ImageError(f"{path}: cannot decode the image ({_describe(exc)})") from exc
-    return _hwc_to_rgb8(_as_hwc(pixels, path), path)
+        return _pil_pixels(upright, path, max_pixels)
+
+
+def _pil_pixels(image: Image.Image, name: object, max_pixels: int) -> np.ndarray:
+    """A loaded PIL image as ``uint8 [H, W, 3]`` RGB."""
+    _check_pixel_count(name, image.size, max_pixels)
+    try:
+        pixels = np.asarray(image) if image.mode in _DIRECT_MODES else np.asarray(image.convert("RGB"))
+    except _DECODER_ERRORS as exc:
+        raise ImageError(f"{name}: cannot decode the image ({_describe(exc)})") from exc
+    return _hwc_to_rgb8(_as_hwc(pixels, name), name)
+
+
+def _is_tensor(source: object) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(source, torch.Tensor)
+
+
+def _tensor_to_hwc(tensor: torch.Tensor) -> np.ndarray:
+    """A ``[C, H, W]`` tensor (C = 1, 3 or 4) as a numpy ``[H, W, C]`` array, on the CPU."""
+    if tensor.ndim != 3 or tensor.shape[0] not in (1, 3, 4):
+        raise ImageError(f"{_TENSOR_NAME}: expected a [C, H, W] tensor with C = 1, 3 or 4, got shape "
+                         f"{list(tensor.shape)}")
+    return tensor.detach().cpu().permute(1, 2, 0).numpy()
 
 
 def image_size(path: str | PathLike[str]) -> tuple[int, int]:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from reference_fill import fill_model
+
+from cornernet_saccade.testing import fill_model
 
 DATA = Path(__file__).parent / "data"
 

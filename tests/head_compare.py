@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from reference_fill import fill_model
 from torch import Tensor, nn
 
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, last_stack_tensors
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.model.heads import HeadOutputs
+from cornernet_saccade.testing import fill_model
 
 REL_TOL = 1e-4  # max abs diff <= 1e-4 x the reference array's abs max (GOLDEN.md)
 SMALL = dict(num_classes=5, num_stacks=2, dims=(16, 24, 24, 32), stem_dim=8, pool_dim=8, head_dim=16)

@@ -191,14 +191,18 @@ def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "amp": "fp8"}))
     with pytest.raises(ConfigError, match=r"bad\.yaml\.amp"):
         load_train_config(path)
-    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "model": {"num_classes": 3}}))
-    with pytest.raises(ConfigError, match="sampling.num_classes"):
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "model": {"num_classes": 3},
+                                    "sampling": {"num_classes": 5}}))
+    with pytest.raises(ConfigError, match="sampling.num_classes is 5, but the model gives 3"):
+        load_train_config(path)
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "sampling": {"output_size": 32}}))
+    with pytest.raises(ConfigError, match="sampling.output_size is 32, but the model gives 64"):
         load_train_config(path)
     path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "batch_size": 6, "grad_accum": 4}))
     with pytest.raises(ConfigError, match="divisible by grad_accum"):
         load_train_config(path)
-    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "sampling": {"input_size": 127}}))
-    with pytest.raises(ConfigError, match="output_size must be .*32"):
+    path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "sampling": {"input_size": 200}}))
+    with pytest.raises(ConfigError, match="output size 50 for input_size 200, and divisible by 8"):
         load_train_config(path)
     with pytest.raises(ConfigError, match="optim.lr.*expected a number"):
         load_train_config(path, ["optim.lr=fast"])
@@ -226,7 +230,10 @@ def test_overrides_and_official_values() -> None:
     assert config.model.dims == (256, 384, 384, 512) and config.sampling.input_size == 255
     changed = load_train_config("coco_official", ["optim.lr=1e-4", "batch_size=8", "data.val=null"])
     assert (changed.optim.lr, changed.batch_size, changed.data.val) == (1e-4, 8, None)
-    assert load_train_config("shapes_small").model.num_classes == 5
+    small = load_train_config("shapes_small")
+    assert small.model.num_classes == small.sampling.num_classes == 5
+    assert (config.sampling.num_classes, config.sampling.output_size) == (80, 64)
+    assert load_train_config("coco_official", ["sampling.input_size=127"]).sampling.output_size == 32
 
 
 def test_stream_is_a_pure_function_of_seed_and_position() -> None:

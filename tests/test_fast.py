@@ -14,7 +14,6 @@ from head_compare import (
     max_rel_diff,
     random_images,
 )
-from reference_fill import fill_model
 from torch import nn
 
 from cornernet_saccade import CornerNetSaccade
@@ -23,6 +22,7 @@ from cornernet_saccade.backends.winograd import WinogradConv2d
 from cornernet_saccade.model.heads import CornerPoolModule
 from cornernet_saccade.model.hourglass import _merge_projection
 from cornernet_saccade.model.layers import Convolution, CornerPool, Residual
+from cornernet_saccade.testing import fill_model
 
 #: bf16 keeps 8 significant bits; through ~100 layers of random-weight networks the largest output
 #: error seen was 3.4e-2 x the output's abs max (official size), so outputs must stay within 5e-2.

@@ -224,6 +224,19 @@ def test_array_pixel_limit():
         read_image(np.zeros((10, 10, 3), dtype=np.uint8), max_pixels=99)
 
 
-def test_other_sources_are_a_type_error():
-    with pytest.raises(TypeError):
+def test_other_sources_are_refused_naming_what_is_accepted():
+    with pytest.raises(ImageError, match="a path, a numpy array, a PIL image or a torch tensor, got bytes"):
         read_image(b"\x89PNG")  # type: ignore[arg-type]
+
+
+def test_pil_images_and_tensors_give_the_array_pixels(rgb_pixels):
+    """A PIL image (any mode) and a torchvision-style [C, H, W] tensor read as the same RGB pixels."""
+    import torch
+
+    np.testing.assert_array_equal(read_image(Image.fromarray(rgb_pixels)), rgb_pixels)
+    np.testing.assert_array_equal(read_image(Image.fromarray(rgb_pixels).convert("RGBA")), rgb_pixels)
+    chw = torch.from_numpy(rgb_pixels).permute(2, 0, 1)
+    np.testing.assert_array_equal(read_image(chw), rgb_pixels)
+    np.testing.assert_array_equal(read_image(chw.float() / 255), rgb_pixels)
+    with pytest.raises(ImageError, match=r"\[C, H, W\] tensor.*got shape \[2, 5, 5\]"):
+        read_image(torch.zeros(2, 5, 5))

@@ -11,7 +11,6 @@ from cornernet_saccade import HeadOutputs, SaccadeDetector
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.locations import (
-    ATTENTION_RATIOS,
     attention_peaks,
     decode_attention_locations,
     initial_locations,
@@ -27,6 +26,7 @@ from cornernet_saccade.inference.views import (
     paste_crops,
     window_offsets,
 )
+from cornernet_saccade.model.geometry import ATTENTION_RATIOS
 
 DEMO_HW = (480, 640)
 

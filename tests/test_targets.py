@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from cornernet_saccade.data.targets import (
-    attention_map_sizes,
     build_attention_targets,
     build_corner_targets,
     draw_gaussian,
     gaussian_kernel,
     gaussian_radius,
 )
+from cornernet_saccade.model.geometry import attention_map_sizes, output_size
 
 GOLDEN = Path(__file__).parent / "data" / "loss_golden.npz"
 OFFICIAL = dict(num_classes=80, input_size=255, output_size=64, min_scale=16, gaussian_iou=0.5, max_objects=128)
@@ -82,6 +82,7 @@ def test_attention_ranges_are_inclusive_at_both_ends() -> None:
     assert middle.sum() == 2 and middle[0, 60 // 8, 100 // 8] == 1 and middle[0, 160 // 8, 100 // 8] == 1
     assert coarse.sum() == 2 and coarse[0, 160 // 16, 100 // 16] == 1 and coarse[0, 60 // 16, 128 // 16] == 1
     assert attention_map_sizes(511) == [32, 64, 128]
+    assert [output_size(s) for s in (255, 511, 127, 1, 2, 5)] == [64, 128, 32, 1, 1, 2]
 
 
 def test_small_and_low_overlap_boxes_are_ignored_not_negatives() -> None:

@@ -25,8 +25,8 @@ from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import resolve_class_names
 from cornernet_saccade.inference.settings import SaccadeConfig
-from cornernet_saccade.inference.views import CROP_SIZE
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.geometry import CROP_SIZE
 
 BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 

@@ -27,6 +27,7 @@ from cornernet_saccade.data.targets import (
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.preprocess import COCO_MEAN_BGR, COCO_STD_BGR
+from cornernet_saccade.model.geometry import CROP_SIZE, LARGE_OBJECT_MIN, SMALL_OBJECT_MAX, output_size
 
 #: PCA of COCO pixel colours (BGR order), from the original ``db/coco.py``.
 COCO_EIG_VAL = (0.2141788, 0.01817699, 0.00341571)
@@ -40,8 +41,13 @@ _GRAY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299], np.float32)
 
 #: Reference-object scale tiers ``(above, low, high)``: the first tier whose ``above`` the long side
 #: ``m`` (image pixels) exceeds gives the scale ``integers(low, high) / m`` (high exclusive), so the
-#: long side becomes an integer in ``[low, high)``. The last tier takes every non-empty box.
-REFERENCE_LONG_SIDE_TIERS = ((96.0, 96, 255), (32.0, 32, 97), (0.0, 16, 33))
+#: long side becomes an integer in ``[low, high)``: within the object's size tier (large, medium,
+#: small), at least 16 pixels. The last tier takes every non-empty box.
+REFERENCE_LONG_SIDE_TIERS = (
+    (float(LARGE_OBJECT_MIN), LARGE_OBJECT_MIN, CROP_SIZE),
+    (float(SMALL_OBJECT_MAX), SMALL_OBJECT_MAX, LARGE_OBJECT_MIN + 1),
+    (0.0, 16, SMALL_OBJECT_MAX + 1),
+)
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,8 @@ class SamplingConfig:
         empty_image_scales: scales drawn from for images without boxes.
     """
 
-    input_size: int = 255
-    output_size: int = 64
+    input_size: int = CROP_SIZE
+    output_size: int = output_size(CROP_SIZE)
     num_classes: int = 80
     max_objects: int = 128
     min_scale: int = 16

@@ -16,12 +16,23 @@ from functools import lru_cache
 
 import numpy as np
 
+from cornernet_saccade.model.geometry import (
+    ATTENTION_RATIOS,
+    CROP_SIZE,
+    LARGE_OBJECT_MIN,
+    SMALL_OBJECT_MAX,
+    attention_map_sizes,
+)
+
 #: Sample/target-dict keys of the coarse, middle and fine attention maps.
 ATTENTION_TARGET_KEYS = ("att_coarse", "att_middle", "att_fine")
-#: Long-side ranges (crop pixels, both ends inclusive) of the coarse, middle and fine attention maps.
-ATTENTION_LONG_SIDE_RANGES: tuple[tuple[float, float], ...] = ((96.0, 256.0), (32.0, 96.0), (0.0, 32.0))
-#: Crop pixels per attention cell of the coarse, middle and fine attention maps.
-ATTENTION_RATIOS: tuple[int, ...] = (16, 8, 4)
+#: Long-side ranges (crop pixels, both ends inclusive) of the coarse, middle and fine attention maps:
+#: the object-size tiers, the large one reaching past the crop.
+ATTENTION_LONG_SIDE_RANGES: tuple[tuple[float, float], ...] = (
+    (float(LARGE_OBJECT_MIN), float(CROP_SIZE + 1)),
+    (float(SMALL_OBJECT_MAX), float(LARGE_OBJECT_MIN)),
+    (0.0, float(SMALL_OBJECT_MAX)),
+)
 
 
 def gaussian_radius(height: int, width: int, min_overlap: float) -> float:
@@ -154,11 +165,6 @@ def build_corner_targets(
         targets[f"{corner}_off"] = off
         targets[f"{corner}_ind"] = ind
     return targets
-
-
-def attention_map_sizes(input_size: int, ratios: tuple[int, ...] = ATTENTION_RATIOS) -> list[int]:
-    """Side of each attention map in cells: ``ceil(input_size / ratio)`` (16, 32, 64 for 255)."""
-    return [-(-input_size // ratio) for ratio in ratios]
 
 
 def build_attention_targets(

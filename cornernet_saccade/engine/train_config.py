@@ -9,7 +9,6 @@ through the same checks. Unknown keys, wrong types and inconsistent values raise
 """
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,20 +18,18 @@ from typing import Any, Literal
 
 import yaml
 
-from cornernet_saccade.config import config_from_dict, read_yaml
+from cornernet_saccade.config import config_from_dict, parse_yaml, read_yaml
 from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import SamplingConfig
-from cornernet_saccade.data.targets import attention_map_sizes
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.model.cornernet_saccade import ModelConfig
+from cornernet_saccade.model.geometry import attention_map_sizes, output_size
 
 AmpMode = Literal["none", "bf16", "fp16"]
 BatchNormMode = Literal["batch", "frozen", "sync"]
 #: Run folder when the config names none.
 DEFAULT_OUT_DIR = "runs/cornernet_saccade"
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-# YAML 1.1 (PyYAML) reads 1e-4 as a string: it wants a dot in the mantissa.
-_EXPONENT_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 @dataclass(frozen=True)
@@ -152,7 +149,7 @@ class TrainConfig:
                 f"({self.model.num_classes})"
             )
         size = self.sampling.input_size
-        output = math.ceil(math.ceil(size / 2) / 2)  # the stem's two stride-2 layers
+        output = output_size(size)
         if self.sampling.output_size != output or output % 8:
             raise ValueError(
                 f"sampling.output_size must be the network's output size {output} for input_size {size}, "
@@ -183,10 +180,8 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 def _parse_value(text: str, item: str) -> Any:
     """A ``--set`` value as YAML, with ``1e-4`` read as a number."""
-    if _EXPONENT_NUMBER.match(text.strip()):
-        return float(text)
     try:
-        return yaml.safe_load(text)
+        return parse_yaml(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
 
@@ -202,7 +197,24 @@ def train_config_from_dict(data: dict[str, Any], source: str, overrides: Sequenc
         source = f"{source} (with --set overrides)"
     if "data" not in data:
         raise ConfigError(f"{source}: the 'data' section (data.train: the training annotations) is missing")
-    return config_from_dict(TrainConfig, data, source)
+    return config_from_dict(TrainConfig, _with_derived_sampling(data, source), source)
+
+
+def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """``data`` with ``sampling.num_classes`` and ``sampling.output_size`` filled in from the model
+    (its class count; the output size of the crop size). Given values must equal the derived ones."""
+    model = data.get("model") or {}
+    sampling = data.get("sampling") or {}
+    if not isinstance(model, dict) or not isinstance(sampling, dict):
+        return data  # config_from_dict names the malformed section
+    input_size = sampling.get("input_size", SamplingConfig.input_size)
+    derived = {"num_classes": model.get("num_classes", ModelConfig.num_classes),
+               "output_size": output_size(input_size) if isinstance(input_size, int) else None}
+    for key, value in derived.items():
+        if key in sampling and value is not None and sampling[key] != value:
+            raise ConfigError(f"{source}: sampling.{key} is {sampling[key]!r}, but the model gives {value} "
+                              f"(it is derived from model.num_classes and sampling.input_size: leave it out)")
+    return {**data, "sampling": {**sampling, **{k: v for k, v in derived.items() if v is not None}}}
 
 
 def bundled_config_path(name: str) -> Path:

@@ -219,7 +219,7 @@ class Trainer:
         if len(dataset.class_names) != self.config.model.num_classes:
             raise ConfigError(
                 f"{path}: the data has {len(dataset.class_names)} classes {dataset.class_names[:10]} but "
-                f"model.num_classes is {self.config.model.num_classes} (set model.num_classes and sampling.num_classes)"
+                f"model.num_classes is {self.config.model.num_classes} (set model.num_classes)"
             )
         return TrainingSampleDataset(dataset, self.config.sampling, seed=self.config.seed)
 

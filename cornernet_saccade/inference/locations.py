@@ -15,10 +15,7 @@ import numpy as np
 from torch import Tensor
 
 from cornernet_saccade.inference.decode import keep_peaks
-
-#: Crop pixels per attention cell of the coarse, middle and fine attention maps.
-ATTENTION_RATIOS = (16, 8, 4)
-
+from cornernet_saccade.model.geometry import ATTENTION_RATIOS, LARGE_OBJECT_MIN, SMALL_OBJECT_MAX
 
 #: First-round detections with a score above this are kept (the rest are left to the zoomed crops).
 FIRST_ROUND_MIN_SCORE = 0.3
@@ -26,6 +23,10 @@ FIRST_ROUND_MIN_SCORE = 0.3
 
 #: Detections above this score propose a reference location (zoom on the object itself).
 REFERENCE_MIN_SCORE = 0.5
+
+
+#: Long side (crop pixels) a reference location zooms a large, medium and small detection to.
+REFERENCE_ZOOM_SIDES = (192, 64, 24)
 
 
 #: A crop zoomed by more than this proposes no further locations ...
@@ -95,14 +96,17 @@ def reference_locations(detections: np.ndarray) -> np.ndarray:
     """Zoom on confident detections (the original ``get_ref_locs``).
 
     ``detections`` ``[N, >=5]`` image pixels. Each one scoring above :data:`REFERENCE_MIN_SCORE`
-    gives ``[centre y, centre x, zoom, 1]`` with zoom making its long side 192 (long side > 96),
-    64 (32 < side <= 96) or 24 crop pixels; computed in the detections' dtype. ``[M,4]``.
+    gives ``[centre y, centre x, zoom, 1]`` with zoom making its long side one of
+    :data:`REFERENCE_ZOOM_SIDES` by its size tier (192 above 96 pixels, 64 above 32, else 24 crop
+    pixels); computed in the detections' dtype. ``[M,4]``.
     """
     dets = detections[detections[:, 4] > REFERENCE_MIN_SCORE]
     centre_x = (dets[:, 0] + dets[:, 2]) / 2
     centre_y = (dets[:, 1] + dets[:, 3]) / 2
     longest = np.maximum(dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1])
-    target = np.where(longest > 96, 192, np.where(longest > 32, 64, 24)).astype(longest.dtype)
+    target = np.where(longest > LARGE_OBJECT_MIN, REFERENCE_ZOOM_SIDES[0],
+                      np.where(longest > SMALL_OBJECT_MAX, REFERENCE_ZOOM_SIDES[1], REFERENCE_ZOOM_SIDES[2]))
+    target = target.astype(longest.dtype)
     with np.errstate(divide="ignore"):
         scales = target / longest
     return np.stack((centre_y, centre_x, scales, np.ones_like(scales)), axis=1)

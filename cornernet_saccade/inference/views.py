@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-#: Side of the square network input of a saccade crop (crop pixels).
-CROP_SIZE = 255
+from cornernet_saccade.model.geometry import CROP_SIZE
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cornernet_saccade.images import ImageSource, read_image
-from cornernet_saccade.inference.locations import ATTENTION_RATIOS
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.model.geometry import ATTENTION_RATIOS
 
 RGB = tuple[int, int, int]
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont

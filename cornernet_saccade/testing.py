@@ -1,7 +1,8 @@
-"""The deterministic weight fill of GOLDEN.md, applied to a model by state_dict key name.
+"""Helpers shared by the tests and benchmarks: the deterministic weight fill of the reference data.
 
-The golden outputs of the original were computed with these weights, so a model filled this way
-must reproduce them. Rule (keys sorted as Python strings, every key counts, seed 1000 + index):
+The reference outputs of the original (tests/data/) were computed with these weights, applied by
+state_dict key name, so a model filled this way must reproduce them. Rule (keys sorted as Python
+strings, every key counts, seed 1000 + index):
 ``num_batches_tracked`` 0; ``running_mean`` 0.1*N(0,1); ``running_var`` U(0.5, 1.5); BatchNorm
 weight 1 + 0.1*N(0,1); conv weight N(0,1)/sqrt(fan_in); bias 0.1*N(0,1); float64 then float32.
 """

@@ -1,0 +1,32 @@
+"""The saccade architecture's geometry, defined once: crop size, output-map size, attention scales
+and the object-size tiers they serve.
+
+Frames: **crop pixels** (the network input, 255x255 for a saccade crop) and **output-map cells**
+(the corner heatmaps, four times coarser). Object sizes are long sides in crop pixels.
+"""
+from __future__ import annotations
+
+#: Side of a saccade crop and of a training sample, crop pixels.
+CROP_SIZE = 255
+
+#: Crop pixels per attention cell of the coarse, middle and fine attention maps (large, medium and
+#: small objects).
+ATTENTION_RATIOS: tuple[int, ...] = (16, 8, 4)
+
+#: Object-size tiers by long side in crop pixels: *large* above :data:`LARGE_OBJECT_MIN`, *small*
+#: up to :data:`SMALL_OBJECT_MAX`, *medium* in between. The attention maps, the reference zooms at
+#: test time and the training scale sampling all use these bounds.
+LARGE_OBJECT_MIN = 96
+SMALL_OBJECT_MAX = 32
+
+
+def output_size(input_size: int) -> int:
+    """Side of the corner heatmaps (cells) for an input side (pixels): the stem's two stride-2
+    layers, ``ceil(ceil(input_size / 2) / 2)`` (255 -> 64, 511 -> 128)."""
+    half = -(-input_size // 2)
+    return -(-half // 2)
+
+
+def attention_map_sizes(input_size: int, ratios: tuple[int, ...] = ATTENTION_RATIOS) -> list[int]:
+    """Side of each attention map in cells: ``ceil(input_size / ratio)`` (16, 32, 64 for 255)."""
+    return [-(-input_size // ratio) for ratio in ratios]
