@@ -1,4 +1,4 @@
-"""The deterministic weight fill of GOLDEN.md, applied to a model by state_dict key name.
+"""The deterministic weight fill of docs/reference.md §B2, applied to a model by state_dict key name.
 
 The golden outputs of the original were computed with these weights, so a model filled this way
 must reproduce them. Rule (keys sorted as Python strings, every key counts, seed 1000 + index):
