@@ -76,7 +76,7 @@ def add_backends_argument(parser: argparse.ArgumentParser, choices: Sequence[str
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     """``--threads``: torch's and onnxruntime's thread count."""
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch CPU threads and onnxruntime intra-op threads (default 2, as GOLDEN.md)")
+                        help="torch CPU threads and onnxruntime intra-op threads (default 2, as the original's timings: docs/reference.md §B9)")
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
@@ -87,7 +87,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, repeats: int) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed runs before timing (default 1)")
     add_threads_argument(parser)
     parser.add_argument("--init", choices=("golden", "default"), default="golden",
-                        help="weights without --weights: GOLDEN.md fill (default, as the original was timed) "
+                        help="weights without --weights: reference fill of docs/reference.md §B2 (default, as the original was timed) "
                              "or torch's initialisation")
     parser.add_argument("--weights", help="use this weights file or bundled model name (e.g. shapes) instead")
 
@@ -99,7 +99,7 @@ def load_weights(weights: str) -> CornerNetSaccade:
 
 def official_model(init: str, weights: str | None = None) -> CornerNetSaccade:
     """The model in eval mode: from ``weights`` when given, else the official architecture with the
-    GOLDEN.md fill (``init="golden"``, the weights the original was timed with) or torch's
+    reference fill of docs/reference.md §B2 (``init="golden"``, the weights the original was timed with) or torch's
     initialisation (seed 0)."""
     if weights:
         return load_weights(weights)
@@ -114,7 +114,7 @@ def model_label(init: str, weights: str | None) -> str:
     """How :func:`official_model` chose the weights, for the printed header."""
     if weights:
         return f"weights {weights}"
-    return "official architecture, " + ("GOLDEN.md fill" if init == "golden" else "torch init (seed 0)")
+    return "official architecture, " + ("reference fill" if init == "golden" else "torch init (seed 0)")
 
 
 def default_images(with_demo: bool) -> list[Path]:

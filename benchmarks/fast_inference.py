@@ -3,8 +3,8 @@
 The saccade detector's zoomed round sends up to 30 crops through the network at once, without the
 attention heads (the last round needs none). This times the network alone (no cropping, decoding or
 NMS) on ``[B,3,255,255]`` batches, ``--warmup`` untimed runs then the median of ``--repeats``, per
-batch and per crop. GOLDEN.md gives the original's "stage-2 batch of 30 crops (no_att) / batch 8 /
-batch 1" as 20.1 s (0.67 s per crop) / 4.4 s / 0.44 s (fp32, 2 threads). The whole detector is timed
+batch and per crop. docs/reference.md §B9 gives the original's second-round batches of 30 crops (no attention) / 8 /
+1 as 20.1 s (0.67 s per crop) / 4.4 s / 0.44 s (fp32, 2 threads). The whole detector is timed
 by ``benchmarks/inference.py``.
 
     python benchmarks/fast_inference.py --repeats 3
@@ -33,7 +33,7 @@ from common import (
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.model.geometry import CROP_SIZE
 
-#: The original's seconds per batch of crops (GOLDEN.md "Timings").
+#: The original's seconds per batch of crops (docs/reference.md §B9).
 ORIGINAL_SECONDS = {30: 20.1, 8: 4.4, 1: 0.44}
 HEADER = ("batch", "backend", "median s", "s/crop", "crops/s", "original s", "orig. s/crop")
 
@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         del network
     print(f"network only, {'with' if args.attention else 'without'} attention heads")
     print(format_table(HEADER, rows, (True, False, True, True, True, True, True)))
-    print("original: GOLDEN.md, stage-2 batches of crops without attention, princeton-vl/CornerNet-Lite, fp32, 2 threads")
+    print("original: docs/reference.md §B9, stage-2 batches of crops without attention, princeton-vl/CornerNet-Lite, fp32, 2 threads")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Network forward latency per backend at 1x3x255x255 and 1x3x511x511, beside the original's figures.
 
-Two paths, as GOLDEN.md times them:
+Two paths, as the original was timed (docs/reference.md §B9):
 
 * test path: backbone + the last stack's corner heads + the attention heads (what detection runs),
   under ``torch.inference_mode``, for every backend;
@@ -45,7 +45,7 @@ from common import (
 from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
-#: The original's medians in seconds (GOLDEN.md "Timings", fp32, 2 threads): (C++ pools, pure-torch pools).
+#: The original's medians in seconds (docs/reference.md §B9, fp32, 2 threads): (C++ pools, pure-torch pools).
 ORIGINAL_SECONDS = {
     ("test", 255): (0.464, 0.487),
     ("test", 511): (1.871, 1.957),
@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"torch.mm {MATMUL_SIZE}x{MATMUL_SIZE} (best of 5): fp32 {peaks[torch.float32]:.0f} GFLOP/s, bf16 {peaks[torch.bfloat16]:.0f} GFLOP/s "
           "(the '% of mm' column uses the backend's dtype)")
     print(format_table(HEADER, rows, (False, False, False, True, True, True, True, True)))
-    print("original: GOLDEN.md medians (C++ pools - pure-torch pools), princeton-vl/CornerNet-Lite, fp32, 2 threads")
+    print("original: docs/reference.md §B9 medians (C++ pools - pure-torch pools), princeton-vl/CornerNet-Lite, fp32, 2 threads")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ times; the table gives per image and backend:
 * ``crops``: the views the network processed (saccade: the 2 downsized views + the zoomed crops;
   full: the one 511x511 canvas), and ``Mpixels``: their network input (255x255 or 511x511 each);
 * ``s/crop``: median seconds / crops;
-* ``x orig/crop``: the original's seconds per crop (GOLDEN.md: 20.97 s for demo.jpg with 2 + 30 =
+* ``x orig/crop``: the original's seconds per crop (docs/reference.md §B9: 20.97 s for demo.jpg with 2 + 30 =
   32 crops, 0.655 s per crop, fp32, 2 threads) / ours; ``x orig/Mpx`` the same per Mpixel of
   network input (fair for full mode, whose single view is about 4 crops' worth of pixels);
 * ``x eager/crop``: eager's seconds per crop on that image and mode in this run / this backend's.
@@ -55,7 +55,7 @@ from cornernet_saccade.model.geometry import CROP_SIZE
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "onnxruntime")
 MODES = ("saccade", "full")
-#: The original's CPU figures (GOLDEN.md "Timings": demo.jpg, 2 threads, torch 2.13 CPU, fp32).
+#: The original's CPU figures (docs/reference.md §B9: demo.jpg, 2 threads, torch 2.13 CPU, fp32).
 ORIGINAL_DEMO_SECONDS = 20.97
 ORIGINAL_DEMO_CROPS = 32
 ORIGINAL_SECONDS_PER_CROP = ORIGINAL_DEMO_SECONDS / ORIGINAL_DEMO_CROPS
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             measurements += time_backend(model, backend, mode, images, args)
     print(f"device {args.device}; whole detector per image (decoding of the image file not timed)")
     print(table(measurements))
-    print(f"original (GOLDEN.md, princeton-vl/CornerNet-Lite, CPU fp32, 2 threads): demo.jpg {ORIGINAL_DEMO_SECONDS} s "
+    print(f"original (docs/reference.md §B9, princeton-vl/CornerNet-Lite, CPU fp32, 2 threads): demo.jpg {ORIGINAL_DEMO_SECONDS} s "
           f"for {ORIGINAL_DEMO_CROPS} crops = {ORIGINAL_SECONDS_PER_CROP:.3f} s/crop = "
           f"{ORIGINAL_SECONDS_PER_MPIXEL:.2f} s/Mpixel; full mode's view is 511x511 (compare per Mpixel)")
 

@@ -2,7 +2,7 @@
 
 Each backend is measured in a fresh Python process (``--backend NAME`` runs one), so that memory one
 backend's allocator kept cannot count for the next. The child builds the model (official architecture,
-GOLDEN.md fill, or ``--weights``), builds the backend from it, drops the model when the backend is a
+reference fill of docs/reference.md §B2, or ``--weights``), builds the backend from it, drops the model when the backend is a
 copy (``fast*``, ``onnxruntime``), and reports:
 
 * ``weights MB``: bytes of the backend's parameters and buffers (for onnxruntime: the exported

@@ -1,4 +1,5 @@
-"""Helpers shared by the tests and benchmarks: the deterministic weight fill of the reference data.
+"""Helpers shared by the tests and benchmarks: the deterministic weight fill of the reference data
+(docs/reference.md §B2).
 
 The reference outputs of the original (tests/data/) were computed with these weights, applied by
 state_dict key name, so a model filled this way must reproduce them. Rule (keys sorted as Python

@@ -20,7 +20,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def filled_official_model():
-    """The official CornerNet-Saccade filled with the GOLDEN.md rule, in eval mode. Do not modify."""
+    """The official CornerNet-Saccade filled with the reference rule (docs/reference.md §B2), in eval mode. Do not modify."""
     from cornernet_saccade import CornerNetSaccade
 
     return fill_model(CornerNetSaccade()).eval()

@@ -11,7 +11,7 @@ from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.model.heads import HeadOutputs
 from cornernet_saccade.testing import fill_model
 
-REL_TOL = 1e-4  # max abs diff <= 1e-4 x the reference array's abs max (GOLDEN.md)
+REL_TOL = 1e-4  # max abs diff <= 1e-4 x the reference array's abs max (docs/reference.md §B4)
 SMALL = dict(num_classes=5, num_stacks=2, dims=(16, 24, 24, 32), stem_dim=8, pool_dim=8, head_dim=16)
 #: One stack with every 3x3 convolution wide enough for the fast path's Winograd convolutions.
 WIDE = dict(num_classes=5, num_stacks=1, dims=(96, 96, 96, 128), stem_dim=96, pool_dim=96, head_dim=96)
@@ -19,7 +19,7 @@ WIDE = dict(num_classes=5, num_stacks=1, dims=(96, 96, 96, 128), stem_dim=96, po
 
 def filled_small_model(config: dict = SMALL) -> CornerNetSaccade:
     """A small network (eval mode, ``SMALL`` or ``WIDE``) with every weight and BatchNorm statistic
-    filled by the GOLDEN.md rule, so that BatchNorm folding is not trivial."""
+    filled by the reference rule (docs/reference.md §B2), so that BatchNorm folding is not trivial."""
     return fill_model(CornerNetSaccade(**config)).eval()
 
 

@@ -222,7 +222,7 @@ def test_device_dependent_settings_checked(train_json: Path, tmp_path: Path) -> 
 
 
 def test_overrides_and_official_values() -> None:
-    """The bundled COCO config holds the original's settings (SPEC §2)."""
+    """The bundled COCO config holds the original's settings (docs/reference.md §2)."""
     config = load_train_config("coco_official")
     assert (config.batch_size, config.optim.lr, config.optim.max_iter) == (48, 2.5e-4, 500_000)
     assert (config.optim.decay_steps, config.optim.decay_rate, config.optim.betas) == ((450_000,), 10.0, (0.9, 0.999))

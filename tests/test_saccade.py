@@ -121,7 +121,7 @@ def test_normalize_bgr_flips_and_standardises():
 class RectangleFinder(nn.Module):
     """Stand-in network: each pure red / green / blue rectangle in a crop is an object of class
     0 / 1 / 2. It puts logit ``+10`` at the rectangle's corners (exact sub-cell offsets) and at its
-    centre in the attention map of its size (SPEC §3), ``-10`` elsewhere. Object corners have tag 0,
+    centre in the attention map of its size (docs/reference.md §3), ``-10`` elsewhere. Object corners have tag 0,
     background corners +5 (top-left) / -5 (bottom-right), so no pair with a background corner
     survives decoding. With ``attend_everywhere`` every attention cell is on."""
 

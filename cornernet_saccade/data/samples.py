@@ -1,4 +1,4 @@
-"""Training samples: a scaled, cropped, flipped and colour-jittered crop and its targets (SPEC §2-3).
+"""Training samples: a scaled, cropped, flipped and colour-jittered crop and its targets (docs/reference.md §2-3).
 
 Follows the original ``core/sample/cornernet_saccade.py`` step by step, with a ``numpy.random.Generator``
 passed in instead of numpy's global RNG (so the random draws, but not their distributions, differ
@@ -246,7 +246,7 @@ def build_training_sample(
     rng: np.random.Generator,
     cfg: SamplingConfig | None = None,
 ) -> dict[str, np.ndarray]:
-    """One training sample: crop image and every target (SPEC §2 steps 1-7, §3).
+    """One training sample: crop image and every target (docs/reference.md §2 steps 1-7, §3).
 
     Args:
         image_bgr01: ``[H, W, 3]`` float BGR in ``[0, 1]``, image pixels.

@@ -1,6 +1,6 @@
 """Training targets: corner heatmaps, offsets, tag indices, ignore masks and attention maps.
 
-Reproduces the target builder of the original sampler (SPEC §2 step 7 and §3) value for value.
+Reproduces the target builder of the original sampler (docs/reference.md §2 step 7 and §3) value for value.
 
 Frames: boxes come in **crop pixels** of the ``input_size`` x ``input_size`` training crop (after the
 horizontal flip), ``x1, y1, x2, y2``; corner targets live in **output-map cells**
@@ -116,7 +116,7 @@ def build_corner_targets(
         reference_boxes: float ``[N, 4]`` the same objects scaled to the crop's resolution but neither
             shifted nor clipped (only their areas are used): a box is positive when
             ``area(box) / area(reference) > 0.5``.
-        num_classes, input_size, output_size, min_scale, gaussian_iou, max_objects: SPEC §2 values.
+        num_classes, input_size, output_size, min_scale, gaussian_iou, max_objects: docs/reference.md §2 values.
 
     Returns:
         ``tl_heat, br_heat, tl_valid, br_valid``: float32 ``[C, S, S]`` (S = output_size);

@@ -1,4 +1,4 @@
-"""CornerNet-Saccade training loss (SPEC §4), vectorised over the batch.
+"""CornerNet-Saccade training loss (docs/reference.md §4), vectorised over the batch.
 
 Differences from the original ``CornerNet_Saccade_Loss``, all deliberate: the sigmoid is not applied
 in place (the network outputs are left untouched), the associative-embedding loss works for batch

@@ -2,7 +2,7 @@
 
 A config file has the sections ``data``, ``model`` (:class:`~cornernet_saccade.model.cornernet_saccade.ModelConfig`),
 ``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`) and ``optim``, plus the
-top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO values (SPEC §2).
+top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO values (docs/reference.md §2).
 ``--set optim.lr=1e-4`` style overrides are applied to the raw mapping before validation, so they go
 through the same checks. Unknown keys, wrong types and inconsistent values raise
 :class:`~cornernet_saccade.errors.ConfigError` naming the file and the key.

@@ -1,4 +1,4 @@
-"""Corner heatmaps -> boxes (the original ``_decode``, SPEC §5 step 3).
+"""Corner heatmaps -> boxes (the original ``_decode``, docs/reference.md §5 step 3).
 
 Every coordinate here is in **output-map cells** (64x64 for a 255x255 crop, 128x128 for 511x511):
 a corner at integer cell ``(y, x)`` with predicted offset ``(dx, dy)`` sits at ``(x + dx, y + dy)``.

@@ -1,4 +1,4 @@
-"""Per-class soft-NMS exactly as the original Cython ``soft_nms`` (SPEC §5 step 9), and the
+"""Per-class soft-NMS exactly as the original Cython ``soft_nms`` (docs/reference.md §5 step 9), and the
 ``max_per_image`` cut.
 
 Boxes are ``x1, y1, x2, y2`` in any one pixel frame (image pixels in the detector); widths count

@@ -1,4 +1,4 @@
-"""Network input normalisation: the COCO colour statistics of the original (SPEC §2), in BGR order.
+"""Network input normalisation: the COCO colour statistics of the original (docs/reference.md §2), in BGR order.
 
 The original reads images with OpenCV (BGR) and feeds ``(bgr / 255 - mean) / std`` in float32; the
 package keeps images RGB everywhere else, so the flip to BGR happens here.

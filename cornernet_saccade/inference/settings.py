@@ -15,7 +15,7 @@ NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaus
 
 @dataclass(frozen=True)
 class SaccadeConfig:
-    """Test-time settings; the defaults are the official CornerNet-Saccade ones (SPEC §5).
+    """Test-time settings; the defaults are the official CornerNet-Saccade ones (docs/reference.md §5).
 
     ``mode="saccade"`` runs the attention-driven crops; ``mode="full"`` resizes the whole image so its
     long side is ``full_size``, pads it to a square and decodes one pass with ``full_top_k`` /

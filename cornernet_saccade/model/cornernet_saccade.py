@@ -22,7 +22,7 @@ from cornernet_saccade.model.layers import CornerPool
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network hyperparameters; the defaults are the official CornerNet-Saccade (SPEC §1).
+    """Network hyperparameters; the defaults are the official CornerNet-Saccade (docs/reference.md §1).
 
     ``dims``: widths of the hourglass levels, outermost first (the first is the feature width of the
     heads); ``modules``: residual blocks per level; ``stem_dim``: width of the 7x7 stem conv;

@@ -4,7 +4,7 @@ Parameter names follow the official checkpoint (``conv``/``bn`` in :class:`Convo
 ``conv1``/``bn1``/``conv2``/``bn2``/``skip`` in :class:`Residual`) so that its state_dict loads
 unchanged.
 
-Corner pooling (SPEC §1) takes, at every position, the maximum over a ray towards one border:
+Corner pooling (docs/reference.md §1) takes, at every position, the maximum over a ray towards one border:
 
 =========  ==================================  ===========================
 pool       output at row i / column j          scan starts at

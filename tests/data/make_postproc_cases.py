@@ -7,7 +7,7 @@ offsets, both outputs) and ``rescale_remap``. The ``prepare_images`` crops (4 x 
 pixel still counts); they are crops of demo.jpg, which make_saccade_demo.py copies to
 tests/data/saccade_demo.jpg.
 
-GOLDEN.md does not state the view zooms of the ``ignore_same`` call; its rows are reproduced by
+The original's record (docs/reference.md §B7) does not state the view zooms of the ``ignore_same`` call; its rows are reproduced by
 zooms ``[1, z]`` with any ``z > 2`` (the second view proposes nothing), stored as ``[1, 3]``.
 
 Run: ``python tests/data/make_postproc_cases.py [/work/shared/reference]``.
