@@ -8,7 +8,8 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
                  3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
 ``onnxruntime``  :class:`~cornernet_saccade.backends.onnx.OnnxNetwork` over a graph exported for input size
-                 ``S`` (255 for saccade crops, ``full_size`` for full-image mode), CPU.
+                 ``S`` (255 for saccade crops, ``full_size`` for full-image mode), CPU; or over a ``.onnx``
+                 file written by ``export-onnx``, given as the weights (:func:`load_detector`).
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import resolve_class_names
 from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, resolve_weights_path
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.geometry import CROP_SIZE
 
@@ -70,11 +72,15 @@ def _backend_network(model: CornerNetSaccade, name: str, input_size: int, onnx_p
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
+def mode_input_size(mode: str, full_size: int | None = None) -> int:
+    """The network input side the detector feeds in ``mode``: 255 crops, or ``full_size`` (by
+    default :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s)."""
+    return CROP_SIZE if mode == "saccade" else (full_size or SaccadeConfig().full_size)
+
+
 def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None) -> nn.Module:
-    """:func:`make_backend` with the input size the detector mode feeds (255 crops, or
-    ``full_size``, by default :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s)."""
-    size = CROP_SIZE if mode == "saccade" else (full_size or SaccadeConfig().full_size)
-    return make_backend(model, backend, input_size=size)
+    """:func:`make_backend` with the input size the detector mode feeds (:func:`mode_input_size`)."""
+    return make_backend(model, backend, input_size=mode_input_size(mode, full_size))
 
 
 def load_detector(
@@ -87,14 +93,36 @@ def load_detector(
 ) -> SaccadeDetector:
     """The detector of a weights file, run folder or bundled model name (see
     :meth:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade.from_checkpoint`), its network
-    built by backend ``backend`` on ``device`` (``auto``: CUDA when available).
+    built by backend ``backend`` on ``device`` (``auto``: CUDA when available). With backend
+    ``onnxruntime``, ``weights`` may also be a ``.onnx`` file written by ``export-onnx``, run as it is
+    (on the CPU); other backends refuse one with a ``CheckpointError`` naming the backend that runs it.
 
     Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
     :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
     ``class_names_file``, else the weights', else COCO's for an 80-class model.
     """
-    model = CornerNetSaccade.from_checkpoint(weights).to(resolve_device(device))
-    model.class_names = resolve_class_names(class_names_file, model.class_names, model.num_classes)
-    config = config_from_dict(SaccadeConfig, {**(model.test_settings or {}), **settings}, "detector settings")
-    network = network_for_mode(model, backend, config.mode, config.full_size)
-    return SaccadeDetector(network, config)
+    path = resolve_weights_path(weights)
+    exported = backend == "onnxruntime" and path.suffix == ONNX_SUFFIX
+    source = _exported_network(path) if exported else CornerNetSaccade.from_checkpoint(path).to(resolve_device(device))
+    source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
+    config = config_from_dict(SaccadeConfig, {**(source.test_settings or {}), **settings}, "detector settings")
+    if exported:
+        _check_exported_size(source, path, mode_input_size(config.mode, config.full_size))
+        return SaccadeDetector(source, config)
+    return SaccadeDetector(network_for_mode(source, backend, config.mode, config.full_size), config)
+
+
+def _exported_network(path: Path) -> nn.Module:
+    """The onnxruntime network of an ``export-onnx`` file, with as many threads as torch."""
+    from cornernet_saccade.backends.onnx import OnnxNetwork
+
+    return OnnxNetwork(path, intra_op_threads=torch.get_num_threads())
+
+
+def _check_exported_size(network: Any, path: Path, size: int) -> None:
+    """ConfigError unless the exported ``network`` (of file ``path``) takes ``size x size`` inputs."""
+    if not network.input_sizes.accepts(size):
+        raise ConfigError(
+            f"{path}: this export takes inputs of side {network.input_sizes}, not {size} (the detector mode's "
+            "input; export again with --size, or choose a --full-size it takes)"
+        )

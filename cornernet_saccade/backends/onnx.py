@@ -4,10 +4,17 @@ The exported graph is what detection runs: the last stack's corner heads and the
 heads (``all_stacks=False``), BatchNorm folded into the convolutions (in float64, by
 :func:`~cornernet_saccade.backends.fast.fold_batchnorm`; the exporter's optimiser would fold it too), corner
 pooling in its cummax-free form (ONNX has no cummax; forward values are identical). Input
-``images``: float32 ``[batch,3,S,S]`` normalised BGR, ``batch`` dynamic, ``S`` fixed at export (255
-for saccade crops).
+``images``: float32 ``[batch,3,H,W]`` normalised BGR. ``batch`` is dynamic; so are ``H`` and ``W``
+(independently) unless exported with ``dynamic_size=False``: they take every ``M*k - 1`` up to
+``max_size`` (``M = 4 * 2**levels``, 64 for the official backbone: 63, 127, ..., 255, ..., 511, ...),
+the sizes whose output maps every hourglass level can halve; a fixed-size graph takes ``size`` only.
 Outputs, float32, batch first, in this order: :data:`~cornernet_saccade.backends.fast.HEAD_OUTPUT_NAMES`
-(``tl_heat [B,C,S'/4..]``... see :class:`~cornernet_saccade.model.heads.HeadOutputs`).
+(``tl_heat [B,C,H'/4..]``... see :class:`~cornernet_saccade.model.heads.HeadOutputs`).
+
+The file's ``metadata_props`` carry what detection needs besides the graph (:func:`export_metadata`):
+``format`` (``cornernet_saccade``), ``model_config``, ``class_names`` and ``test_settings`` (JSON, as
+a safetensors file of the project stores them), ``input_size`` (the size it was exported and
+checked at), ``input_size_multiple`` (``M``; 0 for a fixed-size graph) and ``input_size_max``.
 
 Exporter: ``torch.onnx.export(dynamo=True)`` (``torch.export`` + onnxscript, the recommended and
 default exporter since torch 2.9; the TorchScript exporter is deprecated). Weights are stored inside
@@ -16,12 +23,16 @@ the ``.onnx`` file (the official model is about 470 MB, under protobuf's 2 GB li
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
+import json
 import logging
 import math
 import warnings
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +46,7 @@ from cornernet_saccade.backends.fast import (
     last_stack_tensors,
 )
 from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.model.checkpoint import atomic_write
+from cornernet_saccade.model.checkpoint import FORMAT_TAG, atomic_write
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.heads import HeadOutputs
 
@@ -44,46 +55,120 @@ INPUT_NAME = "images"
 VERIFY_TOLERANCE = 1e-4
 #: Oldest opset the exporter writes (``torch.onnx.export(dynamo=True)`` has no lower implementations).
 MIN_OPSET = 18
+#: Largest input height and width of a dynamic-size export unless told otherwise.
+DEFAULT_MAX_SIZE = 2047
+
+
+@dataclass(frozen=True)
+class InputSizes:
+    """The input heights and widths a graph takes: every ``multiple * k - 1`` (k >= 1) up to
+    ``largest`` when ``multiple`` > 0 (dynamic size), else ``largest`` only (fixed size)."""
+
+    multiple: int
+    largest: int
+
+    def accepts(self, side: int) -> bool:
+        if self.multiple == 0:
+            return side == self.largest
+        return 0 < side <= self.largest and (side + 1) % self.multiple == 0
+
+    def __str__(self) -> str:
+        if self.multiple == 0:
+            return str(self.largest)
+        return f"{self.multiple}k-1 up to {self.largest} ({self.multiple - 1}, {2 * self.multiple - 1}, ...)"
+
+
+def size_multiple(model: CornerNetSaccade) -> int:
+    """``M`` such that every ``M*k - 1`` input side gives an output map all hourglass levels can
+    halve (two stride-2 stem steps, then one halving per level): 64 for the official backbone."""
+    return 4 * 2 ** (len(model.config.dims) - 1)
+
+
+def output_side(size: int) -> int:
+    """Output-map side of a ``size`` input side (two stride-2 stem steps): 255 -> 64, 511 -> 128."""
+    return math.ceil(math.ceil(size / 2) / 2)
 
 
 class LastStackNetwork(nn.Module):
-    """``images [B,3,S,S] -> (tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine)``.
+    """``images [B,3,H,W] -> (tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine)``.
 
     A CPU float32 copy of ``model`` in eval mode with BatchNorm folded and export-friendly pooling;
-    ``model`` is not modified.
+    ``model`` is not modified. ``max_size``: the largest input side a dynamic-size trace must cover
+    (the pooling then takes a fixed number of steps), None for a fixed-size trace.
     """
 
-    def __init__(self, model: CornerNetSaccade):
+    def __init__(self, model: CornerNetSaccade, max_size: int | None = None):
         super().__init__()
         network = fold_batchnorm(model)
-        self.network = network.set_export_friendly_pooling(True).to("cpu", torch.float32)
+        max_length = None if max_size is None else output_side(max_size)
+        self.network = network.set_export_friendly_pooling(True, max_length).to("cpu", torch.float32)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         return last_stack_tensors(self.network(images, with_attention=True, all_stacks=False))
 
 
-def export_onnx(model: CornerNetSaccade, path: str | Path, *, size: int = 255, opset: int | None = None) -> Path:
-    """Write the test network of ``model`` for ``[batch,3,size,size]`` inputs to ``path`` (atomically).
+def export_onnx(
+    model: CornerNetSaccade,
+    path: str | Path,
+    *,
+    size: int = 255,
+    opset: int | None = None,
+    dynamic_size: bool = True,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> Path:
+    """Write the test network of ``model`` to ``path`` (atomically), traced on a ``[1,3,size,size]``
+    input, with a dynamic batch and, when ``dynamic_size``, dynamic ``H, W`` (the sizes of
+    :class:`InputSizes` up to ``max_size``), else fixed at ``size``; the model's config, class
+    names and test settings go into the file's metadata (:func:`export_metadata`).
 
     ``opset``: ONNX opset version (the exporter's default when None). Returns ``path``.
-    ``ConfigError`` if the backbone cannot take ``size`` (see :func:`check_input_size`).
+    ``ConfigError`` if the backbone cannot take ``size`` (see :func:`check_input_size`) or, for a
+    dynamic-size export, ``size`` is not one of its sizes.
     """
     check_input_size(model, size)
     if opset is not None and opset < MIN_OPSET:
         raise ConfigError(f"opset {opset}: the ONNX exporter writes opset {MIN_OPSET} or later")
-    network = LastStackNetwork(model).eval()
-    example = torch.zeros(1, 3, size, size)
-    batch = torch.export.Dim("batch", min=1)
-
-    def write(tmp: str) -> None:
-        with _quiet_exporter():
-            torch.onnx.export(
-                network, (example,), tmp, input_names=[INPUT_NAME], output_names=list(HEAD_OUTPUT_NAMES),
-                opset_version=opset, dynamo=True, external_data=False, dynamic_shapes={INPUT_NAME: {0: batch}},
-            )
-
-    atomic_write(path, write)
+    sizes = export_input_sizes(model, size, dynamic_size, max_size)
+    network = LastStackNetwork(model, max_size if dynamic_size else None).eval()
+    program = _export_program(network, size, sizes, opset)
+    program.model.metadata_props.update(export_metadata(model, size, sizes))
+    atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
     return Path(path)
+
+
+def export_input_sizes(model: CornerNetSaccade, size: int, dynamic_size: bool, max_size: int) -> InputSizes:
+    """The input sides :func:`export_onnx` gives the graph; ``ConfigError`` unless they include ``size``."""
+    sizes = InputSizes(size_multiple(model), max_size) if dynamic_size else InputSizes(0, size)
+    if not sizes.accepts(size):
+        raise ConfigError(f"input size {size}: a dynamic-size export takes sizes {sizes} (or use a fixed size)")
+    return sizes
+
+
+def _export_program(network: LastStackNetwork, size: int, sizes: InputSizes, opset: int | None) -> Any:
+    """The ``torch.onnx.ONNXProgram`` of ``network`` for ``images [batch,3,H,W]``."""
+    axes: dict[int, Any] = {0: torch.export.Dim("batch", min=1)}
+    if sizes.multiple:
+        most = (sizes.largest + 1) // sizes.multiple
+        axes[2] = sizes.multiple * torch.export.Dim("kh", min=1, max=most) - 1
+        axes[3] = sizes.multiple * torch.export.Dim("kw", min=1, max=most) - 1
+    with _quiet_exporter():
+        return torch.onnx.export(
+            network, (torch.zeros(1, 3, size, size),), input_names=[INPUT_NAME],
+            output_names=list(HEAD_OUTPUT_NAMES), opset_version=opset, dynamo=True, dynamic_shapes={INPUT_NAME: axes},
+        )
+
+
+def export_metadata(model: CornerNetSaccade, size: int, sizes: InputSizes) -> dict[str, str]:
+    """The ``metadata_props`` of an export (see the module docstring): strings, JSON where structured."""
+    return {
+        "format": FORMAT_TAG,
+        "model_config": json.dumps(dataclasses.asdict(model.config)),
+        "class_names": json.dumps(model.class_names),
+        "test_settings": json.dumps(model.test_settings),
+        "input_size": str(size),
+        "input_size_multiple": str(sizes.multiple),
+        "input_size_max": str(sizes.largest),
+    }
 
 
 @contextlib.contextmanager
@@ -106,7 +191,7 @@ def check_input_size(model: CornerNetSaccade, size: int) -> None:
     """``ConfigError`` unless the output map of a ``size`` input (two stride-2 stem steps) can be
     halved by every hourglass level (255 -> 64 and 511 -> 128 can)."""
     levels = len(model.config.dims) - 1
-    out = math.ceil(math.ceil(size / 2) / 2)
+    out = output_side(size)
     if size < 1 or out % 2**levels:
         raise ConfigError(
             f"input size {size}: its {out}x{out} output map is not divisible by {2**levels} (use e.g. 255 or 511)"
@@ -117,10 +202,14 @@ class OnnxNetwork(nn.Module):
     """onnxruntime backend for a graph written by :func:`export_onnx`, called like the model.
 
     ``OnnxNetwork(path, intra_op_threads=None, providers=("CPUExecutionProvider",))``;
-    ``net(images, with_attention=True)`` takes ``[B,3,S,S]`` float images (any device; run on the
-    CPU) and returns one-stack :class:`HeadOutputs` of float32 CPU tensors. ``intra_op_threads``:
-    onnxruntime's thread count (None: its default, one per physical core). An ``nn.Module`` without
-    parameters, so code written for the model (``.eval()``, device from its parameters) accepts it.
+    ``net(images, with_attention=True)`` takes ``[B,3,H,W]`` float images (any device; run on the
+    CPU; ``H, W`` among :attr:`input_sizes`) and returns one-stack :class:`HeadOutputs` of float32 CPU
+    tensors. ``intra_op_threads``: onnxruntime's thread count (None: its default, one per physical
+    core). An ``nn.Module`` without parameters, so code written for the model (``.eval()``, device
+    from its parameters) accepts it. Like a model read from a weights file, it carries the export's
+    ``class_names``, ``test_settings`` and ``num_classes``; ``input_size`` is the side it was
+    exported at. A file without the metadata (written before it existed) takes its graph's fixed
+    input size and has no class names or test settings.
     """
 
     def __init__(
@@ -148,13 +237,30 @@ class OnnxNetwork(nn.Module):
             raise CheckpointError(
                 f"{path}: not a CornerNet-Saccade export (inputs {[i.name for i in inputs]}, outputs {outputs})"
             )
-        self.input_shape = tuple(inputs[0].shape)  # ("batch", 3, S, S)
+        self._read_metadata(Path(path), dict(self.session.get_modelmeta().custom_metadata_map))
+
+    def _read_metadata(self, path: Path, metadata: dict[str, str]) -> None:
+        """Set ``input_size``, ``input_sizes``, ``class_names``, ``test_settings``, ``num_classes``."""
+        num_classes = self.session.get_outputs()[0].shape[1]
+        if metadata.get("format") != FORMAT_TAG:  # an export without metadata: its graph's fixed size
+            self.input_size = int(self.session.get_inputs()[0].shape[-1])
+            self.input_sizes = InputSizes(0, self.input_size)
+            self.class_names, self.test_settings, self.num_classes = None, None, int(num_classes)
+            return
+        try:
+            self.input_size = int(metadata["input_size"])
+            self.input_sizes = InputSizes(int(metadata["input_size_multiple"]), int(metadata["input_size_max"]))
+            self.class_names = json.loads(metadata["class_names"])
+            self.test_settings = json.loads(metadata["test_settings"])
+            self.num_classes = int(json.loads(metadata["model_config"])["num_classes"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{path}: malformed export metadata ({type(exc).__name__}: {exc})") from None
 
     def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
         check_images(images)
-        if tuple(images.shape[1:]) != self.input_shape[1:]:
-            expected = ",".join(map(str, self.input_shape[1:]))
-            raise ValueError(f"this ONNX model takes [B,{expected}] images, got {tuple(images.shape)}")
+        if not all(self.input_sizes.accepts(side) for side in images.shape[2:]):
+            raise ValueError(f"this ONNX model takes [B,3,H,W] images with H, W = {self.input_sizes}, "
+                             f"got {tuple(images.shape)}")
         names = list(HEAD_OUTPUT_NAMES if with_attention else HEAD_OUTPUT_NAMES[:NUM_CORNER_OUTPUTS])
         feed = {INPUT_NAME: images.detach().to("cpu", torch.float32).contiguous().numpy()}
         return head_outputs_from_tensors([torch.from_numpy(a) for a in self.session.run(names, feed)])
@@ -162,14 +268,21 @@ class OnnxNetwork(nn.Module):
 
 def verify_export(model: CornerNetSaccade, path: str | Path, batch: int = 2, seed: int = 0) -> float:
     """``max |onnxruntime - torch| / max |torch|`` over the outputs of ``path`` and ``model`` (eval
-    mode, its own device) on a seeded standard-normal ``[batch,3,S,S]`` input."""
+    mode, its own device) on seeded standard-normal inputs: ``[batch,3,S,S]`` at the export size
+    ``S`` and, for a dynamic-size graph that takes it, ``[1,3,S,S+M]`` too (``M``: its size multiple)."""
     onnx_network = OnnxNetwork(path)
-    size = onnx_network.input_shape[-1]
-    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+    size, multiple = onnx_network.input_size, onnx_network.input_sizes.multiple
+    wider = multiple and onnx_network.input_sizes.accepts(size + multiple)
+    shapes = [(batch, 3, size, size)] + ([(1, 3, size, size + multiple)] if wider else [])
+    generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     device = next(model.parameters()).device
-    with torch.inference_mode():
-        expected = last_stack_tensors(model.eval()(images.to(device)))
+    errors = []
+    for shape in shapes:
+        images = torch.randn(*shape, generator=generator)
+        with torch.inference_mode():
+            expected = last_stack_tensors(model.eval()(images.to(device)))
+        got = last_stack_tensors(onnx_network(images))
+        errors += [float((g - e.cpu()).abs().max() / e.abs().max()) for g, e in zip(got, expected)]
     model.train(was_training)
-    got = last_stack_tensors(onnx_network(images))
-    return max(float((g - e.cpu()).abs().max() / e.abs().max()) for g, e in zip(got, expected))
+    return max(errors)

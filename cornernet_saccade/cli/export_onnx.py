@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cornernet_saccade.backends.onnx import DEFAULT_MAX_SIZE
 from cornernet_saccade.cli.common import add_weights_option
 
 
@@ -13,13 +14,21 @@ def register(subparsers: Any) -> None:
         "export-onnx",
         help="export the detection network (last stack + attention heads) to ONNX",
         description="Write the network that detection runs (last stack's corner heads and the attention "
-                    "heads, BatchNorm folded, cummax-free corner pooling) as an ONNX graph with a dynamic "
-                    "batch dimension; input 'images' [batch,3,SIZE,SIZE] normalised BGR, outputs tl_heat, "
-                    "br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine.",
+                    "heads, BatchNorm folded, cummax-free corner pooling) as an ONNX graph; input 'images' "
+                    "[batch,3,H,W] normalised BGR with a dynamic batch and, unless --fixed-size, dynamic H and "
+                    "W (every 64k-1 up to --max-size for the official backbone: 255, 511, ...); outputs "
+                    "tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine. The "
+                    "file carries the class names, model config, test settings and input sizes in its "
+                    "metadata: 'detect --weights model.onnx --backend onnxruntime' runs it.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_weights_option(parser)
     parser.add_argument("--out", required=True, help="output .onnx file")
-    parser.add_argument("--size", type=int, default=255, help="input height and width (default: 255, the crop size)")
+    parser.add_argument("--size", type=int, default=255,
+                        help="input height and width the graph is traced and checked at (the crop size)")
+    parser.add_argument("--fixed-size", action="store_true", help="take only SIZE x SIZE inputs (no dynamic H, W)")
+    parser.add_argument("--max-size", type=int, default=DEFAULT_MAX_SIZE,
+                        help="largest input height and width of a dynamic-size graph")
     parser.add_argument("--opset", type=int, help="ONNX opset version (default: the exporter's)")
     parser.add_argument("--verify", action="store_true",
                         help="run the graph with onnxruntime on random input and compare it with torch")
@@ -28,12 +37,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Export, optionally verify, and print where the file went; exit code 1 if verification fails."""
-    from cornernet_saccade.backends.onnx import VERIFY_TOLERANCE, export_onnx, verify_export
+    from cornernet_saccade.backends.onnx import VERIFY_TOLERANCE, export_input_sizes, export_onnx, verify_export
     from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
     model = CornerNetSaccade.from_checkpoint(args.weights)
-    path = export_onnx(model, args.out, size=args.size, opset=args.opset)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    shape = {"size": args.size, "dynamic_size": not args.fixed_size, "max_size": args.max_size}
+    path = export_onnx(model, args.out, opset=args.opset, **shape)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; input [batch,3,H,W], "
+          f"H, W = {export_input_sizes(model, **shape)})")
     if not args.verify:
         return 0
     error = verify_export(model, path)

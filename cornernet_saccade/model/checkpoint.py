@@ -36,6 +36,8 @@ FORMAT_TAG = "cornernet_saccade"
 #: The file a training run folder points at its newest checkpoint with.
 RUN_LAST_CHECKPOINT = "last.pt"
 OFFICIAL_PREFIX = "module."
+#: File name ending of the ONNX exports (``export-onnx``), which only the onnxruntime backend runs.
+ONNX_SUFFIX = ".onnx"
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # Heads whose last conv depends on the number of classes (re-initialised when fine-tuning).
 CLASS_DEPENDENT_PREFIXES = ("tl_heats.", "br_heats.")
@@ -111,6 +113,11 @@ def read_checkpoint(path: str | Path) -> StoredCheckpoint:
         raise CheckpointError(f"{path}: no such checkpoint file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file, not a checkpoint")
+    if path.suffix == ONNX_SUFFIX:
+        raise CheckpointError(
+            f"{path}: an ONNX export (export-onnx), not a weights file: only the onnxruntime backend runs it "
+            "(--backend onnxruntime)"
+        )
     with open(path, "rb") as handle:
         head = handle.read(8)
     if path.suffix == ".safetensors" or (len(head) == 8 and head[:2] != b"PK" and head[:1] != b"\x80"):

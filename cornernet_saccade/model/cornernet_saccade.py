@@ -115,11 +115,14 @@ class CornerNetSaccade(nn.Module):
                 out.attentions.append([head(m) for head, m in zip(self.att_modules[s], merge_maps[s])])
         return out
 
-    def set_export_friendly_pooling(self, enabled: bool = True) -> CornerNetSaccade:
-        """Switch every corner pool to the cummax-free implementation (identical forward values)."""
+    def set_export_friendly_pooling(self, enabled: bool = True, max_length: int | None = None) -> CornerNetSaccade:
+        """Switch every corner pool to the cummax-free implementation (identical forward values);
+        ``max_length``: the longest pooled ray (output-map side) it must cover with a fixed number
+        of steps, for a graph traced with a dynamic size (None: as many steps as each map needs)."""
         for module in self.modules():
             if isinstance(module, CornerPool):
                 module.export_friendly = enabled
+                module.max_length = max_length
         return self
 
     @classmethod

@@ -128,15 +128,18 @@ def running_max_cummax(x: Tensor, dim: int, reverse: bool) -> Tensor:
     return _RunningMax.apply(x, dim)
 
 
-def running_max_doubling(x: Tensor, dim: int, reverse: bool) -> Tensor:
+def running_max_doubling(x: Tensor, dim: int, reverse: bool, max_length: int | None = None) -> Tensor:
     """Running max along ``dim`` by log-step doubling (no ``cummax``; ONNX-exportable). Same shape as ``x``.
 
     After the step with shift ``s``, every position holds the max over a window of ``2s`` elements
-    towards the scan start; ``ceil(log2(n))`` steps cover the whole ray.
+    towards the scan start; ``ceil(log2(n))`` steps cover the whole ray. ``max_length``: take
+    ``ceil(log2(max_length))`` steps whatever ``n`` is (steps past ``n`` change nothing), so that a
+    graph traced with a symbolic ``n <= max_length`` has no size-dependent loop.
     """
     n = x.shape[dim]
+    limit = n if max_length is None else max_length
     shift = 1
-    while shift < n:
+    while shift < limit:
         pad = [0, 0] * (x.dim() - 1 - dim) + ([0, shift] if reverse else [shift, 0])
         padded = F.pad(x, pad, value=float("-inf"))
         start = shift if reverse else 0
@@ -148,20 +151,23 @@ def running_max_doubling(x: Tensor, dim: int, reverse: bool) -> Tensor:
 class CornerPool(nn.Module):
     """Directional max pooling over ``[N,C,H,W]`` maps (no parameters); see the module docstring.
 
-    ``export_friendly`` selects the cummax-free implementation (identical forward values).
+    ``export_friendly`` selects the cummax-free implementation (identical forward values);
+    ``max_length`` (export-friendly form only) its fixed number of doubling steps, for graphs
+    exported with a dynamic size (see :func:`running_max_doubling`).
     """
 
-    def __init__(self, direction: PoolDirection, export_friendly: bool = False):
+    def __init__(self, direction: PoolDirection, export_friendly: bool = False, max_length: int | None = None):
         super().__init__()
         if direction not in _POOL_AXES:
             raise ValueError(f"unknown corner pool direction {direction!r}")
         self.direction = direction
         self.export_friendly = export_friendly
+        self.max_length = max_length
 
     def forward(self, x: Tensor) -> Tensor:
         dim, reverse = _POOL_AXES[self.direction]
         if self.export_friendly:
-            return running_max_doubling(x, dim, reverse)
+            return running_max_doubling(x, dim, reverse, self.max_length)
         return running_max_cummax(x, dim, reverse)
 
     def extra_repr(self) -> str:
