@@ -1,5 +1,11 @@
-"""ONNX export and the onnxruntime backend: outputs equal torch's, dynamic batch, CLI, errors."""
+"""ONNX export and the onnxruntime backend: outputs equal torch's, dynamic batch and size, the
+metadata, CLI (export, then detect with the exported file), errors."""
 from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import json
 
 import numpy as np
 import onnx
@@ -16,8 +22,9 @@ from head_compare import (
 )
 
 from cornernet_saccade import CornerNetSaccade, save_checkpoint
+from cornernet_saccade.backends import onnx as onnx_backend
 from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
-from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
+from cornernet_saccade.backends.onnx import InputSizes, OnnxNetwork, export_input_sizes, export_onnx
 from cornernet_saccade.cli import main
 from cornernet_saccade.errors import CheckpointError, ConfigError
 
@@ -44,12 +51,21 @@ def test_onnx_outputs_equal_torch_with_dynamic_batch(small_model, small_onnx, ba
     assert_heads_close(OnnxNetwork(small_onnx, intra_op_threads=2)(images), expected)
 
 
+@pytest.mark.parametrize("shape", [(1, 3, 511, 255), (2, 3, 191, 383)])
+def test_onnx_outputs_equal_torch_at_other_sizes(small_model, small_onnx, shape):
+    images = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected = small_model(images)
+    assert_heads_close(OnnxNetwork(small_onnx, intra_op_threads=2)(images), expected)
+
+
 def test_onnx_graph_interface(small_onnx):
     graph = onnx.load(str(small_onnx)).graph
     assert [o.name for o in graph.output] == list(HEAD_OUTPUT_NAMES)
     (images,) = graph.input
     dims = images.type.tensor_type.shape.dim
-    assert images.name == "images" and dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, 255, 255]
+    assert images.name == "images" and dims[0].dim_param and dims[1].dim_value == 3
+    assert dims[2].dim_param and dims[3].dim_param and dims[2].dim_param != dims[3].dim_param
     assert "BatchNormalization" not in op_types(small_onnx)
     assert not small_onnx.with_name(small_onnx.name + ".data").exists(), "weights belong inside the file"
 
@@ -74,14 +90,84 @@ def test_saccade_detector_runs_the_onnx_network_like_the_model(small_model, smal
     assert_detector_runs_backend_like_model(OnnxNetwork(small_onnx), small_model)
 
 
-def test_cli_exports_and_verifies(tmp_path, capsys):
-    weights = tmp_path / "small.pt"
-    save_checkpoint(weights, filled_small_model())
-    out = tmp_path / "out" / "model.onnx"
-    assert main(["export-onnx", "--weights", str(weights), "--out", str(out), "--verify"]) == 0
-    printed = capsys.readouterr().out
-    assert f"wrote {out}" in printed and "onnxruntime vs torch" in printed
-    assert onnx.load(str(out)).graph.output[0].type.tensor_type.shape.dim[1].dim_value == 5
+@pytest.fixture(scope="module")
+def shapes_export(tmp_path_factory):
+    """The bundled shapes model exported by the CLI with --verify: (path, exit code, printed text)."""
+    path = tmp_path_factory.mktemp("cli") / "out" / "shapes.onnx"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["export-onnx", "--weights", "shapes", "--out", str(path), "--verify"])
+    return path, code, printed.getvalue()
+
+
+def test_cli_exports_and_verifies(shapes_export):
+    path, code, printed = shapes_export
+    assert code == 0
+    assert f"wrote {path}" in printed and "H, W = 32k-1 up to 2047" in printed and "onnxruntime vs torch" in printed
+    assert onnx.load(str(path)).graph.output[0].type.tensor_type.shape.dim[1].dim_value == 5  # shapes: 5 classes
+
+
+def test_export_metadata_carries_what_detection_needs(shapes_export):
+    path = shapes_export[0]
+    model = CornerNetSaccade.from_pretrained("shapes")
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert metadata["format"] == "cornernet_saccade"
+    assert json.loads(metadata["model_config"]) == json.loads(json.dumps(dataclasses.asdict(model.config)))
+    assert (metadata["input_size"], metadata["input_size_multiple"], metadata["input_size_max"]) == ("255", "32", "2047")
+    network = OnnxNetwork(path)
+    assert network.class_names == model.class_names and network.class_names
+    assert network.test_settings == model.test_settings and network.num_classes == model.num_classes
+    assert network.input_sizes == InputSizes(32, 2047)
+
+
+def detections_of(out) -> list[dict]:
+    return json.loads((out / "detections.json").read_text())
+
+
+@pytest.mark.parametrize("mode", ["saccade", "full"])
+def test_detect_runs_the_exported_file_like_eager(shapes_export, data_dir, tmp_path, monkeypatch, mode):
+    image = str(data_dir.parent.parent / "examples" / "shapes_scene.jpg")
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the onnxruntime backend exported the model again")
+
+    monkeypatch.setattr(onnx_backend, "export_onnx", no_export)
+    common = [image, "--mode", mode, "--score-threshold", "0.05", "--no-pictures"]
+    exported = ["--weights", str(shapes_export[0]), "--backend", "onnxruntime", "--out", str(tmp_path / "onnx")]
+    assert main(["detect", *exported, *common]) == 0
+    assert main(["detect", "--weights", "shapes", "--out", str(tmp_path / "eager"), *common]) == 0
+    got, expected = detections_of(tmp_path / "onnx"), detections_of(tmp_path / "eager")
+    assert len(got) == len(expected) > 0
+    for a, b in zip(got, expected):
+        assert a["category"] == b["category"] and a["category_id"] == b["category_id"]
+        assert np.allclose(a["bbox"], b["bbox"], atol=0.02) and abs(a["score"] - b["score"]) <= 0.01
+
+
+def test_exported_file_with_another_backend_names_the_one_that_runs_it(shapes_export, tmp_path, capsys):
+    path = shapes_export[0]
+    assert main(["detect", "--weights", str(path), "--backend", "fast", "x.jpg", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert str(path) in err and "ONNX export" in err and "--backend onnxruntime" in err and "Traceback" not in err
+    with pytest.raises(CheckpointError, match="only the onnxruntime backend runs it"):
+        CornerNetSaccade.from_checkpoint(path)
+
+
+def test_detect_refuses_a_size_the_export_cannot_take(shapes_export, tmp_path, capsys):
+    path = shapes_export[0]
+    args = ["detect", "--weights", str(path), "--backend", "onnxruntime", "x.jpg", "--out", str(tmp_path)]
+    assert main([*args, "--mode", "full", "--full-size", "500"]) == 1
+    assert f"{path}: this export takes inputs of side 32k-1 up to 2047" in capsys.readouterr().err
+
+
+def test_export_input_sizes():
+    model = CornerNetSaccade(**SMALL)
+    assert export_input_sizes(model, 255, True, 2047) == InputSizes(32, 2047)
+    assert export_input_sizes(model, 256, False, 2047) == InputSizes(0, 256)
+    fixed, dynamic = InputSizes(0, 255), InputSizes(64, 1023)
+    assert fixed.accepts(255) and not fixed.accepts(511)
+    assert all(dynamic.accepts(s) for s in (63, 255, 511, 1023)) and not any(dynamic.accepts(s) for s in (256, 1087))
+    with pytest.raises(ConfigError, match="dynamic-size export takes sizes 32k-1"):
+        export_input_sizes(model, 256, True, 2047)
 
 
 @pytest.mark.parametrize("option, message", [(["--size", "200"], "not divisible"), (["--opset", "13"], "opset")])
@@ -105,7 +191,8 @@ def test_onnx_network_rejects_foreign_files_and_wrong_sizes(small_onnx, tmp_path
     onnx.save(onnx.helper.make_model(relu, opset_imports=[onnx.helper.make_opsetid("", 18)]), tmp_path / "relu.onnx")
     with pytest.raises(CheckpointError, match="not a CornerNet-Saccade export"):
         OnnxNetwork(tmp_path / "relu.onnx")
-    with pytest.raises(ValueError, match="255"):
-        OnnxNetwork(small_onnx)(torch.zeros(1, 3, 511, 511))
+    for shape in ((1, 3, 256, 255), (1, 3, 255, 2079)):
+        with pytest.raises(ValueError, match="32k-1 up to 2047"):
+            OnnxNetwork(small_onnx)(torch.zeros(shape))
     with pytest.raises(ConfigError):
         export_onnx(CornerNetSaccade(**SMALL), tmp_path / "x.onnx", size=100)

@@ -57,6 +57,14 @@ def test_forward_matches_naive_reference(direction, shape, export_friendly):
 
 
 @pytest.mark.parametrize("direction", DIRECTIONS)
+def test_export_friendly_pool_with_fixed_steps_matches_reference(direction):
+    # a dynamic-size export takes ceil(log2(max_length)) doubling steps whatever the map size
+    x = sample_input((2, 2, 11, 17), seed=5)
+    expected, _ = naive_pool(x, direction)
+    assert torch.equal(CornerPool(direction, export_friendly=True, max_length=512)(x), expected)
+
+
+@pytest.mark.parametrize("direction", DIRECTIONS)
 @pytest.mark.parametrize("shape", [(2, 3, 7, 5), (1, 2, 9, 4)])
 def test_training_gradient_routes_ties_to_first_scanned(direction, shape):
     x = sample_input(shape, seed=7).requires_grad_(True)

@@ -38,8 +38,8 @@ def make_backend(
 ) -> nn.Module:
     """The network for backend ``name`` built from ``model`` (in eval mode, on its device).
 
-    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model to a temporary file,
-    removed once the session is open (about half a minute for the official network); it runs with as many intra-op
+    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model for ``input_size`` only to a
+    temporary file, removed once the session is open (about half a minute for the official network); it runs with as many intra-op
     threads as torch (``torch.get_num_threads()``).
     """
     model = model.eval()
@@ -67,7 +67,7 @@ def _backend_network(model: CornerNetSaccade, name: str, input_size: int, onnx_p
             return OnnxNetwork(onnx_path, intra_op_threads=threads)
         with tempfile.TemporaryDirectory(prefix="cornernet_saccade_") as folder:
             # the session holds the graph in memory once created: the file can go
-            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size)
+            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size, dynamic_size=False)
             return OnnxNetwork(path, intra_op_threads=threads)
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
@@ -107,7 +107,7 @@ def load_detector(
     source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
     config = config_from_dict(SaccadeConfig, {**(source.test_settings or {}), **settings}, "detector settings")
     if exported:
-        _check_exported_size(source, path, mode_input_size(config.mode, config.full_size))
+        _check_exported_size(source, path, config)
         return SaccadeDetector(source, config)
     return SaccadeDetector(network_for_mode(source, backend, config.mode, config.full_size), config)
 
@@ -119,10 +119,13 @@ def _exported_network(path: Path) -> nn.Module:
     return OnnxNetwork(path, intra_op_threads=torch.get_num_threads())
 
 
-def _check_exported_size(network: Any, path: Path, size: int) -> None:
-    """ConfigError unless the exported ``network`` (of file ``path``) takes ``size x size`` inputs."""
+def _check_exported_size(network: Any, path: Path, config: SaccadeConfig) -> None:
+    """ConfigError unless the exported ``network`` (of file ``path``) takes the inputs ``config``'s
+    mode feeds it (:func:`mode_input_size`)."""
+    size = mode_input_size(config.mode, config.full_size)
     if not network.input_sizes.accepts(size):
+        hint = "choose a --full-size it takes" if config.mode == "full" else f"export it again with --size {size}"
         raise ConfigError(
-            f"{path}: this export takes inputs of side {network.input_sizes}, not {size} (the detector mode's "
-            "input; export again with --size, or choose a --full-size it takes)"
+            f"{path}: this export takes inputs of side {network.input_sizes}, not {size} ({config.mode} mode's "
+            f"input side; {hint})"
         )
