@@ -41,9 +41,9 @@ from common import (
 )
 
 from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.tables import format_table
 
 REFERENCE = "eager"
 COMPARED_BACKENDS = tuple(name for name in BACKENDS if name != REFERENCE)

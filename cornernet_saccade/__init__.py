@@ -1,12 +1,31 @@
-"""CornerNet-Saccade object detection in pure PyTorch."""
+"""CornerNet-Saccade object detection in pure PyTorch.
+
+The public names below are loaded on first use, so that importing one layer (``cornernet_saccade.model``)
+does not load the ones above it.
+"""
 from __future__ import annotations
 
-from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
-from cornernet_saccade.model.heads import HeadOutputs
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cornernet_saccade.inference.detector import SaccadeDetector
+    from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+    from cornernet_saccade.model.heads import HeadOutputs
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "CornerNetSaccade": "cornernet_saccade.model.cornernet_saccade",
+    "HeadOutputs": "cornernet_saccade.model.heads",
+    "ModelConfig": "cornernet_saccade.model.cornernet_saccade",
+    "SaccadeDetector": "cornernet_saccade.inference.detector",
+    "load_checkpoint": "cornernet_saccade.model.checkpoint",
+    "read_checkpoint": "cornernet_saccade.model.checkpoint",
+    "save_checkpoint": "cornernet_saccade.model.checkpoint",
+}
 
 __all__ = [
     "CornerNetSaccade",
@@ -17,3 +36,15 @@ __all__ = [
     "read_checkpoint",
     "save_checkpoint",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cornernet_saccade' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from detect_fixtures import folder, weights  # noqa: F401 (fixtures of the detect tests)
 
 from cornernet_saccade.testing import fill_model
 

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade import HeadOutputs, SaccadeDetector
-from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.errors import ConfigError, ImageError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.locations import (
     attention_peaks,
@@ -261,7 +261,35 @@ def test_detect_batch_equals_single_calls():
     for batch_result, image in zip(detector.detect_batch(images), images):
         single = detector(image)
         np.testing.assert_array_equal(batch_result.boxes, single.boxes)
-        assert batch_result.class_names == single.class_names
+        assert batch_result is not None and batch_result.class_names == single.class_names
+
+
+def test_detect_batch_keeps_the_other_results_of_a_bad_image(tmp_path):
+    detector = SaccadeDetector(RectangleFinder(), class_names=CLASS_NAMES)
+    missing = tmp_path / "missing.png"
+    with pytest.warns(UserWarning, match=f"image 1 skipped: .*{missing.name}"):
+        first, bad, last = detector.detect_batch([scene(), missing, scene(240, 260)])
+    assert bad is None and first is not None and last is not None
+    np.testing.assert_array_equal(last.boxes, detector(scene(240, 260)).boxes)
+    with pytest.raises(ImageError):
+        detector.detect_batch([missing], on_error="raise")
+
+
+def test_detections_convert_and_filter():
+    detections = SaccadeDetector(RectangleFinder(), class_names=CLASS_NAMES)(scene())
+    assert len(detections) >= 2
+    dicts = detections.to_dicts()
+    assert [d["label"] for d in dicts] == detections.labels.tolist()
+    assert [d["class_name"] for d in dicts] == detections.class_names
+    np.testing.assert_allclose([d["box"] for d in dicts], detections.boxes)
+    coco = detections.to_coco(7)
+    assert coco[0]["image_id"] == 7 and coco[0]["category_id"] == int(detections.labels[0]) + 1
+    label = int(detections.labels[-1])
+    only = detections.filter([label], max_detections=1)
+    assert len(only) == 1 and only.labels.tolist() == [label] and only.class_names == [CLASS_NAMES[label]]
+    assert only.scores[0] == detections.scores[detections.labels == label].max()
+    picture = detections.draw(scene())
+    assert picture.width > scene().shape[1]
 
 
 def test_config_defaults_overrides_and_errors():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.locations import (
@@ -48,8 +50,9 @@ class SaccadeDetector:
     ``test_settings`` the model's weights file stored, else the official settings), ``overrides``
     single fields (``score_threshold=0.3``); unknown or invalid values raise ``ConfigError``.
     ``class_names`` default to the model's own (``model.class_names``, read from its weights file).
-    ``detector(image)`` takes a path or an ``HxWx3`` uint8 RGB array and returns
-    :class:`Detections`; ``detector.detect_batch(images)`` a list of them.
+    ``detector(image)`` takes a path, an ``HxWx3`` uint8 RGB array, a PIL image or a ``[C, H, W]``
+    tensor (see :func:`~cornernet_saccade.images.read_image`) and returns :class:`Detections`;
+    ``detector.detect_batch(images)`` a list of them.
     """
 
     def __init__(
@@ -83,9 +86,25 @@ class SaccadeDetector:
                 detections = self._detect_saccade(image01, trace)
             return self._merge(detections, trace)
 
-    def detect_batch(self, images: Iterable[ImageSource]) -> list[Detections]:
-        """:meth:`__call__` for each image (each image's crops depend on its own attention)."""
-        return [self(image) for image in images]
+    def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
+        """:meth:`__call__` for each image (each image's crops depend on its own attention).
+
+        An image that cannot be read (:class:`~cornernet_saccade.errors.ImageError`) gives ``None``
+        in its place and a warning naming it (``on_error="skip"``), or stops the batch
+        (``on_error="raise"``); the other images' results are kept either way until then.
+        """
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        results: list[Detections | None] = []
+        for index, image in enumerate(images):
+            try:
+                results.append(self(image))
+            except ImageError as exc:
+                if on_error == "raise":
+                    raise
+                warnings.warn(f"image {index} skipped: {exc}", stacklevel=2)
+                results.append(None)
+        return results
 
     def _detect_saccade(self, image01: Tensor, trace: SaccadeTrace) -> Tensor:
         """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""

@@ -49,6 +49,41 @@ class Detections:
     def __len__(self) -> int:
         return len(self.scores)
 
+    def select(self, keep: np.ndarray | slice) -> Detections:
+        """The detections ``keep`` picks (a boolean mask, indices or a slice), same trace."""
+        names = self.class_names
+        if names is not None:
+            names = [names[i] for i in np.arange(len(self))[keep].tolist()]
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], names, self.trace)
+
+    def filter(self, labels: Sequence[int] | None = None, max_detections: int | None = None) -> Detections:
+        """Only the classes in ``labels`` (all when None), then at most the ``max_detections`` best."""
+        kept = self if labels is None else self.select(np.isin(self.labels, list(labels)))
+        return kept if max_detections is None else kept.select(slice(0, max_detections))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One dict per detection: ``box`` (x1, y1, x2, y2 image pixels), ``score``, ``label`` and
+        ``class_name`` (None without names)."""
+        names = self.class_names or [None] * len(self)
+        return [{"box": [float(v) for v in box], "score": float(score), "label": int(label), "class_name": name}
+                for box, score, label, name in zip(self.boxes, self.scores, self.labels, names)]
+
+    def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """COCO result entries (:func:`coco_results`); ``category_ids`` per label, default ``label + 1``."""
+        ids = category_ids if category_ids is not None else range(1, int(self.labels.max(initial=-1)) + 2)
+        return coco_results(image_id, self, list(ids))
+
+    def draw(self, image: Any) -> Any:
+        """The annotated picture (a PIL image) of ``image`` (path, array or PIL image): detections,
+        attention maps and crops, as ``detect`` writes it."""
+        from cornernet_saccade.inference.visualize import render_panel
+
+        return render_panel(image, self)
+
+    def save(self, path: str, image: Any) -> None:
+        """Write :meth:`draw`'s picture to ``path`` (format from the suffix)."""
+        self.draw(image).save(path)
+
 
 def coco_results(image_id: int, detections: Detections, category_ids: Sequence[int]) -> list[dict[str, Any]]:
     """One image's detections as COCO result entries (bbox ``[x, y, w, h]`` and score rounded to 2
