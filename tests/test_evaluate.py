@@ -85,3 +85,30 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     for entry in detections:
         assert entry["category_id"] in (1, 2, 3) and len(entry["bbox"]) == 4 and entry["bbox"][2] >= 0
         assert entry["score"] == round(entry["score"], 2) and all(v == round(v, 2) for v in entry["bbox"])
+
+
+def test_results_never_replace_the_annotations_or_an_existing_file(tmp_path: Path, capsys) -> None:
+    val_json = write_box_dataset(tmp_path / "data", 2, seed=3, name="val")
+    before = val_json.read_bytes()
+    code = main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(val_json)])
+    err = capsys.readouterr().err
+    assert code == 1 and "would replace the annotation file" in err and "Traceback" not in err
+    assert main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(val_json),
+                 "--overwrite"]) == 1
+    assert val_json.read_bytes() == before
+    mine = tmp_path / "mine.json"
+    mine.write_text("keep me")
+    assert main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(mine)]) == 1
+    assert "already exists" in capsys.readouterr().err and mine.read_text() == "keep me"
+
+
+def test_results_target_of_a_folder_and_of_a_blocked_path(tmp_path: Path) -> None:
+    from cornernet_saccade.engine.evaluate import results_target
+    from cornernet_saccade.errors import OutputError
+
+    assert results_target(tmp_path, tmp_path / "val.json") == tmp_path / "detections.json"
+    assert results_target(None, tmp_path / "val.json") is None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot create the output folder"):
+        results_target(blocker / "sub" / "r.json", tmp_path / "val.json")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cornernet_saccade.cli.common import (
@@ -24,7 +25,9 @@ def register(subparsers: Any) -> None:
     add_weights_option(parser)
     parser.add_argument("--data", required=True, help="COCO JSON annotation file of the evaluation images")
     parser.add_argument("--image-root", help="folder the image file names are relative to (default: the JSON's folder)")
-    parser.add_argument("--out", help="write the detections here (COCO results JSON)")
+    parser.add_argument("--out", help="write the detections here (COCO results JSON; a folder gets "
+                                      "detections.json); never the annotation file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
     add_detector_options(parser)
     add_runtime_options(parser)
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.engine.evaluate import evaluate
 
     result = evaluate(
-        args.weights, args.data, args.image_root, args.out, args.max_images,
+        args.weights, args.data, args.image_root, args.out, args.max_images, overwrite=args.overwrite,
         **runtime_settings(args), **detector_settings(args),
     )
     print(result.table())
@@ -44,4 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped: {message}")
     if result.results_path:
         print(f"detections written to {result.results_path}")
+    if result.write_error:
+        print(f"error: {result.write_error}", file=sys.stderr)
+        return 1
     return 0

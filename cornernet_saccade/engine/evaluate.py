@@ -22,11 +22,12 @@ from tqdm import tqdm
 from cornernet_saccade.backends import load_detector
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.errors import CornerNetSaccadeError
+from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
 from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.outputs import make_folder, same_file, write_text
 
 #: Names of ``COCOeval.stats[:6]``.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -45,6 +46,7 @@ class EvaluationResult:
     pixels_per_image: float
     skipped: list[str] = field(default_factory=list)
     results_path: str | None = None
+    write_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.metrics, "images": self.images, "skipped_images": len(self.skipped),
@@ -134,8 +136,12 @@ def evaluate_detector(
     max_images: int = 0,
     results_path: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> EvaluationResult:
     """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
+
+    ``results_path``: where the COCO results go (see :func:`results_target`); a failed write is
+    reported in ``write_error`` and the scores are still returned.
 
     The detector's ``class_names`` match its classes to the file's categories (``None``: by id
     order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
@@ -146,18 +152,39 @@ def evaluate_detector(
     class_ids = category_ids(detector.class_names, detector.model.num_classes,
                              ground_truth.dataset["categories"], str(annotations))
     records = dataset.records[:max_images] if max_images else dataset.records
+    target = results_target(results_path, annotations, overwrite)
     run = _detect_all(detector, records, class_ids, progress)
-    if results_path is not None:
-        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(results_path).write_text(json.dumps(run.results), encoding="utf-8")
+    write_error = None
+    if target is not None:
+        try:
+            write_text(target, json.dumps(run.results))
+        except OutputError as exc:
+            write_error, target = str(exc), None
     canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=coco_metrics(ground_truth, run.results, run.image_ids), images=len(run.image_ids),
         detections=len(run.results), seconds_per_image=run.seconds / count,
         pixels_per_image=run.views * canvas * canvas / count, skipped=run.skipped,
-        results_path=None if results_path is None else str(results_path),
+        results_path=None if target is None else str(target), write_error=write_error,
     )
+
+
+def results_target(results_path: str | Path | None, annotations: str | Path, overwrite: bool = False) -> Path | None:
+    """Where the results go: ``results_path``, or ``detections.json`` inside it when it is a folder.
+    Checked before any image is detected: OutputError when it is the annotation file, exists and
+    ``overwrite`` is not set, or its folder cannot be created."""
+    if results_path is None:
+        return None
+    target = Path(results_path)
+    if target.is_dir():
+        target = target / "detections.json"
+    if same_file(target, annotations):
+        raise OutputError(f"{target}: the results would replace the annotation file; choose another --out")
+    if target.exists() and not overwrite:
+        raise OutputError(f"{target}: already exists; choose another --out or add --overwrite")
+    make_folder(target.parent)
+    return target
 
 
 def evaluate(
@@ -169,10 +196,12 @@ def evaluate(
     progress: bool = True,
     backend: str = "eager",
     device: str = "auto",
+    overwrite: bool = False,
     **settings: Any,
 ) -> EvaluationResult:
     """Load ``weights`` (path, run folder or bundled name) and evaluate it on a COCO JSON set with the
     network ``backend`` (see :func:`cornernet_saccade.backends.load_detector`, which also takes the
     detector ``settings``, e.g. ``mode="full"``)."""
+    results_target(results_path, annotations, overwrite)  # refuse a bad --out before loading anything
     detector = load_detector(weights, backend=backend, device=device, **settings)
-    return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress)
+    return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress, overwrite)

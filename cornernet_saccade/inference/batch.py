@@ -9,7 +9,6 @@ replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an ima
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
@@ -23,6 +22,7 @@ from cornernet_saccade.errors import OutputError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
+from cornernet_saccade.outputs import make_folder, write_atomically, write_text
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import SaccadeDetector
@@ -194,10 +194,7 @@ class OutputFolder:
     def _make_folders(self) -> None:
         subfolders = [self.folder / PER_IMAGE_FORMATS[f][0] for f in self.per_image]
         for folder in (self.folder, *subfolders):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+            make_folder(folder)
 
     def _open_lines(self, append: bool) -> Any:
         try:
@@ -211,11 +208,11 @@ class OutputFolder:
             from cornernet_saccade.inference.visualize import render_panel
 
             picture = self.folder / f"{job.stem}.png"
-            _write(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
+            write_atomically(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
         for name in self.per_image:
             folder, suffix = PER_IMAGE_FORMATS[name]
             text = per_image_text(name, record, detections)
-            _write(self.folder / folder / f"{job.stem}{suffix}", lambda path, t=text: path.write_text(t, "utf-8"))
+            write_text(self.folder / folder / f"{job.stem}{suffix}", text)
         try:
             self._lines.write(record.line() + "\n")
             self._lines.flush()
@@ -231,7 +228,7 @@ class OutputFolder:
         if not records:
             return None
         path = self.folder / RESULTS_NAME
-        _write(path, lambda p: p.write_text(results_json([r for rec in records for r in rec.results]), "utf-8"))
+        write_text(path, results_json([r for rec in records for r in rec.results]))
         return path
 
 
@@ -262,20 +259,6 @@ def _resolved(path: Path) -> Path:
         return path.resolve()
     except OSError:
         return path.absolute()
-
-
-def _write(path: Path, save: Callable[[Path], Any]) -> None:
-    """Write ``path`` through a temporary name beside it, so a failure never leaves half a file;
-    OutputError naming ``path`` when that fails."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        save(partial)
-        os.replace(partial, path)
-    except (OSError, ValueError) as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise OutputError(f"{path}: cannot write ({reason})") from None
 
 
 def results_json(results: Sequence[dict[str, Any]]) -> str:
