@@ -168,3 +168,23 @@ def test_folder_search_reports_links_to_nowhere_and_folders_named_like_images(tm
 def test_table_escapes_newlines_in_names():
     table = format_table(("image", "n"), [("a\nb.png", "1")], (False, True))
     assert table.splitlines() == ["image     n", "a\\nb.png  1"]
+
+
+def test_two_processes_shard_the_images_and_give_the_same_results(weights, folder, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each writes its own lines file as its images finish,
+    rank 0 merges them into the same detections.json as one process writes."""
+    import subprocess
+    import sys
+
+    single = tmp_path / "single"
+    assert run_detect(weights, folder, "--out", single, "--no-pictures") == 0
+    sharded = tmp_path / "sharded"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "cornernet_saccade", "detect", "--weights", str(weights), *FAST, str(folder), "--out", str(sharded),
+               "--no-pictures", "--device", "cpu", "--threads", "1"]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in sharded.glob("*.jsonl")) == ["detections.rank0.jsonl", "detections.rank1.jsonl"]
+    assert json.loads((sharded / "detections.json").read_text()) == json.loads((single / "detections.json").read_text())
+    assert done.stdout.count("images processed") == 1

@@ -15,9 +15,9 @@ import yaml
 from engine_fixtures import TINY_MODEL, one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
 
 from cornernet_saccade.backends.device import resolve_device
+from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.cli import main
 from cornernet_saccade.engine import trainer as trainer_module
-from cornernet_saccade.engine.distributed import DistContext
 from cornernet_saccade.engine.loader import IndexStream, StreamLayout
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, LossOutput
 from cornernet_saccade.engine.metrics import read_metrics

@@ -31,10 +31,10 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cornernet_saccade.backends.distributed import DistContext, setup, teardown
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
-from cornernet_saccade.engine.distributed import DistContext, setup, teardown
 from cornernet_saccade.engine.evaluate import evaluate_detector
 from cornernet_saccade.engine.loader import StreamLayout, stream_loader
 from cornernet_saccade.engine.loss import NORMALIZER_KEYS, CornerNetSaccadeLoss, LossOutput, loss_normalizers
