@@ -36,12 +36,18 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the COCO table."""
+    from cornernet_saccade.backends.distributed import setup, teardown
     from cornernet_saccade.engine.evaluate import evaluate
 
+    context = setup(args.device)  # under torchrun: the images are sharded over the processes
+    runtime = {**runtime_settings(args), "device": str(context.device)}
     result = evaluate(
         args.weights, args.data, args.image_root, args.out, args.max_images, overwrite=args.overwrite,
-        **runtime_settings(args), **detector_settings(args),
+        context=context, **runtime, **detector_settings(args),
     )
+    teardown(context)
+    if not context.is_main:
+        return 0
     print(result.table())
     for message in result.skipped:
         print(f"skipped: {message}")
