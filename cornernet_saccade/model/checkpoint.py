@@ -20,6 +20,7 @@ import json
 import os
 import pickle
 import secrets
+import stat
 import warnings
 import zipfile
 from collections.abc import Callable
@@ -266,25 +267,29 @@ def temp_file_glob(name: str) -> str:
     return f".{name}.*.tmp"
 
 
-def _create_temp_file(path: Path) -> str:
-    """A new empty temp file beside ``path`` (named by :func:`temp_file_glob`), created like any
-    normal file: mode 0666 minus the umask (``tempfile.mkstemp`` would force 0600)."""
+def _create_temp_file(path: Path) -> tuple[str, int]:
+    """A new empty temp file beside ``path`` (named by :func:`temp_file_glob`) and its mode, which is
+    that of any normally created file: 0666 minus the umask (``tempfile.mkstemp`` forces 0600)."""
     while True:
         tmp = path.parent / temp_file_glob(path.name).replace("*", secrets.token_hex(6))
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
-        return str(tmp)
+        try:
+            return str(tmp), stat.S_IMODE(os.fstat(fd).st_mode)
+        finally:
+            os.close(fd)
 
 
 def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Call ``write(tmp_path)`` for a temp file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _create_temp_file(path)
+    tmp, mode = _create_temp_file(path)
     try:
         write(tmp)
+        os.chmod(tmp, mode)  # a writer may have recreated the file 0600 (safetensors does)
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
