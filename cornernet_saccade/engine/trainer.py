@@ -249,7 +249,7 @@ class Trainer:
             raise CheckpointError(f"{stored.path}: optimizer state does not fit this run's model ({exc})") from None
         try:
             restore_rng_state(state["rng"])
-        except (ValueError, TypeError, RuntimeError) as exc:
+        except (ValueError, TypeError, IndexError, RuntimeError) as exc:
             raise CheckpointError(f"{stored.path}: malformed RNG state ({exc})") from None
         self.iteration = self._saved_at = int(state["iteration"])
         self.skipped_samples = int(state["counters"]["skipped_samples"])
