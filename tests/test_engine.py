@@ -277,6 +277,7 @@ def one_iteration_checkpoint(train_json: Path, tmp_path_factory: pytest.TempPath
         ({"rng": {"torch": 5}}, "training state.rng.torch is int"),
         ({"counters": {"skipped_samples": "0", "skipped_steps": 0}}, "counters.skipped_samples is str"),
         ({"scheduler": None}, "training state.scheduler is NoneType"),
+        ({"config": ["lr", 1]}, "training state.config is list"),
     ],
 )
 def test_resume_from_wrong_typed_training_state_gets_clear_error(

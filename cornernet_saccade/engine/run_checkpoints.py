@@ -69,7 +69,7 @@ def capture_rng_state() -> dict[str, Any]:
 
 def _type_problem(value: Any, expected: Any, where: str) -> str | None:
     """The first way ``value`` differs from ``expected`` (a type, a tuple of types, or a dict of key ->
-    expected for a dict with at least those keys), as ``"<where>: ..."``; ``None`` when it matches.
+    expected for a dict with at least those keys), as ``"<where> is ..."``; ``None`` when it matches.
     A bool is not an int here."""
     if isinstance(expected, dict):
         if not isinstance(value, dict):
@@ -82,7 +82,8 @@ def _type_problem(value: Any, expected: Any, where: str) -> str | None:
                 return problem
         return None
     if isinstance(value, bool) and expected is int or not isinstance(value, expected):
-        return f"{where} is {type(value).__name__} {_short(value)}, expected {getattr(expected, '__name__', expected)}"
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        return f"{where} is {type(value).__name__} {_short(value)}, expected {names}"
     return None
 
 
@@ -93,8 +94,9 @@ def _short(value: Any, limit: int = 60) -> str:
 
 def check_training_state(stored: StoredCheckpoint) -> None:
     """CheckpointError naming the file when ``stored`` is not a training checkpoint, or when an entry
-    ``--resume`` needs (iteration, optimizer, scheduler, scaler, counters, RNG states) has a wrong
-    type or a negative iteration: checked before anything is built or restored."""
+    ``--resume`` needs (iteration, optimizer, scheduler, scaler, counters, RNG states, the optional
+    training config) has a wrong type or a negative iteration: checked before anything is built or
+    restored."""
     state = stored.training_state
     if "iteration" not in state or "optimizer" not in state:
         raise CheckpointError(
@@ -102,6 +104,8 @@ def check_training_state(stored: StoredCheckpoint) -> None:
             f"weights, set init_weights instead of resuming"
         )
     problem = _type_problem(state, TRAINING_STATE_TYPES, "training state")
+    if problem is None and "config" in state:
+        problem = _type_problem(state["config"], (dict, type(None)), "training state.config")
     if problem is None and state["iteration"] < 0:
         problem = f"training state.iteration is negative ({state['iteration']})"
     if problem:
