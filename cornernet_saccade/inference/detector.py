@@ -84,6 +84,7 @@ class SaccadeDetector:
                 detections = self._detect_full(image01, trace)
             else:
                 detections = self._detect_saccade(image01, trace)
+            trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
             return self._merge(detections, trace)
 
     def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
