@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cornernet_saccade.cli.common import (
+    add_dataset_options,
     add_detector_options,
     add_runtime_options,
     add_weights_option,
@@ -29,9 +30,7 @@ def register(subparsers: Any) -> None:
                     "of ground-truth objects that reached each stage of the saccade pipeline.",
     )
     add_weights_option(parser)
-    parser.add_argument("--data", required=True, help="annotations: COCO JSON, VOC folder or split file, or CSV")
-    parser.add_argument("--image-root", help="folder the image file names are relative to")
-    parser.add_argument("--max-images", type=int, default=0, help="analyze only the first N images (default: all)")
+    add_dataset_options(parser, "annotations: COCO JSON, VOC folder or split file, or CSV")
     parser.add_argument("--caps", action="store_true",
                         help="also run with each cap (top_k, num_dets, att_max_crops, max_per_image) doubled")
     parser.add_argument("--out", help="folder for analysis.json (created if missing)")

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from cornernet_saccade.cli.common import (
+    add_dataset_options,
     add_detector_options,
     add_runtime_options,
     add_weights_option,
@@ -23,12 +24,10 @@ def register(subparsers: Any) -> None:
                     "score the detections with pycocotools.",
     )
     add_weights_option(parser)
-    parser.add_argument("--data", required=True, help="COCO JSON annotation file of the evaluation images")
-    parser.add_argument("--image-root", help="folder the image file names are relative to (default: the JSON's folder)")
+    add_dataset_options(parser, "COCO JSON annotation file of the evaluation images")
     parser.add_argument("--out", help="write the detections here (COCO results JSON; a folder gets "
                                       "detections.json); never the annotation file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
     add_detector_options(parser)
     add_runtime_options(parser)
     parser.set_defaults(func=run)
