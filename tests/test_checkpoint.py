@@ -12,7 +12,7 @@ import torch
 
 from cornernet_saccade import CornerNetSaccade, load_checkpoint, read_checkpoint, save_checkpoint
 from cornernet_saccade.errors import CheckpointError
-from cornernet_saccade.model.checkpoint import atomic_write
+from cornernet_saccade.outputs import atomic_write
 
 SMALL = dict(num_classes=4, num_stacks=2, dims=(8, 8, 12, 16), stem_dim=8, pool_dim=8, head_dim=8)
 
@@ -300,3 +300,17 @@ def test_saved_files_honour_the_umask(tmp_path, suffix):
         os.umask(previous)
     assert stat.S_IMODE(os.stat(tmp_path / f"model{suffix}").st_mode) == 0o644
     assert stat.S_IMODE(os.stat(tmp_path / f"other{suffix}").st_mode) == 0o640
+
+
+def test_a_failed_write_is_an_output_error_naming_the_path(tmp_path, capsys):
+    from cornernet_saccade.cli import main
+    from cornernet_saccade.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=f"{blocker / 'sub' / 'w.pt'}: cannot write"):
+        atomic_write(blocker / "sub" / "w.pt", lambda tmp: None)
+    assert main(["export-weights", "--weights", "shapes", "--out", str(blocker / "w.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert f"{blocker / 'w.safetensors'}: cannot write" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [blocker], "no temp file left behind"

@@ -75,7 +75,7 @@ def test_recursive_search_never_reads_the_output_folder(weights, folder, tmp_pat
 def test_a_failed_picture_write_keeps_earlier_results_and_resume_finishes(weights, folder, tmp_path,
                                                                           monkeypatch, capsys):
     out = tmp_path / "out"
-    real_write = batch.write_atomically
+    real_write = batch.atomic_write
     calls = {"pictures": 0}
 
     def failing_second_picture(path: Path, save):
@@ -85,13 +85,13 @@ def test_a_failed_picture_write_keeps_earlier_results_and_resume_finishes(weight
                 raise OutputError(f"{path}: cannot write (No space left on device)")
         return real_write(path, save)
 
-    monkeypatch.setattr(batch, "write_atomically", failing_second_picture)
+    monkeypatch.setattr(batch, "atomic_write", failing_second_picture)
     assert run_detect(weights, folder, "--out", out) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
     lines = (out / "detections.jsonl").read_text().splitlines()
     assert [json.loads(line)["file_name"] for line in lines] == [str(folder / "first.png")]
-    monkeypatch.setattr(batch, "write_atomically", real_write)
+    monkeypatch.setattr(batch, "atomic_write", real_write)
     assert run_detect(weights, folder, "--out", out, "--resume") == 0
     assert "1 of 3 images already done" in capsys.readouterr().err
     records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cornernet_saccade.model.checkpoint import atomic_write
+from cornernet_saccade.outputs import atomic_write
 
 METRICS_NAME = "metrics.jsonl"
 

@@ -19,13 +19,8 @@ import torch
 from torch import nn
 
 from cornernet_saccade.errors import CheckpointError
-from cornernet_saccade.model.checkpoint import (
-    RUN_LAST_CHECKPOINT,
-    StoredCheckpoint,
-    atomic_write,
-    save_checkpoint,
-    temp_file_glob,
-)
+from cornernet_saccade.model.checkpoint import RUN_LAST_CHECKPOINT, StoredCheckpoint, save_checkpoint
+from cornernet_saccade.outputs import atomic_write, temp_file_glob
 
 LAST_NAME = RUN_LAST_CHECKPOINT
 CHECKPOINT_GLOB = "checkpoint_*.pt"

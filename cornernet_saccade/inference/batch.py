@@ -22,7 +22,7 @@ from cornernet_saccade.errors import OutputError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
-from cornernet_saccade.outputs import make_folder, write_atomically, write_text
+from cornernet_saccade.outputs import atomic_write, make_folder, write_text
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import SaccadeDetector
@@ -213,7 +213,7 @@ class OutputFolder:
             from cornernet_saccade.inference.visualize import render_panel
 
             picture = self.folder / f"{job.stem}.png"
-            write_atomically(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
+            atomic_write(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
         for name in self.per_image:
             folder, suffix = PER_IMAGE_FORMATS[name]
             text = per_image_text(name, record, detections)

@@ -17,13 +17,9 @@ process killed mid-save leaves the previous file intact.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import secrets
-import stat
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,6 +29,7 @@ from torch import Tensor, nn
 
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.outputs import atomic_write
 
 FORMAT_TAG = "cornernet_saccade"
 #: The file a training run folder points at its newest checkpoint with.
@@ -258,50 +255,6 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
             f"{stored.path}: does not fit the model config {config} ({implied:,} values, the file holds "
             f"{held:,}); " + "; ".join(problems)
         )
-
-
-def temp_file_glob(name: str) -> str:
-    """The glob pattern of the temp files :func:`atomic_write` creates for a target named ``name``
-    (``.<name>.<random>.tmp``, ``name`` itself may be a pattern). A process killed mid-write leaves
-    one behind."""
-    return f".{name}.*.tmp"
-
-
-def _create_temp_file(path: Path) -> tuple[str, int]:
-    """A new empty temp file beside ``path`` (named by :func:`temp_file_glob`) and its mode, which is
-    that of any normally created file: 0666 minus the umask (``tempfile.mkstemp`` forces 0600)."""
-    while True:
-        tmp = path.parent / temp_file_glob(path.name).replace("*", secrets.token_hex(6))
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-        try:
-            return str(tmp), stat.S_IMODE(os.fstat(fd).st_mode)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` for a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, mode = _create_temp_file(path)
-    try:
-        write(tmp)
-        os.chmod(tmp, mode)  # a writer may have recreated the file 0600 (safetensors does)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
