@@ -182,6 +182,15 @@ def test_refuses_to_overwrite_a_run(train_json: Path, tmp_path: Path) -> None:
         run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
 
 
+def test_an_unwritable_run_folder_is_an_output_error(train_json: Path, tmp_path: Path) -> None:
+    from cornernet_saccade.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=f"{blocker / 'run'}"):
+        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1}))
+
+
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "optim": {"lrr": 0.1}}))

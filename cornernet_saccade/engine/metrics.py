@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cornernet_saccade.outputs import atomic_write
+from cornernet_saccade.errors import OutputError
+from cornernet_saccade.outputs import atomic_write, make_folder
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -40,10 +41,13 @@ class MetricsLogger:
         self._file = None
         self._writer = None
         if enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(self.path.parent)
             if resumed_at is not None and self.path.is_file():
                 drop_records_after(self.path, resumed_at)
-            self._file = self.path.open("a", encoding="utf-8")
+            try:
+                self._file = self.path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
             self._writer = _tensorboard_writer(self.path.parent)
 
     def log(self, kind: str, iteration: int, **values: Any) -> None:

@@ -56,6 +56,7 @@ from cornernet_saccade.model.checkpoint import (
 )
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.heads import HeadOutputs
+from cornernet_saccade.outputs import make_folder
 
 #: Loss components, in the order of the all-reduced statistics vector.
 LOSS_NAMES = ("focal", "attention", "pull", "push", "offset")
@@ -268,7 +269,7 @@ class Trainer:
         window = RunningMean()
         losses: dict[str, float] = {}
         if self.context.is_main:
-            Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+            make_folder(Path(config.out_dir))
             self.logger.log("start", self.iteration, config=config_to_dict(config), world_size=self.context.world_size)
         bar = tqdm(total=stop, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=not self.context.is_main)
