@@ -157,7 +157,7 @@ def test_official_squeeze_checkpoint_loads_unchanged(tmp_path):
     assert not loaded.training and isinstance(loaded, CornerNetSqueeze)
     mine = loaded.state_dict()
     assert all(torch.equal(v, mine[k]) for k, v in filled.state_dict().items())
-    with pytest.raises(CheckpointError, match="does not fit this model"):
+    with pytest.raises(CheckpointError, match="does not fit the model"):
         CornerNetSaccade.from_checkpoint(path)
 
 
@@ -167,7 +167,7 @@ def test_checkpoint_round_trip_keeps_configuration(tmp_path):
     save_checkpoint(tmp_path / "small.safetensors", model, class_names=["a", "b"])
     loaded = CornerNet.from_checkpoint(tmp_path / "small.safetensors")
     assert loaded.config == model.config and loaded.class_names == ["a", "b"]
-    with pytest.raises(CheckpointError, match="does not fit this model"):
+    with pytest.raises(CheckpointError, match="does not fit the model"):
         CornerNetSqueeze.from_checkpoint(tmp_path / "small.safetensors", CornerNetSqueeze(
             num_classes=2, num_stacks=1, dims=(8, 8, 16), modules=(1, 1, 2), stem_dim=4, pool_dim=4, head_dim=4
         ).config)

@@ -55,6 +55,11 @@ class HourglassConfig:
         if min(self.dims) < 1 or min(self.modules) < 1 or min(self.stem_dim, self.pool_dim, self.head_dim) < 1:
             raise ValueError("widths and module counts must be >= 1")
 
+    def min_tensor_count(self) -> int:
+        """A lower bound on the number of ``state_dict`` tensors of this network, without building it:
+        each stack holds at least ``sum(modules)`` blocks, each with its own weights."""
+        return self.num_stacks * sum(self.modules)
+
 
 ModelT = TypeVar("ModelT", bound="CornerNetBase")
 

@@ -344,7 +344,7 @@ def model_from_checkpoint(
     :func:`load_checkpoint`.
     """
     stored = read_checkpoint(resolve_weights_path(weights))
-    resolved = _resolved_model_config(stored, config, overrides)
+    resolved = _resolved_model_config(stored, cls, config, overrides)
     check_model_fits(stored, cls, resolved, allow_class_change=config is not None or "num_classes" in overrides)
     model = cls(resolved)
     load_checkpoint(model, stored)
@@ -353,19 +353,17 @@ def model_from_checkpoint(
     return model.eval()
 
 
-
-def _resolved_model_config(stored: StoredCheckpoint, config: Any, overrides: dict[str, Any]) -> Any:
-    """The ``ModelConfig`` of :func:`model_from_checkpoint`: ``config`` (ConfigError when invalid) or
+def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, overrides: dict[str, Any]) -> Any:
+    """The model config (of ``cls.config_class``) of :func:`model_from_checkpoint`: ``config`` (ConfigError when invalid) or
     the file's ``model_config`` (CheckpointError naming the file when of a wrong type or out of
     range), then ``overrides``."""
-    from cornernet_saccade.model.cornernet_saccade import ModelConfig
-
+    config_class = cls.config_class
     if config is None:
         try:
-            config = config_from_dict(ModelConfig, stored.model_config, f"{stored.path}: model_config")
+            config = config_from_dict(config_class, stored.model_config, f"{stored.path}: model_config")
         except ConfigError as exc:
             raise CheckpointError(str(exc)) from None
-    config = config_from_dict(ModelConfig, config, "model config")
+    config = config_from_dict(config_class, config, "model config")
     if overrides:
-        config = config_from_dict(ModelConfig, {**asdict(config), **overrides}, "model config")
+        config = config_from_dict(config_class, {**asdict(config), **overrides}, "model config")
     return config

@@ -32,11 +32,6 @@ class ModelConfig(HourglassConfig):
         if len(self.dims) != 4:
             raise ValueError("dims and modules must have 4 entries (3 hourglass levels, 3 attention maps)")
 
-    def min_tensor_count(self) -> int:
-        """A lower bound on the number of ``state_dict`` tensors of this network, without building it:
-        each stack holds at least ``sum(modules)`` residual blocks, each with its own weights."""
-        return self.num_stacks * sum(self.modules)
-
 
 class CornerNetSaccade(CornerNetBase):
     """CornerNet-Saccade (Law et al., CornerNet-Lite, 2019).
