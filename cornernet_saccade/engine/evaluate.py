@@ -26,7 +26,7 @@ from cornernet_saccade.errors import CornerNetSaccadeError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
-from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 
 #: Names of ``COCOeval.stats[:6]``.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -150,7 +150,7 @@ def evaluate_detector(
     if results_path is not None:
         Path(results_path).parent.mkdir(parents=True, exist_ok=True)
         Path(results_path).write_text(json.dumps(run.results), encoding="utf-8")
-    canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
+    canvas = padded_input_size(detector.config.full_size) if detector.config.mode == "full" else CROP_SIZE
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=coco_metrics(ground_truth, run.results, run.image_ids), images=len(run.image_ids),
