@@ -13,13 +13,15 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``train`` parser to ``subparsers``."""
+    """Add the ``train`` parser to ``subparsers``; its help lists the bundled configs."""
+    from cornernet_saccade.config import bundled_config_names
+
     parser = subparsers.add_parser(
         "train",
         help="train a model (single process, or one process per GPU under torchrun)",
         description="Train CornerNet-Saccade from a YAML config (a path, or a bundled config name: "
-                    "coco_official, shapes_small). Checkpoints, metrics.jsonl and the progress go to the "
-                    "run folder (out_dir).",
+                    f"{', '.join(bundled_config_names())}). Checkpoints, metrics.jsonl and the progress go to "
+                    "the run folder (out_dir).",
     )
     parser.add_argument("--config", help="YAML training config (path or bundled name); optional with --resume")
     parser.add_argument("--resume", nargs="?", const="", metavar="PATH",

@@ -20,9 +20,9 @@ from typing import Any
 from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
-from cornernet_saccade.data.load import load_dataset
+from cornernet_saccade.data.load import detect_format, load_dataset
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.errors import CornerNetSaccadeError
+from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
@@ -127,6 +127,20 @@ def _detect_all(detector: SaccadeDetector, records: Sequence[ImageRecord], categ
     return run
 
 
+def _require_coco(path: str | Path) -> None:
+    """AnnotationError when ``path`` is a VOC folder or split file or a CSV file: the scores need a
+    COCO JSON file. Paths of other extensions are left to the JSON reader."""
+    try:
+        found = detect_format(path)
+    except AnnotationError:
+        return
+    if found != "coco":
+        raise AnnotationError(
+            f"{path}: evaluation needs a COCO JSON annotation file (an object with 'images', 'annotations' "
+            f"and 'categories' lists, docs/training.md §1), not a {found.upper()} dataset"
+        )
+
+
 def evaluate_detector(
     detector: SaccadeDetector,
     annotations: str | Path,
@@ -141,6 +155,7 @@ def evaluate_detector(
     order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
     scores.
     """
+    _require_coco(annotations)
     dataset = load_dataset(annotations, image_root=image_root, format="coco")
     ground_truth = load_ground_truth(annotations)
     class_ids = category_ids(detector.class_names, detector.model.num_classes,

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from cornernet_saccade.config import config_from_dict, parse_yaml, read_yaml
+from cornernet_saccade.config import bundled_config_dir, bundled_config_names, config_from_dict, parse_yaml, read_yaml
 from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import SamplingConfig
 from cornernet_saccade.errors import ConfigError
@@ -219,10 +218,11 @@ def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 def bundled_config_path(name: str) -> Path:
     """Path of a config shipped with the package (``cornernet_saccade/configs/<name>.yaml``)."""
-    path = Path(str(resources.files("cornernet_saccade") / "configs" / f"{name}.yaml"))
+    path = bundled_config_dir() / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"no config file {name!r} and no bundled config of that name (bundled: {available})")
+        raise ConfigError(
+            f"no config file {name!r} and no bundled config of that name (bundled: {bundled_config_names()})"
+        )
     return path
 
 
