@@ -49,6 +49,12 @@ def _changed_keys(config: Any, stored: dict[str, Any]) -> list[str]:
     return sorted(key for key in current if current[key] != before.get(key))
 
 
+def _say_main(message: str) -> None:
+    """Print ``message`` in the main process only (rank 0 under torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(message)
+
+
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (file and/or checkpoint, overrides), train, print where it ended."""
     from cornernet_saccade.engine.run_checkpoints import resolve_resume_path
@@ -77,12 +83,17 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, out_dir=args.out or str(path.resolve().parent))
         if changed:
             print(f"resuming with settings changed from the checkpoint's: {', '.join(changed)}", file=sys.stderr)
+        done = stored.training_state.get("iteration")
+        if isinstance(done, int) and done >= config.optim.max_iter:
+            _say_main(f"nothing to train: {path} is at iteration {done} and optim.max_iter is "
+                      f"{config.optim.max_iter}; to train further, raise it (--set optim.max_iter=N)")
+            return 0
     elif args.out:
         config = dataclasses.replace(config, out_dir=args.out)
     result = run_training(config, stored)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in result.loss.items())
-        print(f"finished at iteration {result.iteration} ({summary})")
+        print(f"finished at iteration {result.iteration}" + (f" ({summary})" if summary else ""))
         print(f"checkpoint: {result.checkpoint}")
         if result.skipped_samples or result.skipped_steps:
             print(f"replaced unreadable samples: {result.skipped_samples}, skipped non-finite steps: "

@@ -75,6 +75,22 @@ class OptimConfig:
             raise ValueError("need max_iter >= 1, warmup_iters >= 0 and decay_steps >= 1")
         if list(self.decay_steps) != sorted(self.decay_steps):
             raise ValueError(f"decay_steps must be increasing, got {list(self.decay_steps)}")
+        self._check_schedule_fits()
+
+    def _check_schedule_fits(self) -> None:
+        """Warm-up and decay steps must lie within ``max_iter`` (beyond it they would never act)."""
+        late = [step for step in self.decay_steps if step > self.max_iter]
+        if late:
+            raise ValueError(
+                f"decay_steps {list(self.decay_steps)} lie beyond max_iter {self.max_iter} (the learning rate "
+                f"would never decay at {late}); give steps up to max_iter, e.g. "
+                f"[{self.max_iter * 9 // 10}], or [] for no decay"
+            )
+        if self.warmup_iters > self.max_iter:
+            raise ValueError(
+                f"warmup_iters {self.warmup_iters} is beyond max_iter {self.max_iter} (the warm-up would never "
+                f"finish); set it to at most max_iter, or 0 for none"
+            )
 
     def lr_factor(self, completed: int) -> float:
         """Multiplier of ``lr`` for the iteration after ``completed`` finished ones."""
