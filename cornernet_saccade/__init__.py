@@ -11,13 +11,19 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import SaccadeDetector
     from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+    from cornernet_saccade.model.cornernet import CornerNet, CornerNetConfig
     from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+    from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze, SqueezeConfig
     from cornernet_saccade.model.heads import HeadOutputs
 
 __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "CornerNet": "cornernet_saccade.model.cornernet",
+    "CornerNetConfig": "cornernet_saccade.model.cornernet",
+    "CornerNetSqueeze": "cornernet_saccade.model.cornernet_squeeze",
+    "SqueezeConfig": "cornernet_saccade.model.cornernet_squeeze",
     "CornerNetSaccade": "cornernet_saccade.model.cornernet_saccade",
     "HeadOutputs": "cornernet_saccade.model.heads",
     "ModelConfig": "cornernet_saccade.model.cornernet_saccade",
@@ -28,10 +34,14 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CornerNet",
+    "CornerNetConfig",
     "CornerNetSaccade",
+    "CornerNetSqueeze",
     "HeadOutputs",
     "ModelConfig",
     "SaccadeDetector",
+    "SqueezeConfig",
     "load_checkpoint",
     "read_checkpoint",
     "save_checkpoint",

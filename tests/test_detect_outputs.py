@@ -75,7 +75,7 @@ def test_recursive_search_never_reads_the_output_folder(weights, folder, tmp_pat
 def test_a_failed_picture_write_keeps_earlier_results_and_resume_finishes(weights, folder, tmp_path,
                                                                           monkeypatch, capsys):
     out = tmp_path / "out"
-    real_write = batch._write
+    real_write = batch.atomic_write
     calls = {"pictures": 0}
 
     def failing_second_picture(path: Path, save):
@@ -85,13 +85,13 @@ def test_a_failed_picture_write_keeps_earlier_results_and_resume_finishes(weight
                 raise OutputError(f"{path}: cannot write (No space left on device)")
         return real_write(path, save)
 
-    monkeypatch.setattr(batch, "_write", failing_second_picture)
+    monkeypatch.setattr(batch, "atomic_write", failing_second_picture)
     assert run_detect(weights, folder, "--out", out) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "--resume" in err and "Traceback" not in err
     lines = (out / "detections.jsonl").read_text().splitlines()
     assert [json.loads(line)["file_name"] for line in lines] == [str(folder / "first.png")]
-    monkeypatch.setattr(batch, "_write", real_write)
+    monkeypatch.setattr(batch, "atomic_write", real_write)
     assert run_detect(weights, folder, "--out", out, "--resume") == 0
     assert "1 of 3 images already done" in capsys.readouterr().err
     records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
@@ -168,3 +168,23 @@ def test_folder_search_reports_links_to_nowhere_and_folders_named_like_images(tm
 def test_table_escapes_newlines_in_names():
     table = format_table(("image", "n"), [("a\nb.png", "1")], (False, True))
     assert table.splitlines() == ["image     n", "a\\nb.png  1"]
+
+
+def test_two_processes_shard_the_images_and_give_the_same_results(weights, folder, tmp_path):
+    """torchrun with 2 CPU processes (gloo): each writes its own lines file as its images finish,
+    rank 0 merges them into the same detections.json as one process writes."""
+    import subprocess
+    import sys
+
+    single = tmp_path / "single"
+    assert run_detect(weights, folder, "--out", single, "--no-pictures") == 0
+    sharded = tmp_path / "sharded"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
+               "cornernet_saccade", "detect", "--weights", str(weights), *FAST, str(folder), "--out", str(sharded),
+               "--no-pictures", "--device", "cpu", "--threads", "1"]
+    done = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
+                          timeout=300, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in sharded.glob("*.jsonl")) == ["detections.rank0.jsonl", "detections.rank1.jsonl"]
+    assert json.loads((sharded / "detections.json").read_text()) == json.loads((single / "detections.json").read_text())
+    assert done.stdout.count("images processed") == 1

@@ -23,9 +23,9 @@ import torch
 import yaml
 from engine_fixtures import one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
 
+from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset, collate
-from cornernet_saccade.engine.distributed import DistContext
 from cornernet_saccade.engine.loader import IndexStream
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, loss_normalizers
 from cornernet_saccade.engine.train_config import TrainConfig

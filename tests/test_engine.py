@@ -2,6 +2,8 @@
 learning-rate schedule, config validation and the data stream."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -15,9 +17,9 @@ import yaml
 from engine_fixtures import TINY_MODEL, one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
 
 from cornernet_saccade.backends.device import resolve_device
+from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.cli import main
 from cornernet_saccade.engine import trainer as trainer_module
-from cornernet_saccade.engine.distributed import DistContext
 from cornernet_saccade.engine.loader import IndexStream, StreamLayout
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, LossOutput
 from cornernet_saccade.engine.metrics import read_metrics
@@ -207,6 +209,15 @@ def test_schedule_beyond_max_iter_is_a_config_error(override: str, message: str,
         load_train_config(path, [override])
 
 
+def test_an_unwritable_run_folder_is_an_output_error(train_json: Path, tmp_path: Path) -> None:
+    from cornernet_saccade.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=f"{blocker / 'run'}"):
+        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1}))
+
+
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({"data": {"train": "x.json"}, "optim": {"lrr": 0.1}}))
@@ -279,3 +290,83 @@ def test_stream_is_a_pure_function_of_seed_and_position() -> None:
 def test_unknown_resume_target(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def one_iteration_checkpoint(train_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training checkpoint after one iteration of the tiny run."""
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("one_iteration")
+    config = tiny_config(train_json, out, checkpoint_every=1, log_every=0)
+    return run_training(dataclasses.replace(config, optim=dataclasses.replace(config.optim, max_iter=1))).checkpoint
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"iteration": [1]}, "training state.iteration is list"),
+        ({"iteration": True}, "training state.iteration is bool"),
+        ({"iteration": -5}, "iteration is negative"),
+        ({"optimizer": [1, 2]}, "training state.optimizer is list"),
+        ({"optimizer": {"state": {}, "param_groups": "all"}}, "optimizer.param_groups is str"),
+        ({"rng": "seeded"}, "training state.rng is str"),
+        ({"rng": {"torch": 5}}, "training state.rng.torch is int"),
+        ({"counters": {"skipped_samples": "0", "skipped_steps": 0}}, "counters.skipped_samples is str"),
+        ({"scheduler": None}, "training state.scheduler is NoneType"),
+        ({"config": ["lr", 1]}, "training state.config is list"),
+    ],
+)
+def test_resume_from_wrong_typed_training_state_gets_clear_error(
+    one_iteration_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, change: dict, problem: str
+) -> None:
+    payload = torch.load(one_iteration_checkpoint, weights_only=True)
+    path = tmp_path / "edited.pt"
+    torch.save({**payload, **change}, path)
+    assert main(["train", "--resume", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: malformed training checkpoint: training state." in err and problem in err
+
+
+def test_resume_from_malformed_rng_state_gets_clear_error(one_iteration_checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Right types, wrong contents (a numpy key array of the wrong length)."""
+    payload = torch.load(one_iteration_checkpoint, weights_only=True)
+    payload["rng"]["numpy"]["keys"] = torch.zeros(3, dtype=torch.int64)
+    path = tmp_path / "edited.pt"
+    torch.save(payload, path)
+    assert main(["train", "--resume", str(path), "--out", str(tmp_path / "run")]) == 1
+    assert f"{path}: malformed RNG state" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_model_config_that_does_not_fit_before_building(
+    one_iteration_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's stored training config asks for a network far too wide for its weights."""
+    payload = torch.load(one_iteration_checkpoint, weights_only=True)
+    payload["config"]["model"]["dims"] = [200000, 8, 8, 8]
+    path = tmp_path / "edited.pt"
+    torch.save(payload, path)
+    monkeypatch.setattr(trainer_module, "build_model", lambda *args, **kwargs: pytest.fail("model built"))
+    assert main(["train", "--resume", str(path), "--out", str(tmp_path / "run")]) == 1
+    assert f"{path}: does not fit the model config" in capsys.readouterr().err
+
+
+def test_resume_cleans_up_after_a_killed_run(train_json: Path, tmp_path: Path) -> None:
+    """Resuming from iteration 3 of a run that reached 6 (as after a kill): the save temp files left
+    by a kill are removed (nothing else), and metrics.jsonl has each iteration once, earlier lines kept."""
+    out = tmp_path / "run"
+    run_training(tiny_config(train_json, out))
+    metrics = out / "metrics.jsonl"
+    before = metrics.read_text().splitlines(keepends=True)
+    stale = [out / ".checkpoint_0000006.pt.3f9a1c.tmp", out / ".last.pt.tmp", out / ".last.pt.b1e2d3.tmp"]
+    kept = [out / ".notes.tmp", out / "checkpoint_draft.tmp", out / ".checkpoint_0000006.pt.keep"]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    assert main(["train", "--resume", str(out / "checkpoint_0000003.pt")]) == 0
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+    records = read_metrics(out)
+    train = [r["iteration"] for r in records if r["kind"] == "train"]
+    assert train == [1, 2, 3, 4, 5, 6]
+    first_part = [line for line in before if json.loads(line)["iteration"] <= 3]
+    assert metrics.read_text().splitlines(keepends=True)[: len(first_part)] == first_part
+    assert [r["kind"] for r in records].count("start") == 2

@@ -376,3 +376,14 @@ def test_official_model_reproduces_original_trace_on_demo(filled_official_model,
         np.testing.assert_array_equal(locations, golden[f"prepare_images_{call}/locs"])
         np.testing.assert_array_equal(offsets, golden[f"prepare_images_{call}/offsets"])
     assert len(result) == int(golden["num_final_boxes"]) == 0
+
+
+def test_crops_from_uint8_pixels_equal_crops_from_the_float64_image():
+    """The detector keeps the image as uint8 and converts each crop's pixels (no float64 copy of a
+    whole large image): the crops are the same values."""
+    image = np.random.default_rng(5).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    locations = np.array([[40.0, 60.0, 2.0, 1.0], [10.0, 120.0, 0.7, 1.0]])
+    windows = location_windows(locations, image.shape[:2])
+    chw = torch.from_numpy(image).permute(2, 0, 1)
+    torch.testing.assert_close(paste_crops(chw, windows), paste_crops(chw.to(torch.float64) / 255, windows),
+                               rtol=0, atol=0)

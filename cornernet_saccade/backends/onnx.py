@@ -35,9 +35,9 @@ from cornernet_saccade.backends.fast import (
     last_stack_tensors,
 )
 from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.model.checkpoint import atomic_write
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.heads import HeadOutputs
+from cornernet_saccade.outputs import atomic_write
 
 INPUT_NAME = "images"
 #: Largest accepted ``max |onnxruntime - torch| / max |torch|`` (over the outputs) in :func:`verify_export`.

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "check_data",
     "train",
     "evaluate",
+    "analyze",
     "export_onnx",
     "export_weights",
 ]

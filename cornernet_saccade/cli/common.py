@@ -27,6 +27,14 @@ def add_weights_option(parser: argparse.ArgumentParser) -> None:
                              "folder (its last.pt) or bundled model name (shapes, trees)")
 
 
+def add_dataset_options(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """``--data`` (annotations, described by ``data_help``), ``--image-root`` and ``--max-images``."""
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--image-root", help="folder the image file names are relative to (default: per format, "
+                                             "e.g. the JSON file's folder)")
+    parser.add_argument("--max-images", type=int, default=0, help="use only the first N images (default: all)")
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--backend`` and ``--threads``."""
     group = parser.add_argument_group("runtime")

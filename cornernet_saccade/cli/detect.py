@@ -25,6 +25,7 @@ from cornernet_saccade.cli.common import (
 from cornernet_saccade.errors import ConfigError, CornerNetSaccadeError, ImageError, OutputError
 from cornernet_saccade.inference.batch import (
     IMAGE_EXTENSIONS,
+    LINES_NAME,
     PER_IMAGE_FORMATS,
     ImageJob,
     ImageRecord,
@@ -99,31 +100,42 @@ def run(args: argparse.Namespace) -> int:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
     if not paths:
         raise ImageError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {', '.join(args.inputs)}")
+    from cornernet_saccade.backends.distributed import setup, teardown
+
+    context = setup(args.device)  # under torchrun: this process's shard of the images
     jobs = plan_jobs(paths)
-    folder = OutputFolder(args.out, jobs, pictures=not args.no_pictures, per_image=args.per_image,
-                          overwrite=args.overwrite, resume=args.resume)
-    detector = build_detector(args)
-    todo = pending(jobs, folder)
-    if len(todo) < len(jobs):
-        print(f"resuming: {len(jobs) - len(todo)} of {len(jobs)} images already done in {folder.lines_path}",
-              file=sys.stderr)
+    mine = jobs[context.rank::context.world_size]
+    lines = f"detections.rank{context.rank}.jsonl" if context.distributed else LINES_NAME
+    folder = OutputFolder(args.out, mine, pictures=not args.no_pictures, per_image=args.per_image,
+                          overwrite=args.overwrite, resume=args.resume, lines_name=lines,
+                          writes_results=context.is_main)
+    detector = build_detector(args, str(context.device))
+    todo = pending(mine, folder)
+    if len(todo) < len(mine):
+        print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
     try:
         processed = detect_all(detector, todo, folder, selection(args, detector))
     finally:
-        results = folder.finish(jobs)
+        folder.close()
     print(summary_table(processed))
+    context.barrier()
+    if not context.is_main:
+        teardown(context)
+        return 0
+    results = folder.finish(jobs, gather=context.distributed)
+    teardown(context)
     done = len(folder.records)
     where = f"; detections written to {results}" if results else ""
     print(f"{done} of {len(jobs)} images processed{where}")
     return 0 if done else 1
 
 
-def build_detector(args: argparse.Namespace) -> SaccadeDetector:
-    """The detector the arguments ask for."""
+def build_detector(args: argparse.Namespace, device: str) -> SaccadeDetector:
+    """The detector the arguments ask for, on ``device``."""
     from cornernet_saccade.backends import load_detector
 
-    return load_detector(args.weights, class_names_file=args.class_names, **runtime_settings(args),
-                         **detector_settings(args))
+    runtime = {**runtime_settings(args), "device": device}
+    return load_detector(args.weights, class_names_file=args.class_names, **runtime, **detector_settings(args))
 
 
 def selection(args: argparse.Namespace, detector: SaccadeDetector) -> Any:

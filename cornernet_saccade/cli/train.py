@@ -57,7 +57,7 @@ def _say_main(message: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (file and/or checkpoint, overrides), train, print where it ended."""
-    from cornernet_saccade.engine.run_checkpoints import resolve_resume_path
+    from cornernet_saccade.engine.run_checkpoints import check_training_state, resolve_resume_path
     from cornernet_saccade.engine.train_config import (
         DEFAULT_OUT_DIR,
         load_train_config,
@@ -74,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
         default_dir = args.out or (config.out_dir if config else DEFAULT_OUT_DIR)
         path = resolve_resume_path(args.resume or None, default_dir)
         stored = read_checkpoint(path)
+        check_training_state(stored)
         saved = stored.training_state.get("config")
         if config is None:
             if saved is None:

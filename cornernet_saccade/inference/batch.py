@@ -9,7 +9,6 @@ replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an ima
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import stat
@@ -23,6 +22,7 @@ from cornernet_saccade.errors import OutputError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
+from cornernet_saccade.outputs import atomic_write, make_folder, write_text
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import SaccadeDetector
@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RESULTS_NAME = "detections.json"
 LINES_NAME = "detections.jsonl"
+#: The lines files of a run: ``detections.jsonl``, or one ``detections.rank<N>.jsonl`` per process.
+LINES_GLOB = "detections*.jsonl"
 #: Per-image output formats: sub-folder and file suffix.
 PER_IMAGE_FORMATS = {"json": ("json", ".json"), "yolo": ("labels", ".txt")}
 
@@ -151,18 +153,21 @@ class OutputFolder:
     ``jobs``: the run's images; ``pictures``: write ``<stem>.png``; ``per_image``: keys of
     :data:`PER_IMAGE_FORMATS`; ``overwrite``: existing outputs may be replaced; ``resume``: keep the
     finished images of an earlier run in this folder (their lines in ``detections.jsonl``) and skip
-    them. Raises :class:`OutputError` naming the path when an output would replace an input image,
-    would replace an existing file without ``overwrite``/``resume``, or cannot be written.
+    them. ``lines_name``: this process's lines file; ``writes_results``: this process writes
+    ``detections.json`` (one process of a sharded run does). Raises :class:`OutputError` naming the
+    path when an output would replace an input image, would replace an existing file without
+    ``overwrite``/``resume``, or cannot be written.
     """
 
     def __init__(self, folder: str | Path, jobs: Sequence[ImageJob], *, pictures: bool = True,
                  per_image: Sequence[str] = (), overwrite: bool = False, resume: bool = False,
-                 lines_name: str = LINES_NAME) -> None:
+                 lines_name: str = LINES_NAME, writes_results: bool = True) -> None:
         self.folder = Path(folder)
         self.pictures = pictures
         self.per_image = tuple(per_image)
         self.lines_path = self.folder / lines_name
-        self.records: dict[str, ImageRecord] = read_records(self.lines_path) if resume else {}
+        self.writes_results = writes_results
+        self.records: dict[str, ImageRecord] = self.read_all_records() if resume else {}
         self._check_plan(jobs, overwrite or resume)
         self._make_folders()
         self._lines = self._open_lines(append=resume)
@@ -179,7 +184,7 @@ class OutputFolder:
     def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
         inputs = {_resolved(job.path) for job in jobs}
         planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
-        planned += [self.folder / RESULTS_NAME, self.lines_path]
+        planned += [self.folder / RESULTS_NAME, self.lines_path] if self.writes_results else [self.lines_path]
         for path in planned:
             if _resolved(path) in inputs:
                 raise OutputError(f"{path}: an output would replace an input image of this run; choose "
@@ -194,10 +199,7 @@ class OutputFolder:
     def _make_folders(self) -> None:
         subfolders = [self.folder / PER_IMAGE_FORMATS[f][0] for f in self.per_image]
         for folder in (self.folder, *subfolders):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
+            make_folder(folder)
 
     def _open_lines(self, append: bool) -> Any:
         try:
@@ -211,11 +213,11 @@ class OutputFolder:
             from cornernet_saccade.inference.visualize import render_panel
 
             picture = self.folder / f"{job.stem}.png"
-            _write(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
+            atomic_write(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
         for name in self.per_image:
             folder, suffix = PER_IMAGE_FORMATS[name]
             text = per_image_text(name, record, detections)
-            _write(self.folder / folder / f"{job.stem}{suffix}", lambda path, t=text: path.write_text(t, "utf-8"))
+            write_text(self.folder / folder / f"{job.stem}{suffix}", text)
         try:
             self._lines.write(record.line() + "\n")
             self._lines.flush()
@@ -223,15 +225,28 @@ class OutputFolder:
             raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
         self.records[record.file_name] = record
 
-    def finish(self, order: Sequence[ImageJob]) -> Path | None:
-        """Close the lines file; write ``detections.json`` (every finished image's results, in the
-        order of ``order``). Returns its path, or None (and writes nothing) when no image finished."""
+    def read_all_records(self) -> dict[str, ImageRecord]:
+        """The finished images in every lines file of the folder (all processes of the run)."""
+        records: dict[str, ImageRecord] = {}
+        for path in sorted(self.folder.glob(LINES_GLOB)):
+            records.update(read_records(path))
+        return records
+
+    def close(self) -> None:
         self._lines.close()
+
+    def finish(self, order: Sequence[ImageJob], gather: bool = False) -> Path | None:
+        """Close the lines file; write ``detections.json`` (every finished image's results, in the
+        order of ``order``; with ``gather``, those of every process's lines file too). Returns its
+        path, or None (and writes nothing) when no image finished."""
+        self.close()
+        if gather:
+            self.records = self.read_all_records()
         records = [self.records[str(job.path)] for job in order if str(job.path) in self.records]
         if not records:
             return None
         path = self.folder / RESULTS_NAME
-        _write(path, lambda p: p.write_text(results_json([r for rec in records for r in rec.results]), "utf-8"))
+        write_text(path, results_json([r for rec in records for r in rec.results]))
         return path
 
 
@@ -262,20 +277,6 @@ def _resolved(path: Path) -> Path:
         return path.resolve()
     except OSError:
         return path.absolute()
-
-
-def _write(path: Path, save: Callable[[Path], Any]) -> None:
-    """Write ``path`` through a temporary name beside it, so a failure never leaves half a file;
-    OutputError naming ``path`` when that fails."""
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        save(partial)
-        os.replace(partial, path)
-    except (OSError, ValueError) as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink(missing_ok=True)
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise OutputError(f"{path}: cannot write ({reason})") from None
 
 
 def results_json(results: Sequence[dict[str, Any]]) -> str:

@@ -23,12 +23,15 @@ class CropView:
 @dataclass
 class SaccadeTrace:
     """What the detector looked at: every view (``crops``), the first round's attention
-    probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), and the
-    locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score)."""
+    probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), the
+    locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score) and
+    every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
+    image pixels, score, label)."""
 
     crops: list[CropView] = field(default_factory=list)
     attention_maps: list[np.ndarray] = field(default_factory=list)
     proposals: list[np.ndarray] = field(default_factory=list)
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
 
 
 @dataclass(frozen=True)
