@@ -72,7 +72,7 @@ def test_resume_after_sigkill(train_json: Path, tmp_path: Path) -> None:
     readable last.pt; resuming from it gives the weights of an uninterrupted run."""
     config_path = tmp_path / "run.yaml"
     config = tiny_config_dict(train_json, tmp_path / "killed", checkpoint_every=1, log_every=0)
-    config["optim"]["max_iter"] = 100_000
+    config["optim"].update(max_iter=100_000, decay_steps=[])  # resumed below with a lower max_iter
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "cornernet_saccade", "train", "--config", str(config_path)],
@@ -162,7 +162,7 @@ def test_fine_tuning_from_official_layout_with_other_classes(train_json: Path, t
     source = CornerNetSaccade({**TINY_MODEL, "num_classes": 5}).state_dict()
     weights = tmp_path / "official_layout.pkl"
     torch.save({f"module.{k}": v for k, v in source.items()}, weights)
-    config = tiny_config(train_json, tmp_path / "run", init_weights=str(weights), optim={"max_iter": 1})
+    config = tiny_config(train_json, tmp_path / "run", init_weights=str(weights), optim={"max_iter": 1, "decay_steps": []})
     with pytest.warns(UserWarning, match="number of classes differs"):
         model = build_model(config, DistContext(0, 1, torch.device("cpu")), init_weights=True)
     class_heads = {f"{corner}_heats.{stack}.1.{kind}" for corner in ("tl", "br") for stack in (0, 1)
@@ -177,9 +177,36 @@ def test_fine_tuning_from_official_layout_with_other_classes(train_json: Path, t
 
 
 def test_refuses_to_overwrite_a_run(train_json: Path, tmp_path: Path) -> None:
-    run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
+    run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1, "decay_steps": []}))
     with pytest.raises(ConfigError, match="--resume"):
-        run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
+        run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1, "decay_steps": []}))
+
+
+def test_training_says_what_it_does_and_a_finished_run_says_so(train_json: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    config_path = tmp_path / "run.yaml"
+    config = tiny_config_dict(train_json, tmp_path / "run", checkpoint_every=0)
+    config["optim"].update(max_iter=2, decay_steps=[])
+    config_path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(config_path)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    for part in ("training on cpu (1 process, 1 CPU thread each)", "data: 8 training images; 3 classes:",
+                 "2 iterations, batch 4 (grad_accum 1), run folder", str((tmp_path / "run").resolve())):
+        assert part in err
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "iteration 2 and optim.max_iter is 2" in out and "()" not in out
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.decay_steps=[4, 9]", r"decay_steps \[4, 9\] lie beyond max_iter 6"),
+    ("optim.warmup_iters=7", "warmup_iters 7 is beyond max_iter 6"),
+])
+def test_schedule_beyond_max_iter_is_a_config_error(override: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "train.json", tmp_path / "run")))
+    with pytest.raises(ConfigError, match=rf"run\.yaml.*optim: {message}"):
+        load_train_config(path, [override])
 
 
 def test_an_unwritable_run_folder_is_an_output_error(train_json: Path, tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from detect_fixtures import tiny_model
 from torch import Tensor, nn
 
 from cornernet_saccade import HeadOutputs, SaccadeDetector
@@ -26,7 +27,7 @@ from cornernet_saccade.inference.views import (
     paste_crops,
     window_offsets,
 )
-from cornernet_saccade.model.geometry import ATTENTION_RATIOS
+from cornernet_saccade.model.geometry import ATTENTION_RATIOS, padded_input_size
 
 DEMO_HW = (480, 640)
 
@@ -255,6 +256,58 @@ def test_empty_and_tiny_images(shape, mode):
     assert result.boxes.shape == (0, 4) and result.scores.shape == (0,) and result.labels.shape == (0,)
 
 
+@pytest.mark.parametrize("full_size", [500, 1000, 300, 511])
+def test_full_mode_takes_any_full_size(full_size):
+    """Sizes not of the form 32k-1 used to crash the hourglass (63 vs 64 cells); the canvas is now
+    padded to the next such size and the boxes keep their image-pixel meaning."""
+    inputs = []
+
+    class Recording(RectangleFinder):
+        def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
+            inputs.append(tuple(images.shape[-2:]))
+            return super().forward(images, with_attention=with_attention)
+
+    result = SaccadeDetector(Recording(), mode="full", full_size=full_size)(scene())
+    assert inputs == [(padded_input_size(full_size),) * 2]
+    best = best_box_per_class(result)
+    for cls, box in SCENE.items():
+        np.testing.assert_allclose(best[cls], box, atol=2.0)
+
+
+def test_full_mode_any_full_size_with_a_real_network():
+    result = SaccadeDetector(tiny_model(), mode="full", full_size=500)(scene())
+    assert len(result) > 0 and np.isfinite(result.boxes).all()
+
+
+class Overshooting(RectangleFinder):
+    """:class:`RectangleFinder` whose corner offsets push every box 3 cells outwards."""
+
+    def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
+        out = super().forward(images, with_attention=with_attention)
+        out.tl_offs[0] -= 3.0
+        out.br_offs[0] += 3.0
+        return out
+
+
+def test_boxes_are_clipped_to_the_image_unless_clip_boxes_is_off():
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[:40, :50, 0] = 255  # touches the top-left corner
+    image[150:, 240:, 1] = 255  # touches the bottom-right corner
+    raw = best_box_per_class(SaccadeDetector(Overshooting(), mode="full", clip_boxes=False)(image))
+    assert raw[0][0] < 0 and raw[0][1] < 0 and raw[1][2] > 300 and raw[1][3] > 200
+    clipped = best_box_per_class(SaccadeDetector(Overshooting(), mode="full")(image))
+    np.testing.assert_allclose(clipped[0][:2], [0, 0])
+    np.testing.assert_allclose(clipped[1][2:], [300, 200])
+    np.testing.assert_allclose(clipped[0][2:], raw[0][2:])
+    assert clipped[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, float("nan")])
+def test_score_threshold_must_be_a_probability(value):
+    with pytest.raises(ConfigError, match="score_threshold"):
+        SaccadeDetector(RectangleFinder(), score_threshold=value)
+
+
 def test_detect_batch_equals_single_calls():
     detector = SaccadeDetector(RectangleFinder(), class_names=CLASS_NAMES)
     images = [scene(), scene(240, 260)]
@@ -314,7 +367,7 @@ def test_official_model_reproduces_original_trace_on_demo(filled_official_model,
     """The original's run on demo.jpg with the filled weights: 2 views, 43 proposals, 30 crops, 0 boxes.
     (32 crops through the full network: about 20 s on 2 cores.)"""
     golden = dict(np.load(data_dir / "saccade_demo.npz"))
-    result = SaccadeDetector(filled_official_model)(data_dir / "saccade_demo.jpg")
+    result = SaccadeDetector(filled_official_model, clip_boxes=False)(data_dir / "saccade_demo.jpg")
     np.testing.assert_array_equal(result.trace.proposals[0], golden["next_locations_after_stage1"])
     for call, round_index in (("call0", 0), ("call1", 1)):
         crops = [c for c in result.trace.crops if c.round == round_index]

@@ -25,11 +25,24 @@ COMMAND_MODULES = [
 ]
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("cornernet-saccade")
+    except metadata.PackageNotFoundError:
+        from cornernet_saccade import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cornernet-saccade",
         description="CornerNet-Saccade object detection: detect, train, evaluate, export.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)

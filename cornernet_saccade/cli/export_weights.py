@@ -16,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export-weights",
         help="write a checkpoint's weights, config and class names as .safetensors",
-        description=__doc__.splitlines()[0],
+        description="Write the model weights of a checkpoint (official .pkl, training .pt, .safetensors) as a "
+                    ".safetensors file that keeps the model config, class names and test settings and drops the "
+                    "training state (optimizer, RNG), so it can be shipped and loaded with "
+                    "CornerNetSaccade.from_checkpoint or --weights, with no pickle involved.",
     )
     parser.add_argument("--weights", required=True, help="checkpoint (official .pkl, training .pt, .safetensors)")
     parser.add_argument("--out", required=True, help="output .safetensors path")

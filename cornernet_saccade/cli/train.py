@@ -13,13 +13,15 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``train`` parser to ``subparsers``."""
+    """Add the ``train`` parser to ``subparsers``; its help lists the bundled configs."""
+    from cornernet_saccade.config import bundled_config_names
+
     parser = subparsers.add_parser(
         "train",
         help="train a model (single process, or one process per GPU under torchrun)",
         description="Train CornerNet-Saccade from a YAML config (a path, or a bundled config name: "
-                    "coco_official, shapes_small). Checkpoints, metrics.jsonl and the progress go to the "
-                    "run folder (out_dir).",
+                    f"{', '.join(bundled_config_names())}). Checkpoints, metrics.jsonl and the progress go to "
+                    "the run folder (out_dir).",
     )
     parser.add_argument("--config", help="YAML training config (path or bundled name); optional with --resume")
     parser.add_argument("--resume", nargs="?", const="", metavar="PATH",
@@ -45,6 +47,12 @@ def _changed_keys(config: Any, stored: dict[str, Any]) -> list[str]:
 
     current, before = _flatten(config_to_dict(config)), _flatten(stored)
     return sorted(key for key in current if current[key] != before.get(key))
+
+
+def _say_main(message: str) -> None:
+    """Print ``message`` in the main process only (rank 0 under torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(message)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -76,12 +84,17 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, out_dir=args.out or str(path.resolve().parent))
         if changed:
             print(f"resuming with settings changed from the checkpoint's: {', '.join(changed)}", file=sys.stderr)
+        done = stored.training_state.get("iteration")
+        if isinstance(done, int) and done >= config.optim.max_iter:
+            _say_main(f"nothing to train: {path} is at iteration {done} and optim.max_iter is "
+                      f"{config.optim.max_iter}; to train further, raise it (--set optim.max_iter=N)")
+            return 0
     elif args.out:
         config = dataclasses.replace(config, out_dir=args.out)
     result = run_training(config, stored)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in result.loss.items())
-        print(f"finished at iteration {result.iteration} ({summary})")
+        print(f"finished at iteration {result.iteration}" + (f" ({summary})" if summary else ""))
         print(f"checkpoint: {result.checkpoint}")
         if result.skipped_samples or result.skipped_steps:
             print(f"replaced unreadable samples: {result.skipped_samples}, skipped non-finite steps: "

@@ -21,13 +21,13 @@ from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
 from cornernet_saccade.backends.distributed import DistContext
-from cornernet_saccade.data.load import load_dataset
+from cornernet_saccade.data.load import detect_format, load_dataset
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
+from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
-from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 from cornernet_saccade.outputs import make_folder, same_file, write_text
 
 #: Names of ``COCOeval.stats[:6]``.
@@ -148,6 +148,20 @@ def _detect_all(detector: SaccadeDetector, records: Sequence[ImageRecord], categ
     return run
 
 
+def _require_coco(path: str | Path) -> None:
+    """AnnotationError when ``path`` is a VOC folder or split file or a CSV file: the scores need a
+    COCO JSON file. Paths of other extensions are left to the JSON reader."""
+    try:
+        found = detect_format(path)
+    except AnnotationError:
+        return
+    if found != "coco":
+        raise AnnotationError(
+            f"{path}: evaluation needs a COCO JSON annotation file (an object with 'images', 'annotations' "
+            f"and 'categories' lists, docs/training.md §1), not a {found.upper()} dataset"
+        )
+
+
 def _gathered(run: _DetectionRun) -> _DetectionRun:
     """Every process's run merged (a collective: all processes call it)."""
     import torch.distributed as dist
@@ -186,6 +200,7 @@ def evaluate_detector(
     order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
     scores.
     """
+    _require_coco(annotations)
     dataset = load_dataset(annotations, image_root=image_root, format="coco")
     ground_truth = load_ground_truth(annotations)
     class_ids = category_ids(detector.class_names, detector.model.num_classes,
@@ -204,7 +219,7 @@ def evaluate_detector(
         except OutputError as exc:
             write_error, target = str(exc), None
     metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
-    canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
+    canvas = padded_input_size(detector.config.full_size) if detector.config.mode == "full" else CROP_SIZE
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=metrics, per_class=per_class, images=len(run.image_ids),

@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from cornernet_saccade.config import config_from_dict, parse_yaml, read_yaml
+from cornernet_saccade.config import bundled_config_dir, bundled_config_names, config_from_dict, parse_yaml, read_yaml
 from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import SamplingConfig
 from cornernet_saccade.errors import ConfigError
@@ -76,6 +75,22 @@ class OptimConfig:
             raise ValueError("need max_iter >= 1, warmup_iters >= 0 and decay_steps >= 1")
         if list(self.decay_steps) != sorted(self.decay_steps):
             raise ValueError(f"decay_steps must be increasing, got {list(self.decay_steps)}")
+        self._check_schedule_fits()
+
+    def _check_schedule_fits(self) -> None:
+        """Warm-up and decay steps must lie within ``max_iter`` (beyond it they would never act)."""
+        late = [step for step in self.decay_steps if step > self.max_iter]
+        if late:
+            raise ValueError(
+                f"decay_steps {list(self.decay_steps)} lie beyond max_iter {self.max_iter} (the learning rate "
+                f"would never decay at {late}); give steps up to max_iter, e.g. "
+                f"[{self.max_iter * 9 // 10}], or [] for no decay"
+            )
+        if self.warmup_iters > self.max_iter:
+            raise ValueError(
+                f"warmup_iters {self.warmup_iters} is beyond max_iter {self.max_iter} (the warm-up would never "
+                f"finish); set it to at most max_iter, or 0 for none"
+            )
 
     def lr_factor(self, completed: int) -> float:
         """Multiplier of ``lr`` for the iteration after ``completed`` finished ones."""
@@ -219,10 +234,11 @@ def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 def bundled_config_path(name: str) -> Path:
     """Path of a config shipped with the package (``cornernet_saccade/configs/<name>.yaml``)."""
-    path = Path(str(resources.files("cornernet_saccade") / "configs" / f"{name}.yaml"))
+    path = bundled_config_dir() / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"no config file {name!r} and no bundled config of that name (bundled: {available})")
+        raise ConfigError(
+            f"no config file {name!r} and no bundled config of that name (bundled: {bundled_config_names()})"
+        )
     return path
 
 

@@ -256,6 +256,24 @@ class Trainer:
         self.skipped_samples = int(state["counters"]["skipped_samples"])
         self.skipped_steps = int(state["counters"]["skipped_steps"])
 
+    def describe(self) -> str:
+        """What the run is about to do (printed at its start): device, processes and CPU threads, the
+        data's image counts and classes, the iterations and batch, the run folder."""
+        config, context = self.config, self.context
+        val = f", {len(self.val_samples.dataset.records)} validation images" if self.val_samples else ""
+        names = ", ".join(self.class_names[:10]) + (", ..." if len(self.class_names) > 10 else "")
+        processes = f"{context.world_size} process{'es' * (context.world_size != 1)}"
+        threads = torch.get_num_threads()
+        start = f"iterations {self.iteration + 1}-{config.optim.max_iter}" if self.iteration else (
+            f"{config.optim.max_iter} iterations")
+        return "\n".join([
+            f"training on {self.device} ({processes}, {threads} CPU thread{'s' * (threads != 1)} each)",
+            f"data: {len(self.train_samples.dataset.records)} training images{val}; "
+            f"{len(self.class_names)} classes: {names}",
+            f"{start}, batch {config.batch_size} (grad_accum {config.grad_accum}), run folder "
+            f"{Path(config.out_dir).resolve()}",
+        ])
+
     def _say(self, message: str) -> None:
         if self.context.is_main:
             tqdm.write(message, file=sys.stderr)
@@ -271,6 +289,7 @@ class Trainer:
         if self.context.is_main:
             make_folder(Path(config.out_dir))
             self.logger.log("start", self.iteration, config=config_to_dict(config), world_size=self.context.world_size)
+        self._say(self.describe())
         bar = tqdm(total=stop, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=not self.context.is_main)
         try:

@@ -32,6 +32,7 @@ from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
 from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, NMS_METHODS, SaccadeConfig
 from cornernet_saccade.inference.views import (
+    clip_to_image,
     crop_to_image_pixels,
     full_image_window,
     location_windows,
@@ -39,6 +40,7 @@ from cornernet_saccade.inference.views import (
     paste_crops,
     window_offsets,
 )
+from cornernet_saccade.model.geometry import padded_input_size
 
 
 class SaccadeDetector:
@@ -85,7 +87,7 @@ class SaccadeDetector:
             else:
                 detections = self._detect_saccade(pixels, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
-            return self._merge(detections, trace)
+            return self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
 
     def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
         """:meth:`__call__` for each image (each image's crops depend on its own attention).
@@ -133,13 +135,17 @@ class SaccadeDetector:
         return torch.cat(found)
 
     def _detect_full(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
-        """Detections ``[M,8]`` (image pixels) of one pass over the whole padded image."""
+        """Detections ``[M,8]`` (image pixels) of one pass over the whole padded image.
+
+        The image is resized so its long side is ``full_size`` crop pixels and pasted at the
+        top-left of a zero canvas of side :func:`padded_input_size` (``full_size`` itself for the
+        official 511), so any ``full_size`` fits the hourglass; the padding holds no image."""
         cfg = self.config
         height, width = image.shape[1:]
         window = full_image_window((height, width), cfg.full_size)
         scale = cfg.full_size / window.side
         trace.crops.append(CropView(0, (height / 2, width / 2), scale, (0, 0, window.side, window.side)))
-        crops = paste_crops(image, [window], cfg.full_size)
+        crops = paste_crops(image, [window], padded_input_size(cfg.full_size))
         dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
         dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
         dets = dets.reshape(-1, 8)
@@ -202,8 +208,9 @@ class SaccadeDetector:
             proposals = location_nms(np.concatenate((proposals, references)))
         return proposals
 
-    def _merge(self, detections: Tensor, trace: SaccadeTrace) -> Detections:
-        """Per-class soft-NMS, ``max_per_image``, ``score_threshold``; best score first."""
+    def _merge(self, detections: Tensor, trace: SaccadeTrace, image_hw: tuple[int, int]) -> Detections:
+        """Per-class soft-NMS, ``max_per_image``, ``score_threshold``; best score first; boxes
+        clipped to the ``image_hw`` (height, width) image when ``clip_boxes``."""
         cfg = self.config
         labels = detections[:, 7].long()
         keep, scores = soft_nms(
@@ -216,8 +223,9 @@ class SaccadeDetector:
         keep, scores = keep[order], scores[order]
         labels = labels[keep].cpu().numpy()
         names = [self.class_names[i] for i in labels] if self.class_names is not None else None
+        boxes = detections[keep, :4].cpu().numpy()
         return Detections(
-            boxes=detections[keep, :4].cpu().numpy(),
+            boxes=clip_to_image(boxes, image_hw) if cfg.clip_boxes else boxes,
             scores=scores.cpu().numpy(),
             labels=labels,
             class_names=names,

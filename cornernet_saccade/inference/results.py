@@ -38,8 +38,9 @@ class SaccadeTrace:
 class Detections:
     """Detections of one image, best score first.
 
-    ``boxes`` float32 ``[M,4]`` x1, y1, x2, y2 in input-image pixels (not clipped to the image, as
-    the original); ``scores`` float32 ``[M]``; ``labels`` int64 ``[M]`` 0-based; ``class_names``
+    ``boxes`` float32 ``[M,4]`` x1, y1, x2, y2 in input-image pixels (clipped to the image unless
+    ``SaccadeConfig.clip_boxes`` is off, which gives the original's unclipped boxes); ``scores``
+    float32 ``[M]``; ``labels`` int64 ``[M]`` 0-based; ``class_names``
     the name of each detection's class (``None`` without names); ``trace`` how they were found.
     """
 

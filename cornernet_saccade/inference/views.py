@@ -121,3 +121,12 @@ def crop_to_image_pixels(detections: Tensor, scales: np.ndarray, offsets: np.nda
     shift = torch.as_tensor(offsets[:, [1, 0, 1, 0]], dtype=torch.float32, device=device).unsqueeze(1)
     boxes = (detections[..., :4].double() / scale).to(detections.dtype) + shift
     return torch.cat((boxes, detections[..., 4:]), dim=-1)
+
+
+def clip_to_image(boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """``boxes`` ``[M,4]`` x1, y1, x2, y2 in image pixels clipped to the ``(height, width)`` image:
+    x into ``[0, width]``, y into ``[0, height]`` (torchvision's ``clip_boxes_to_image``); a copy,
+    same dtype."""
+    height, width = image_hw
+    upper = np.array([width, height, width, height], dtype=boxes.dtype)
+    return np.clip(boxes, 0, upper).astype(boxes.dtype, copy=False)

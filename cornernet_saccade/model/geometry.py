@@ -27,6 +27,20 @@ def output_size(input_size: int) -> int:
     return -(-half // 2)
 
 
+#: Times each hourglass halves its input (its levels below the top); the heatmap side must be a
+#: multiple of ``2 ** HOURGLASS_HALVINGS``.
+HOURGLASS_HALVINGS = 3
+
+
+def padded_input_size(size: int) -> int:
+    """The smallest network input side (pixels) ``>= size`` the hourglass takes, of the original's
+    form ``32k - 1`` (255, 511, 1023...), whose heatmap side ``output_size`` is ``8k``: a canvas of
+    ``size`` pixels is padded (zeros at its bottom and right) to this side. ``500 -> 511``,
+    ``511 -> 511``, ``512 -> 543``."""
+    step = 4 * 2**HOURGLASS_HALVINGS
+    return -(-(size + 1) // step) * step - 1
+
+
 def attention_map_sizes(input_size: int, ratios: tuple[int, ...] = ATTENTION_RATIOS) -> list[int]:
     """Side of each attention map in cells: ``ceil(input_size / ratio)`` (16, 32, 64 for 255)."""
     return [-(-input_size // ratio) for ratio in ratios]
