@@ -215,7 +215,7 @@ def test_an_unwritable_run_folder_is_an_output_error(train_json: Path, tmp_path:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OutputError, match=f"{blocker / 'run'}"):
-        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1}))
+        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1, "decay_steps": []}))
 
 
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
@@ -370,3 +370,14 @@ def test_resume_cleans_up_after_a_killed_run(train_json: Path, tmp_path: Path) -
     first_part = [line for line in before if json.loads(line)["iteration"] <= 3]
     assert metrics.read_text().splitlines(keepends=True)[: len(first_part)] == first_part
     assert [r["kind"] for r in records].count("start") == 2
+
+
+def test_threads_key_sets_the_cpu_threads(train_json: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    before = torch.get_num_threads()
+    try:
+        run_training(tiny_config(train_json, tmp_path / "run", threads=1, optim={"max_iter": 1, "decay_steps": []}))
+        assert torch.get_num_threads() == 1 and "1 CPU thread each" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        tiny_config(train_json, tmp_path / "bad", threads=-1)

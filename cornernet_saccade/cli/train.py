@@ -27,6 +27,8 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--resume", nargs="?", const="", metavar="PATH",
                         help="continue a run from PATH (a checkpoint or a run folder; default: OUT/last.pt)")
     parser.add_argument("--out", help="run folder (overrides out_dir; default with --resume: the checkpoint's folder)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads per process (sets the config's threads; 0: all cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optim.lr=1e-4 --set batch_size=8 (repeatable)")
     parser.set_defaults(func=run, parser=parser)
@@ -68,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         args.parser.error("--config is required unless --resume is given")
+    if args.threads is not None:
+        args.set = [*args.set, f"threads={args.threads}"]
     config = load_train_config(args.config, args.set) if args.config else None
     stored = None
     if args.resume is not None:

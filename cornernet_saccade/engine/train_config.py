@@ -113,7 +113,8 @@ class TrainConfig:
     checkpoints kept (0: all). ``init_weights``: weights to start from (official ``.pkl``, a project
     checkpoint or a bundled model name; a different class count re-initialises the heatmap heads).
     ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
-    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``threads``: CPU threads of each process (0: torch's
+    default, all cores).
     """
 
     data: DataConfig
@@ -138,12 +139,15 @@ class TrainConfig:
     init_weights: str | None = None
     on_nonfinite: Literal["stop", "skip"] = "stop"
     device: str = "auto"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         counts = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "val_batches": self.val_batches}
         for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: all cores), got {self.threads}")
         periods = ("workers", "log_every", "val_every", "eval_every", "eval_images", "checkpoint_every", "keep_last")
         for name in periods:
             if getattr(self, name) < 0:

@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.backends.distributed import DistContext, setup, teardown
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
@@ -434,6 +435,7 @@ class Trainer:
 
 def run_training(config: TrainConfig, resume: StoredCheckpoint | None = None) -> TrainResult:
     """Train with ``config`` (in a torchrun job: as one of its processes), optionally resuming."""
+    set_threads(config.threads)
     context = setup(config.device)
     try:
         return Trainer(config, context, resume).run()
