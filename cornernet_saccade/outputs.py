@@ -98,3 +98,14 @@ def same_file(first: str | Path, second: str | Path) -> bool:
             return Path(path).absolute()
 
     return resolved(first) == resolved(second)
+
+
+def check_new_output(path: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> None:
+    """OutputError naming ``path`` when writing it would replace one of ``inputs`` (never allowed)
+    or an existing file (allowed with ``overwrite``)."""
+    for source in inputs:
+        if same_file(path, source):
+            raise OutputError(f"{path}: the output would replace the input {source}; choose another path")
+    if Path(path).exists() and not overwrite:
+        raise OutputError(f"{path}: already exists; choose another path or add --overwrite")
+

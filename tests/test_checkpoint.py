@@ -314,3 +314,18 @@ def test_a_failed_write_is_an_output_error_naming_the_path(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{blocker / 'w.safetensors'}: cannot write" in err and "Traceback" not in err
     assert list(tmp_path.iterdir()) == [blocker], "no temp file left behind"
+
+
+def test_export_weights_never_replaces_its_input_or_an_existing_file(tmp_path, capsys):
+    from cornernet_saccade.cli import main
+
+    out = tmp_path / "w.safetensors"
+    assert main(["export-weights", "--weights", "shapes", "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert main(["export-weights", "--weights", str(out), "--out", str(out), "--overwrite"]) == 1
+    assert "would replace the input" in capsys.readouterr().err and out.read_bytes() == first
+    mine = tmp_path / "mine.safetensors"
+    mine.write_text("keep")
+    assert main(["export-weights", "--weights", "shapes", "--out", str(mine)]) == 1
+    assert "already exists" in capsys.readouterr().err and mine.read_text() == "keep"
+    assert main(["export-weights", "--weights", "shapes", "--out", str(mine), "--overwrite"]) == 0

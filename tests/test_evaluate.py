@@ -97,7 +97,7 @@ def test_results_never_replace_the_annotations_or_an_existing_file(tmp_path: Pat
     before = val_json.read_bytes()
     code = main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(val_json)])
     err = capsys.readouterr().err
-    assert code == 1 and "would replace the annotation file" in err and "Traceback" not in err
+    assert code == 1 and f"would replace the input {val_json}" in err and "Traceback" not in err
     assert main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(val_json),
                  "--overwrite"]) == 1
     assert val_json.read_bytes() == before

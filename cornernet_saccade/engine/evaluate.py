@@ -28,7 +28,7 @@ from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
 from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
-from cornernet_saccade.outputs import make_folder, same_file, write_text
+from cornernet_saccade.outputs import check_new_output, make_folder, write_text
 
 #: Names of ``COCOeval.stats[:6]``.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -238,10 +238,7 @@ def results_target(results_path: str | Path | None, annotations: str | Path, ove
     target = Path(results_path)
     if target.is_dir():
         target = target / "detections.json"
-    if same_file(target, annotations):
-        raise OutputError(f"{target}: the results would replace the annotation file; choose another --out")
-    if target.exists() and not overwrite:
-        raise OutputError(f"{target}: already exists; choose another --out or add --overwrite")
+    check_new_output(target, overwrite, inputs=(annotations,))
     make_folder(target.parent)
     return target
 
