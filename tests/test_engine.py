@@ -215,7 +215,7 @@ def test_an_unwritable_run_folder_is_an_output_error(train_json: Path, tmp_path:
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(OutputError, match=f"{blocker / 'run'}"):
-        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1}))
+        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1, "decay_steps": []}))
 
 
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
@@ -298,7 +298,8 @@ def one_iteration_checkpoint(train_json: Path, tmp_path_factory: pytest.TempPath
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("one_iteration")
     config = tiny_config(train_json, out, checkpoint_every=1, log_every=0)
-    return run_training(dataclasses.replace(config, optim=dataclasses.replace(config.optim, max_iter=1))).checkpoint
+    optim = dataclasses.replace(config.optim, max_iter=1, decay_steps=())
+    return run_training(dataclasses.replace(config, optim=optim)).checkpoint
 
 
 @pytest.mark.parametrize(
