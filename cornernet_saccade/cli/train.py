@@ -88,14 +88,13 @@ def run(args: argparse.Namespace) -> int:
         config = dataclasses.replace(config, out_dir=args.out or str(path.resolve().parent))
         if changed:
             print(f"resuming with settings changed from the checkpoint's: {', '.join(changed)}", file=sys.stderr)
-        done = stored.training_state.get("iteration")
-        if isinstance(done, int) and done >= config.optim.max_iter:
-            _say_main(f"nothing to train: {path} is at iteration {done} and optim.max_iter is "
-                      f"{config.optim.max_iter}; to train further, raise it (--set optim.max_iter=N)")
-            return 0
     elif args.out:
         config = dataclasses.replace(config, out_dir=args.out)
     result = run_training(config, stored)
+    if not result.loss and result.iteration >= config.optim.max_iter:
+        _say_main(f"nothing to train: the run is at iteration {result.iteration} and optim.max_iter is "
+                  f"{config.optim.max_iter}; to train further, raise it (--set optim.max_iter=N)")
+        return 0
     if int(os.environ.get("RANK", "0")) == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in result.loss.items())
         print(f"finished at iteration {result.iteration}" + (f" ({summary})" if summary else ""))

@@ -84,7 +84,7 @@ class OptimConfig:
             raise ValueError(
                 f"decay_steps {list(self.decay_steps)} lie beyond max_iter {self.max_iter} (the learning rate "
                 f"would never decay at {late}); give steps up to max_iter, e.g. "
-                f"[{self.max_iter * 9 // 10}], or [] for no decay"
+                f"[{max(1, self.max_iter * 9 // 10)}], or [] for no decay"
             )
         if self.warmup_iters > self.max_iter:
             raise ValueError(
