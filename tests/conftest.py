@@ -25,3 +25,12 @@ def filled_official_model():
     from cornernet_saccade import CornerNetSaccade
 
     return fill_model(CornerNetSaccade()).eval()
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_count():
+    """Commands run in-process with ``--threads N`` change torch's global thread count; results that
+    are compared bit for bit (the demo trace) depend on it, so each test gets the suite's count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
