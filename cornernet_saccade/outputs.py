@@ -88,16 +88,17 @@ def make_folder(folder: Path) -> None:
         raise OutputError(f"{folder}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
-def same_file(first: str | Path, second: str | Path) -> bool:
-    """Whether two paths name the same file (resolving links; an unresolvable path is compared as
-    written)."""
-    def resolved(path: str | Path) -> Path:
-        try:
-            return Path(path).resolve()
-        except OSError:
-            return Path(path).absolute()
+def resolved_path(path: str | Path) -> Path:
+    """``path`` with links resolved (made absolute as written when it cannot be resolved)."""
+    try:
+        return Path(path).resolve()
+    except OSError:
+        return Path(path).absolute()
 
-    return resolved(first) == resolved(second)
+
+def same_file(first: str | Path, second: str | Path) -> bool:
+    """Whether two paths name the same file (see :func:`resolved_path`)."""
+    return resolved_path(first) == resolved_path(second)
 
 
 def check_new_output(path: str | Path, overwrite: bool = False, inputs: tuple[str | Path, ...] = ()) -> None:

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from test_saccade import CLASS_NAMES, SCENE, RectangleFinder, scene
 
-from cornernet_saccade.engine.analyze import STAGES, RecallReport, box_iou, object_stages
+from cornernet_saccade.engine.analyze import STAGES, RecallReport, object_stages
 from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.results import box_iou
 
 PRESENT = np.array([SCENE[0], SCENE[1]], np.float64)
 #: A blue object in the ground truth that the image does not show.

@@ -13,6 +13,7 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cornernet_saccade.cli.common import (
@@ -93,8 +94,6 @@ def _positive_int(text: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Detect on every input image; write the results and pictures; print the summary table."""
-    from pathlib import Path
-
     paths, skipped = find_images(args.inputs, args.recursive, exclude=Path(args.out))
     for item in skipped:
         print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
@@ -194,8 +193,6 @@ def _naming(path: object, exc: Exception) -> str:
 
 def summary_table(records: Sequence[ImageRecord]) -> str:
     """Aligned text table: image, detections, top classes, crops looked at, seconds."""
-    from pathlib import Path
-
     rows = []
     for record in records:
         names = Counter(entry["category"] for entry in record.results).most_common(TOP_CLASSES)

@@ -28,31 +28,22 @@ import numpy as np
 from tqdm import tqdm
 
 from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.data.samples import SamplingConfig
 from cornernet_saccade.errors import CornerNetSaccadeError
 from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.results import Detections, box_iou
 from cornernet_saccade.model.geometry import CROP_SIZE
 from cornernet_saccade.tables import format_table
 
 STAGES = ("covered", "proposed", "detected", "kept", "found")
 #: Long sides (crop pixels) of the objects the training samples show: the sampler's smallest
 #: reference object (its ``min_scale``) up to the crop.
-TRAINED_LONG_SIDE = (16.0, float(CROP_SIZE))
+TRAINED_LONG_SIDE = (float(SamplingConfig.min_scale), float(CROP_SIZE))
 MATCH_IOU = 0.5
 #: COCO's size tiers by area (image pixels squared).
 SIZE_TIERS = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, float("inf")))
 #: Test-time caps whose cost :func:`cap_costs` measures (each run again at twice its value).
 CAPS = ("top_k", "num_dets", "att_max_crops", "max_per_image")
-
-
-def box_iou(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """IoU of every box of ``first [N,4]`` with every box of ``second [M,4]`` (x1, y1, x2, y2): ``[N,M]``."""
-    top_left = np.maximum(first[:, None, :2], second[None, :, :2])
-    bottom_right = np.minimum(first[:, None, 2:], second[None, :, 2:])
-    overlap = np.prod(np.clip(bottom_right - top_left, 0, None), axis=2)
-    area1 = np.prod(first[:, 2:] - first[:, :2], axis=1)
-    area2 = np.prod(second[:, 2:] - second[:, :2], axis=1)
-    return overlap / np.maximum(area1[:, None] + area2[None, :] - overlap, 1e-12)
 
 
 def _matched(boxes: np.ndarray, labels: np.ndarray, found: np.ndarray, found_labels: np.ndarray) -> np.ndarray:
@@ -110,7 +101,8 @@ class RecallReport:
     cap_costs: dict[str, float] = field(default_factory=dict)
 
     def add(self, stages: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> None:
-        areas = np.prod(np.asarray(boxes, np.float64).reshape(-1, 4)[:, 2:] - np.asarray(boxes).reshape(-1, 4)[:, :2], 1)
+        corners = np.asarray(boxes, np.float64).reshape(-1, 4)
+        areas = np.prod(corners[:, 2:] - corners[:, :2], axis=1)
         self.stages += list(stages)
         self.sizes += [next(name for name, low, high in SIZE_TIERS if low <= area < high) for area in areas]
         self.labels += [int(label) for label in labels]

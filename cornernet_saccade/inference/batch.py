@@ -22,7 +22,7 @@ from cornernet_saccade.errors import OutputError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
-from cornernet_saccade.outputs import atomic_write, make_folder, write_text
+from cornernet_saccade.outputs import atomic_write, make_folder, resolved_path, write_text
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import SaccadeDetector
@@ -86,14 +86,14 @@ def find_images(
     """
     paths: list[Path] = []
     skipped: list[SkippedInput] = []
-    excluded = _resolved(exclude) if exclude is not None else None
+    excluded = resolved_path(exclude) if exclude is not None else None
     for item in inputs:
         path = Path(item)
         if not path.is_dir():
             paths.append(path)
             continue
         found = sorted(path.rglob("*") if recursive else path.glob("*"))
-        skip = excluded if excluded is not None and _resolved(path) in excluded.parents else None
+        skip = excluded if excluded is not None and resolved_path(path) in excluded.parents else None
         for candidate in found:
             if candidate.suffix.lower() not in IMAGE_EXTENSIONS or _inside(candidate, skip):
                 continue
@@ -182,11 +182,11 @@ class OutputFolder:
         return str(job.path) in self.records
 
     def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
-        inputs = {_resolved(job.path) for job in jobs}
+        inputs = {resolved_path(job.path) for job in jobs}
         planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
         planned += [self.folder / RESULTS_NAME, self.lines_path] if self.writes_results else [self.lines_path]
         for path in planned:
-            if _resolved(path) in inputs:
+            if resolved_path(path) in inputs:
                 raise OutputError(f"{path}: an output would replace an input image of this run; choose "
                                   f"another output folder")
         if not may_replace:
@@ -270,13 +270,6 @@ def read_records(path: Path) -> dict[str, ImageRecord]:
             raise OutputError(f"{path}: line {number} is not a result line of this program") from None
         records[record.file_name] = record
     return records
-
-
-def _resolved(path: Path) -> Path:
-    try:
-        return path.resolve()
-    except OSError:
-        return path.absolute()
 
 
 def results_json(results: Sequence[dict[str, Any]]) -> str:

@@ -89,6 +89,18 @@ class Detections:
         self.draw(image).save(path)
 
 
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``[N,M]`` of boxes ``a`` ``[N,4]`` and ``b`` ``[M,4]`` (x1, y1, x2, y2; continuous areas)."""
+    a, b = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = width * height
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
 def coco_results(image_id: int, detections: Detections, category_ids: Sequence[int]) -> list[dict[str, Any]]:
     """One image's detections as COCO result entries (bbox ``[x, y, w, h]`` and score rounded to 2
     decimals, as the original)."""
