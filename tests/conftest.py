@@ -11,7 +11,9 @@ from cornernet_saccade.testing import fill_model
 
 DATA = Path(__file__).parent / "data"
 
-torch.set_num_threads(2)
+#: The suite's torch thread count; every test starts with it.
+SUITE_THREADS = 2
+torch.set_num_threads(SUITE_THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -29,8 +31,7 @@ def filled_official_model():
 
 @pytest.fixture(autouse=True)
 def _restore_thread_count():
-    """Commands run in-process with ``--threads N`` change torch's global thread count; results that
-    are compared bit for bit (the demo trace) depend on it, so each test gets the suite's count back."""
-    threads = torch.get_num_threads()
+    """Commands run in-process with ``--threads N`` (and fixtures) change torch's global thread count;
+    results compared bit for bit (the demo trace) depend on it, so every test ends with the suite's."""
     yield
-    torch.set_num_threads(threads)
+    torch.set_num_threads(SUITE_THREADS)

@@ -295,9 +295,8 @@ def test_unknown_resume_target(tmp_path: Path, capsys: pytest.CaptureFixture) ->
 @pytest.fixture(scope="module")
 def one_iteration_checkpoint(train_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A training checkpoint after one iteration of the tiny run."""
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("one_iteration")
-    config = tiny_config(train_json, out, checkpoint_every=1, log_every=0)
+    config = tiny_config(train_json, out, checkpoint_every=1, log_every=0, threads=1)
     optim = dataclasses.replace(config.optim, max_iter=1, decay_steps=())
     return run_training(dataclasses.replace(config, optim=optim)).checkpoint
 
