@@ -41,9 +41,9 @@ from common import (
 )
 
 from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.results import Detections, box_iou
+from cornernet_saccade.tables import format_table
 
 REFERENCE = "eager"
 COMPARED_BACKENDS = tuple(name for name in BACKENDS if name != REFERENCE)
@@ -87,18 +87,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="largest score difference of a match (default 0.02)")
     add_threads_argument(parser)
     return parser.parse_args(argv)
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[N,M]`` of boxes ``a`` ``[N,4]`` and ``b`` ``[M,4]`` (x1, y1, x2, y2; continuous areas)."""
-    a, b = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
-    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
-    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
-    inter = width * height
-    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
-    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def count_matched(query: Detections, candidates: Detections, rule: MatchRule) -> tuple[int, int]:

@@ -30,8 +30,8 @@ from common import (
     official_model,
 )
 
-from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.tables import format_table
 
 #: The original's seconds per batch of crops (docs/reference.md §B9).
 ORIGINAL_SECONDS = {30: 20.1, 8: 4.4, 1: 0.44}

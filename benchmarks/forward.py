@@ -42,8 +42,8 @@ from common import (
     official_model,
 )
 
-from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.tables import format_table
 
 #: The original's medians in seconds (docs/reference.md §B9, fp32, 2 threads): (C++ pools, pure-torch pools).
 ORIGINAL_SECONDS = {

@@ -48,10 +48,10 @@ from common import (
 )
 
 from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.results import Detections
 from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.tables import format_table
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "onnxruntime")
 MODES = ("saccade", "full")

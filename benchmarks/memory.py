@@ -42,8 +42,8 @@ from common import (
 
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import make_backend
-from cornernet_saccade.cli.detect import format_table
 from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.tables import format_table
 
 DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "fast-bf16", "onnxruntime")
 HEADER = ("backend", "weights MB", "RSS built MB", "RSS run MB", "peak MB")

@@ -149,3 +149,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def bundled_config_dir() -> Path:
+    """The folder of the training configs shipped with the package (``cornernet_saccade/configs``)."""
+    from importlib import resources
+
+    return Path(str(resources.files("cornernet_saccade") / "configs"))
+
+
+def bundled_config_names() -> list[str]:
+    """Names of the bundled training configs (``configs/*.yaml`` without the suffix), sorted."""
+    return sorted(p.stem for p in bundled_config_dir().glob("*.yaml"))

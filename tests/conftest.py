@@ -5,12 +5,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from detect_fixtures import folder, weights  # noqa: F401 (fixtures of the detect tests)
 
 from cornernet_saccade.testing import fill_model
 
 DATA = Path(__file__).parent / "data"
 
-torch.set_num_threads(2)
+#: The suite's torch thread count; every test starts with it.
+SUITE_THREADS = 2
+torch.set_num_threads(SUITE_THREADS)
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +27,11 @@ def filled_official_model():
     from cornernet_saccade import CornerNetSaccade
 
     return fill_model(CornerNetSaccade()).eval()
+
+
+@pytest.fixture(autouse=True)
+def _restore_thread_count():
+    """Commands run in-process with ``--threads N`` (and fixtures) change torch's global thread count;
+    results compared bit for bit (the demo trace) depend on it, so every test ends with the suite's."""
+    yield
+    torch.set_num_threads(SUITE_THREADS)

@@ -98,3 +98,19 @@ def test_image_root_option(tmp_path, capsys):
     assert code == 0
     code, out, _ = _run(capsys, str(moved / "instances.json"), "--image-root", str(tmp_path))
     assert code == 1 and "image file not found" in out
+
+
+def test_categories_sharing_a_name_are_counted_apart_and_reported(tmp_path, capsys):
+    """Two categories named "cat" (ids 2 and 90): each keeps its own count, and a warning says so."""
+    path = make_valid_coco(tmp_path)
+    document = json.loads(path.read_text())
+    document["categories"] = [{"id": 5, "name": "dog"}, {"id": 2, "name": "cat"}, {"id": 90, "name": "cat"}]
+    path.write_text(json.dumps(document))
+    report = check_dataset(load_dataset(path), progress=False)
+    assert report.boxes_per_class() == {"cat (label 0)": 1, "dog": 1, "cat (label 2)": 1}
+    assert sum(report.boxes_per_class().values()) == 3
+    code, out, _ = _run(capsys, str(path))
+    assert code == 0
+    assert "boxes: 3 in 3 classes" in out
+    assert f"{path}: warning: class name 'cat' is shared by labels [0, 2]" in out
+    assert "warning  duplicate class name: 1" in out

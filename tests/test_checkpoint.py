@@ -1,15 +1,18 @@
 """Checkpoints: the official layout, our formats, refusal of code payloads, clear errors."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
+import stat
+import time
 
 import pytest
 import torch
 
 from cornernet_saccade import CornerNetSaccade, load_checkpoint, read_checkpoint, save_checkpoint
 from cornernet_saccade.errors import CheckpointError
-from cornernet_saccade.model.checkpoint import atomic_write
+from cornernet_saccade.outputs import atomic_write
 
 SMALL = dict(num_classes=4, num_stacks=2, dims=(8, 8, 12, 16), stem_dim=8, pool_dim=8, head_dim=8)
 
@@ -191,3 +194,138 @@ def test_export_weights_keeps_config_and_class_names(tmp_path):
     loaded = CornerNetSaccade.from_checkpoint(out)
     x = torch.randn(1, 3, 127, 127)
     assert all(torch.equal(a, b) for a, b in zip(outputs(loaded, x), outputs(model, x)))
+
+
+def _write_safetensors(path, model: CornerNetSaccade, **metadata: str):
+    """``model``'s weights as safetensors with exactly the given metadata entries."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path), metadata=metadata)
+    return path
+
+
+def forbid_real_model_builds(monkeypatch) -> None:
+    """From now on fail as soon as a CornerNetSaccade is built anywhere but on the meta device (where
+    tensors have shapes and no memory): the checks must refuse a bad config before allocating."""
+    original = CornerNetSaccade.__init__
+
+    def guarded(self, *args, **kwargs):
+        if torch.get_default_device().type != "meta":
+            raise AssertionError("a model was built (memory allocated) before the config was checked")
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CornerNetSaccade, "__init__", guarded)
+
+
+@pytest.mark.parametrize("dims", [[200000, 8, 12, 16], [2000, 8, 12, 16]])
+def test_model_config_too_big_for_the_file_is_refused_before_allocation(tmp_path, monkeypatch, dims):
+    """A small file whose model_config asks for a huge network: refused from shapes alone, quickly."""
+    config = {**SMALL, "dims": dims, "modules": [1, 1, 1, 1]}
+    path = _write_safetensors(tmp_path / "huge.safetensors", small_model(), model_config=json.dumps(config))
+    forbid_real_model_builds(monkeypatch)
+    start = time.monotonic()
+    with pytest.raises(CheckpointError, match="huge.safetensors: does not fit the model config") as info:
+        CornerNetSaccade.from_checkpoint(path)
+    assert time.monotonic() - start < 10
+    assert "mis-shaped keys" in str(info.value) and "values, the file holds" in str(info.value)
+
+
+def test_model_config_asking_for_more_blocks_than_tensors_is_refused(tmp_path, monkeypatch):
+    """num_stacks=10**6 would take hours even to build on the meta device: refused from counts."""
+    config = {**SMALL, "num_stacks": 10**6}
+    path = _write_safetensors(tmp_path / "deep.safetensors", small_model(), model_config=json.dumps(config))
+    forbid_real_model_builds(monkeypatch)
+    with pytest.raises(CheckpointError, match="deep.safetensors: .* needs at least 4000000 tensors"):
+        CornerNetSaccade.from_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "metadata, problem",
+    [
+        ({"model_config": "{not json"}, "'model_config' is not valid JSON"),
+        ({"model_config": "[1, 2]"}, "model_config: expected a mapping"),
+        ({"model_config": json.dumps({**SMALL, "dims": "wide"})}, "model_config.dims: expected a list"),
+        ({"model_config": json.dumps({**SMALL, "num_stacks": 0})}, "num_classes and num_stacks must be >= 1"),
+        ({"model_config": json.dumps({**SMALL, "layers": 3})}, "unknown key"),
+        ({"class_names": "[\"a\", "}, "'class_names' is not valid JSON"),
+        ({"class_names": "{\"a\": 1}"}, "class_names is not a list of strings"),
+        ({"class_names": "[1, 2, 3, 4]"}, "class_names is not a list of strings"),
+        ({"test_settings": "3"}, "test_settings is not a mapping"),
+    ],
+)
+def test_malformed_safetensors_metadata_gets_clear_error(tmp_path, metadata, problem):
+    base = {"model_config": json.dumps(SMALL)}
+    path = _write_safetensors(tmp_path / "meta.safetensors", small_model(), **{**base, **metadata})
+    with pytest.raises(CheckpointError, match="meta.safetensors") as info:
+        CornerNetSaccade.from_checkpoint(path)
+    assert problem in str(info.value)
+
+
+@pytest.mark.parametrize("entry", [{"class_names": 5}, {"class_names": ["a", None]}, {"test_settings": [1]},
+                                   {"model_config": "small"}])
+def test_wrong_typed_entries_of_a_torch_checkpoint_get_clear_error(tmp_path, entry):
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, small_model())
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, **entry}, path)
+    with pytest.raises(CheckpointError, match="model.pt"):
+        CornerNetSaccade.from_checkpoint(path)
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_nonfinite_weights_are_refused(tmp_path, value, suffix):
+    model = small_model()
+    with torch.no_grad():
+        model.state_dict()["tl_heats.1.1.weight"][0, 0, 0, 0] = value
+        model.state_dict()["hg.pre.0.bn.running_var"][1] = value
+    path = tmp_path / f"broken{suffix}"
+    save_checkpoint(path, model)
+    with pytest.raises(CheckpointError, match=f"broken{suffix}: non-finite weights") as info:
+        CornerNetSaccade.from_checkpoint(path)
+    assert "tl_heats.1.1.weight" in str(info.value) and "hg.pre.0.bn.running_var" in str(info.value)
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_checkpoint(small_model(), path)
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".safetensors"])
+def test_saved_files_honour_the_umask(tmp_path, suffix):
+    """Weights are created like any file (0666 minus the umask), not 0600 as a bare mkstemp file."""
+    previous = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / f"model{suffix}", small_model())
+        os.umask(0o027)
+        save_checkpoint(tmp_path / f"other{suffix}", small_model())
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(tmp_path / f"model{suffix}").st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(tmp_path / f"other{suffix}").st_mode) == 0o640
+
+
+def test_a_failed_write_is_an_output_error_naming_the_path(tmp_path, capsys):
+    from cornernet_saccade.cli import main
+    from cornernet_saccade.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=f"{blocker / 'sub' / 'w.pt'}: cannot write"):
+        atomic_write(blocker / "sub" / "w.pt", lambda tmp: None)
+    assert main(["export-weights", "--weights", "shapes", "--out", str(blocker / "w.safetensors")]) == 1
+    err = capsys.readouterr().err
+    assert f"{blocker / 'w.safetensors'}: cannot write" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == [blocker], "no temp file left behind"
+
+
+def test_export_weights_never_replaces_its_input_or_an_existing_file(tmp_path, capsys):
+    from cornernet_saccade.cli import main
+
+    out = tmp_path / "w.safetensors"
+    assert main(["export-weights", "--weights", "shapes", "--out", str(out)]) == 0
+    first = out.read_bytes()
+    assert main(["export-weights", "--weights", str(out), "--out", str(out), "--overwrite"]) == 1
+    assert "would replace the input" in capsys.readouterr().err and out.read_bytes() == first
+    mine = tmp_path / "mine.safetensors"
+    mine.write_text("keep")
+    assert main(["export-weights", "--weights", "shapes", "--out", str(mine)]) == 1
+    assert "already exists" in capsys.readouterr().err and mine.read_text() == "keep"
+    assert main(["export-weights", "--weights", "shapes", "--out", str(mine), "--overwrite"]) == 0

@@ -6,60 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
-from PIL import Image
+from detect_fixtures import NAMES, detect, tiny_model
 
-from cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.cli import main
-from cornernet_saccade.cli.detect import expand_inputs, image_ids, output_stems
 from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.inference.batch import find_images, image_ids, output_stems
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, category_ids, resolve_class_names
-from cornernet_saccade.model.checkpoint import save_checkpoint
-
-NAMES = ["circle", "star", "square"]
-
-
-def tiny_model() -> CornerNetSaccade:
-    """A 3-class 8-channel network whose random outputs still give boxes and zoomed crops: equal
-    tags (every corner pair matches), class 0 always the top heat, attention above the threshold."""
-    torch.manual_seed(0)
-    model = CornerNetSaccade(num_classes=3, num_stacks=1, dims=(8, 8, 8, 8), stem_dim=8, pool_dim=8, head_dim=8)
-    with torch.no_grad():
-        for tag in (model.tl_tags[0][1], model.br_tags[0][1]):
-            tag.weight.zero_()
-            tag.bias.zero_()
-        for heat in (model.tl_heats[0][1], model.br_heats[0][1]):
-            heat.weight.copy_(heat.weight[:1].expand_as(heat.weight) * 3)
-            heat.bias.copy_(torch.tensor([0.0, -0.5, -1.0]))
-        for attention in model.att_modules[0]:
-            attention[1].bias.fill_(0.5)
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("weights") / "tiny.pt"
-    save_checkpoint(path, tiny_model(), class_names=NAMES)
-    return path
-
-
-@pytest.fixture
-def folder(tmp_path) -> Path:
-    root = tmp_path / "images"
-    root.mkdir()
-    rng = np.random.default_rng(0)
-    for name, size in (("first.png", (120, 160)), ("second.jpg", (150, 100))):
-        pixels = rng.integers(0, 255, (*size, 3), dtype=np.uint8)
-        pixels[20:70, 30:90] = (230, 40, 40)
-        Image.fromarray(pixels).save(root / name)
-    (root / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" + bytes(200))
-    (root / "notes.txt").write_text("not an image")
-    return root
-
-
-def detect(*args: str) -> int:
-    return main(["detect", *map(str, args)])
 
 
 def test_detect_folder_skips_the_corrupt_image(weights, folder, tmp_path, capsys):
@@ -144,9 +96,9 @@ def test_inputs_ids_and_picture_names(folder):
     sub = folder / "sub"
     sub.mkdir()
     (sub / "first.PNG").write_bytes(b"x")
-    flat = expand_inputs([str(folder)])
-    assert [p.name for p in flat] == ["broken.jpg", "first.png", "second.jpg"]
-    deep = expand_inputs([str(folder), str(folder / "first.png")], recursive=True)
+    flat, skipped = find_images([str(folder)])
+    assert [p.name for p in flat] == ["broken.jpg", "first.png", "second.jpg"] and not skipped
+    deep, _ = find_images([str(folder), str(folder / "first.png")], recursive=True)
     names = [p.relative_to(folder).as_posix() for p in deep]
     assert names == ["broken.jpg", "first.png", "second.jpg", "sub/first.PNG"]
     assert output_stems(deep) == ["broken", "first", "second", "first_2"]

@@ -23,9 +23,9 @@ import torch
 import yaml
 from engine_fixtures import one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
 
+from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset, collate
-from cornernet_saccade.engine.distributed import DistContext
 from cornernet_saccade.engine.loader import IndexStream
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, loss_normalizers
 from cornernet_saccade.engine.train_config import TrainConfig
@@ -43,7 +43,7 @@ def train_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def one_step_config(train_json: Path, out: Path, **top) -> TrainConfig:
-    return tiny_config(train_json, out, batchnorm="frozen", optim={"lr": 1e-3, "max_iter": 1}, **top)
+    return tiny_config(train_json, out, batchnorm="frozen", optim={"lr": 1e-3, "max_iter": 1, "decay_steps": []}, **top)
 
 
 def first_batch(config: TrainConfig) -> dict[str, torch.Tensor]:
@@ -121,7 +121,7 @@ def test_two_processes_match_whole_batch(train_json: Path, tmp_path: Path, refer
     """torchrun with 2 processes x 2 images (DDP, gloo) == 1 process x 4 images, and the same weights."""
     config_path = tmp_path / "ddp.yaml"
     config = tiny_config_dict(train_json, tmp_path / "ddp", batchnorm="frozen")
-    config["optim"] = {"lr": 1e-3, "max_iter": 1}
+    config["optim"] = {"lr": 1e-3, "max_iter": 1, "decay_steps": []}
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",

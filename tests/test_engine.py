@@ -2,6 +2,8 @@
 learning-rate schedule, config validation and the data stream."""
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -15,9 +17,9 @@ import yaml
 from engine_fixtures import TINY_MODEL, one_thread, tiny_config, tiny_config_dict, write_box_dataset  # noqa: F401
 
 from cornernet_saccade.backends.device import resolve_device
+from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.cli import main
 from cornernet_saccade.engine import trainer as trainer_module
-from cornernet_saccade.engine.distributed import DistContext
 from cornernet_saccade.engine.loader import IndexStream, StreamLayout
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, LossOutput
 from cornernet_saccade.engine.metrics import read_metrics
@@ -70,7 +72,7 @@ def test_resume_after_sigkill(train_json: Path, tmp_path: Path) -> None:
     readable last.pt; resuming from it gives the weights of an uninterrupted run."""
     config_path = tmp_path / "run.yaml"
     config = tiny_config_dict(train_json, tmp_path / "killed", checkpoint_every=1, log_every=0)
-    config["optim"]["max_iter"] = 100_000
+    config["optim"].update(max_iter=100_000, decay_steps=[])  # resumed below with a lower max_iter
     config_path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "cornernet_saccade", "train", "--config", str(config_path)],
@@ -160,7 +162,7 @@ def test_fine_tuning_from_official_layout_with_other_classes(train_json: Path, t
     source = CornerNetSaccade({**TINY_MODEL, "num_classes": 5}).state_dict()
     weights = tmp_path / "official_layout.pkl"
     torch.save({f"module.{k}": v for k, v in source.items()}, weights)
-    config = tiny_config(train_json, tmp_path / "run", init_weights=str(weights), optim={"max_iter": 1})
+    config = tiny_config(train_json, tmp_path / "run", init_weights=str(weights), optim={"max_iter": 1, "decay_steps": []})
     with pytest.warns(UserWarning, match="number of classes differs"):
         model = build_model(config, DistContext(0, 1, torch.device("cpu")), init_weights=True)
     class_heads = {f"{corner}_heats.{stack}.1.{kind}" for corner in ("tl", "br") for stack in (0, 1)
@@ -175,9 +177,45 @@ def test_fine_tuning_from_official_layout_with_other_classes(train_json: Path, t
 
 
 def test_refuses_to_overwrite_a_run(train_json: Path, tmp_path: Path) -> None:
-    run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
+    run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1, "decay_steps": []}))
     with pytest.raises(ConfigError, match="--resume"):
-        run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1}))
+        run_training(tiny_config(train_json, tmp_path / "run", optim={"max_iter": 1, "decay_steps": []}))
+
+
+def test_training_says_what_it_does_and_a_finished_run_says_so(train_json: Path, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture) -> None:
+    config_path = tmp_path / "run.yaml"
+    config = tiny_config_dict(train_json, tmp_path / "run", checkpoint_every=0)
+    config["optim"].update(max_iter=2, decay_steps=[])
+    config_path.write_text(yaml.safe_dump(config))
+    assert main(["train", "--config", str(config_path)]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    for part in ("training on cpu (1 process, 1 CPU thread each)", "data: 8 training images; 3 classes:",
+                 "2 iterations, batch 4 (grad_accum 1), run folder", str((tmp_path / "run").resolve())):
+        assert part in err
+    assert main(["train", "--resume", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to train" in out and "iteration 2 and optim.max_iter is 2" in out and "()" not in out
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("optim.decay_steps=[4, 9]", r"decay_steps \[4, 9\] lie beyond max_iter 6"),
+    ("optim.warmup_iters=7", "warmup_iters 7 is beyond max_iter 6"),
+])
+def test_schedule_beyond_max_iter_is_a_config_error(override: str, message: str, tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(tiny_config_dict(tmp_path / "train.json", tmp_path / "run")))
+    with pytest.raises(ConfigError, match=rf"run\.yaml.*optim: {message}"):
+        load_train_config(path, [override])
+
+
+def test_an_unwritable_run_folder_is_an_output_error(train_json: Path, tmp_path: Path) -> None:
+    from cornernet_saccade.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match=f"{blocker / 'run'}"):
+        run_training(tiny_config(train_json, blocker / "run", optim={"max_iter": 1, "decay_steps": []}))
 
 
 def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
@@ -252,3 +290,94 @@ def test_stream_is_a_pure_function_of_seed_and_position() -> None:
 def test_unknown_resume_target(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--resume", str(tmp_path / "nothing")]) == 1
     assert "no checkpoint to resume from" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def one_iteration_checkpoint(train_json: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A training checkpoint after one iteration of the tiny run."""
+    out = tmp_path_factory.mktemp("one_iteration")
+    config = tiny_config(train_json, out, checkpoint_every=1, log_every=0, threads=1)
+    optim = dataclasses.replace(config.optim, max_iter=1, decay_steps=())
+    return run_training(dataclasses.replace(config, optim=optim)).checkpoint
+
+
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        ({"iteration": [1]}, "training state.iteration is list"),
+        ({"iteration": True}, "training state.iteration is bool"),
+        ({"iteration": -5}, "iteration is negative"),
+        ({"optimizer": [1, 2]}, "training state.optimizer is list"),
+        ({"optimizer": {"state": {}, "param_groups": "all"}}, "optimizer.param_groups is str"),
+        ({"rng": "seeded"}, "training state.rng is str"),
+        ({"rng": {"torch": 5}}, "training state.rng.torch is int"),
+        ({"counters": {"skipped_samples": "0", "skipped_steps": 0}}, "counters.skipped_samples is str"),
+        ({"scheduler": None}, "training state.scheduler is NoneType"),
+        ({"config": ["lr", 1]}, "training state.config is list"),
+    ],
+)
+def test_resume_from_wrong_typed_training_state_gets_clear_error(
+    one_iteration_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, change: dict, problem: str
+) -> None:
+    payload = torch.load(one_iteration_checkpoint, weights_only=True)
+    path = tmp_path / "edited.pt"
+    torch.save({**payload, **change}, path)
+    assert main(["train", "--resume", str(path), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}: malformed training checkpoint: training state." in err and problem in err
+
+
+def test_resume_from_malformed_rng_state_gets_clear_error(one_iteration_checkpoint: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """Right types, wrong contents (a numpy key array of the wrong length)."""
+    payload = torch.load(one_iteration_checkpoint, weights_only=True)
+    payload["rng"]["numpy"]["keys"] = torch.zeros(3, dtype=torch.int64)
+    path = tmp_path / "edited.pt"
+    torch.save(payload, path)
+    assert main(["train", "--resume", str(path), "--out", str(tmp_path / "run")]) == 1
+    assert f"{path}: malformed RNG state" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_model_config_that_does_not_fit_before_building(
+    one_iteration_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checkpoint's stored training config asks for a network far too wide for its weights."""
+    payload = torch.load(one_iteration_checkpoint, weights_only=True)
+    payload["config"]["model"]["dims"] = [200000, 8, 8, 8]
+    path = tmp_path / "edited.pt"
+    torch.save(payload, path)
+    monkeypatch.setattr(trainer_module, "build_model", lambda *args, **kwargs: pytest.fail("model built"))
+    assert main(["train", "--resume", str(path), "--out", str(tmp_path / "run")]) == 1
+    assert f"{path}: does not fit the model config" in capsys.readouterr().err
+
+
+def test_resume_cleans_up_after_a_killed_run(train_json: Path, tmp_path: Path) -> None:
+    """Resuming from iteration 3 of a run that reached 6 (as after a kill): the save temp files left
+    by a kill are removed (nothing else), and metrics.jsonl has each iteration once, earlier lines kept."""
+    out = tmp_path / "run"
+    run_training(tiny_config(train_json, out))
+    metrics = out / "metrics.jsonl"
+    before = metrics.read_text().splitlines(keepends=True)
+    stale = [out / ".checkpoint_0000006.pt.3f9a1c.tmp", out / ".last.pt.tmp", out / ".last.pt.b1e2d3.tmp"]
+    kept = [out / ".notes.tmp", out / "checkpoint_draft.tmp", out / ".checkpoint_0000006.pt.keep"]
+    for path in stale + kept:
+        path.write_bytes(b"partial")
+    assert main(["train", "--resume", str(out / "checkpoint_0000003.pt")]) == 0
+    assert [p for p in stale if p.exists()] == [] and all(p.exists() for p in kept)
+    records = read_metrics(out)
+    train = [r["iteration"] for r in records if r["kind"] == "train"]
+    assert train == [1, 2, 3, 4, 5, 6]
+    first_part = [line for line in before if json.loads(line)["iteration"] <= 3]
+    assert metrics.read_text().splitlines(keepends=True)[: len(first_part)] == first_part
+    assert [r["kind"] for r in records].count("start") == 2
+
+
+def test_threads_key_sets_the_cpu_threads(train_json: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    before = torch.get_num_threads()
+    try:
+        run_training(tiny_config(train_json, tmp_path / "run", threads=1, optim={"max_iter": 1, "decay_steps": []}))
+        assert torch.get_num_threads() == 1 and "1 CPU thread each" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads must be >= 0"):
+        tiny_config(train_json, tmp_path / "bad", threads=-1)

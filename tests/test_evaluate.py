@@ -11,7 +11,7 @@ import pytest
 from engine_fixtures import one_thread, tiny_config, write_box_dataset  # noqa: F401
 
 from cornernet_saccade.cli import main
-from cornernet_saccade.engine.evaluate import COCO_METRICS, coco_metrics, load_ground_truth
+from cornernet_saccade.engine.evaluate import COCO_METRICS, coco_metrics, coco_scores, load_ground_truth
 from cornernet_saccade.engine.metrics import read_metrics
 from cornernet_saccade.engine.trainer import run_training
 from cornernet_saccade.errors import AnnotationError
@@ -54,6 +54,11 @@ def test_metrics_of_perfect_and_missing_detections(tmp_path: Path) -> None:
     shifted = [{**r, "bbox": [r["bbox"][0] + 60, r["bbox"][1] + 60, *r["bbox"][2:]]} for r in truth]
     assert coco_metrics(ground_truth, shifted, image_ids)["AP50"] == pytest.approx(0.0)
     assert coco_metrics(ground_truth, [], image_ids) == {name: 0.0 for name in COCO_METRICS}
+    first_class_only = [r for r in truth if r["category_id"] == 1] + [r for r in shifted if r["category_id"] != 1]
+    _, per_class = coco_scores(ground_truth, first_class_only, image_ids)
+    names = [c["name"] for c in ground_truth.dataset["categories"]]
+    assert per_class[names[0]] == pytest.approx(1.0)
+    assert all(per_class[name] in (pytest.approx(0.0), -1.0) for name in names[1:])
 
 
 def test_train_then_evaluate_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -85,3 +90,59 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     for entry in detections:
         assert entry["category_id"] in (1, 2, 3) and len(entry["bbox"]) == 4 and entry["bbox"][2] >= 0
         assert entry["score"] == round(entry["score"], 2) and all(v == round(v, 2) for v in entry["bbox"])
+
+
+def test_results_never_replace_the_annotations_or_an_existing_file(tmp_path: Path, capsys) -> None:
+    val_json = write_box_dataset(tmp_path / "data", 2, seed=3, name="val")
+    before = val_json.read_bytes()
+    code = main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(val_json)])
+    err = capsys.readouterr().err
+    assert code == 1 and f"would replace the input {val_json}" in err and "Traceback" not in err
+    assert main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(val_json),
+                 "--overwrite"]) == 1
+    assert val_json.read_bytes() == before
+    mine = tmp_path / "mine.json"
+    mine.write_text("keep me")
+    assert main(["evaluate", "--weights", "shapes", "--data", str(val_json), "--out", str(mine)]) == 1
+    assert "already exists" in capsys.readouterr().err and mine.read_text() == "keep me"
+
+
+def test_results_target_of_a_folder_and_of_a_blocked_path(tmp_path: Path) -> None:
+    from cornernet_saccade.engine.evaluate import results_target
+    from cornernet_saccade.errors import OutputError
+
+    assert results_target(tmp_path, tmp_path / "val.json") == tmp_path / "detections.json"
+    assert results_target(None, tmp_path / "val.json") is None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot create the output folder"):
+        results_target(blocker / "sub" / "r.json", tmp_path / "val.json")
+
+
+def test_two_processes_give_the_scores_of_one(tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes (gloo) shards the images and prints the one-process scores."""
+    import os
+    import subprocess
+    import sys
+
+    from detect_fixtures import tiny_model
+
+    from cornernet_saccade.model.checkpoint import save_checkpoint
+
+    weights = tmp_path / "tiny.pt"
+    save_checkpoint(weights, tiny_model())
+    val_json = write_box_dataset(tmp_path / "data", 4, seed=3, name="val")
+    arguments = ["evaluate", "--weights", str(weights), "--data", str(val_json), "--mode", "full",
+                 "--device", "cpu", "--threads", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    repo = Path(__file__).resolve().parents[1]
+    single = subprocess.run([sys.executable, "-m", "cornernet_saccade", *arguments], env=env, cwd=repo,
+                            capture_output=True, text=True, timeout=300)
+    sharded = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                              "-m", "cornernet_saccade", *arguments, "--out", str(tmp_path / "r.json")],
+                             env=env, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0 and sharded.returncode == 0, sharded.stderr[-3000:]
+    scores = [line for line in single.stdout.splitlines() if "COCO bbox" in line or line.strip()[:1].isdigit()]
+    assert scores and all(line in sharded.stdout for line in scores[:2])
+    assert sharded.stdout.count("COCO bbox evaluation: 4 images") == 1
+    assert {d["image_id"] for d in json.loads((tmp_path / "r.json").read_text())} <= {1, 2, 3, 4}

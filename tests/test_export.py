@@ -22,11 +22,13 @@ from head_compare import (
 )
 
 from cornernet_saccade import CornerNetSaccade, save_checkpoint
+from cornernet_saccade.backends import mode_input_size, network_for_mode
 from cornernet_saccade.backends import onnx as onnx_backend
 from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
 from cornernet_saccade.backends.onnx import InputSizes, OnnxNetwork, export_input_sizes, export_onnx
 from cornernet_saccade.cli import main
 from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.model.geometry import padded_input_size
 
 
 def op_types(path) -> set[str]:
@@ -124,7 +126,7 @@ def detections_of(out) -> list[dict]:
     return json.loads((out / "detections.json").read_text())
 
 
-@pytest.mark.parametrize("mode", ["saccade", "full"])
+@pytest.mark.parametrize("mode", [["saccade"], ["full"], ["full", "--full-size", "500"]])
 def test_detect_runs_the_exported_file_like_eager(shapes_export, data_dir, tmp_path, monkeypatch, mode):
     image = str(data_dir.parent.parent / "examples" / "shapes_scene.jpg")
 
@@ -132,7 +134,7 @@ def test_detect_runs_the_exported_file_like_eager(shapes_export, data_dir, tmp_p
         raise AssertionError("the onnxruntime backend exported the model again")
 
     monkeypatch.setattr(onnx_backend, "export_onnx", no_export)
-    common = [image, "--mode", mode, "--score-threshold", "0.05", "--no-pictures"]
+    common = [image, "--mode", *mode, "--score-threshold", "0.05", "--no-pictures"]
     exported = ["--weights", str(shapes_export[0]), "--backend", "onnxruntime", "--out", str(tmp_path / "onnx")]
     assert main(["detect", *exported, *common]) == 0
     assert main(["detect", "--weights", "shapes", "--out", str(tmp_path / "eager"), *common]) == 0
@@ -155,14 +157,36 @@ def test_exported_file_with_another_backend_names_the_one_that_runs_it(shapes_ex
 def test_detect_refuses_a_size_the_export_cannot_take(shapes_export, tmp_path, capsys):
     path = shapes_export[0]
     args = ["detect", "--weights", str(path), "--backend", "onnxruntime", "x.jpg", "--out", str(tmp_path)]
-    assert main([*args, "--mode", "full", "--full-size", "500"]) == 1
-    assert f"{path}: this export takes inputs of side 32k-1 up to 2047" in capsys.readouterr().err
+    assert main([*args, "--mode", "full", "--full-size", "2100"]) == 1  # canvas 2111 > --max-size 2047
+    err = capsys.readouterr().err
+    assert f"{path}: this export takes inputs of side 32k-1 up to 2047" in err and "not 2111" in err
+    assert "--max-size 2111 or more" in err and "Traceback" not in err
+
+
+def test_export_onnx_never_replaces_its_input_or_an_existing_file(shapes_export, capsys):
+    path = shapes_export[0]
+    before = path.read_bytes()
+    assert main(["export-onnx", "--weights", "shapes", "--out", str(path)]) == 1
+    assert f"{path}: already exists" in capsys.readouterr().err and path.read_bytes() == before
+    assert main(["export-onnx", "--weights", str(path), "--out", str(path), "--overwrite"]) == 1
+    assert "would replace the input" in capsys.readouterr().err and path.read_bytes() == before
+
+
+def test_mode_input_size_is_the_padded_canvas_the_detector_feeds():
+    assert [mode_input_size("saccade", 500), mode_input_size("full"), mode_input_size("full", 500)] == [255, 511, 511]
+    assert mode_input_size("full", 1000) == padded_input_size(1000) == 1023
+
+
+def test_onnxruntime_backend_takes_any_full_size(small_model):
+    # the temporary export is made for the padded canvas (511), not for full_size itself
+    network = network_for_mode(small_model, "onnxruntime", "full", 500)
+    assert network.input_sizes == InputSizes(0, 511)
 
 
 def test_export_input_sizes():
     model = CornerNetSaccade(**SMALL)
     assert export_input_sizes(model, 255, True, 2047) == InputSizes(32, 2047)
-    assert export_input_sizes(model, 256, False, 2047) == InputSizes(0, 256)
+    assert export_input_sizes(model, 511, False, 2047) == InputSizes(0, 511)
     fixed, dynamic = InputSizes(0, 255), InputSizes(64, 1023)
     assert fixed.accepts(255) and not fixed.accepts(511)
     assert all(dynamic.accepts(s) for s in (63, 255, 511, 1023)) and not any(dynamic.accepts(s) for s in (256, 1087))
@@ -170,7 +194,7 @@ def test_export_input_sizes():
         export_input_sizes(model, 256, True, 2047)
 
 
-@pytest.mark.parametrize("option, message", [(["--size", "200"], "not divisible"), (["--opset", "13"], "opset")])
+@pytest.mark.parametrize("option, message", [(["--size", "200"], "takes sides 32k-1"), (["--opset", "13"], "opset")])
 def test_cli_rejects_bad_size_and_opset(tmp_path, capsys, option, message):
     weights = tmp_path / "small.pt"
     save_checkpoint(weights, CornerNetSaccade(**SMALL))
@@ -194,5 +218,6 @@ def test_onnx_network_rejects_foreign_files_and_wrong_sizes(small_onnx, tmp_path
     for shape in ((1, 3, 256, 255), (1, 3, 255, 2079)):
         with pytest.raises(ValueError, match="32k-1 up to 2047"):
             OnnxNetwork(small_onnx)(torch.zeros(shape))
-    with pytest.raises(ConfigError):
-        export_onnx(CornerNetSaccade(**SMALL), tmp_path / "x.onnx", size=100)
+    for size in (100, 256):  # 256 gives a 64x64 map too, but is not a side the network takes (32k-1)
+        with pytest.raises(ConfigError, match="takes sides 32k-1"):
+            export_onnx(CornerNetSaccade(**SMALL), tmp_path / "x.onnx", size=size)

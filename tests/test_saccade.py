@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from detect_fixtures import tiny_model
 from torch import Tensor, nn
 
 from cornernet_saccade import HeadOutputs, SaccadeDetector
-from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.errors import ConfigError, ImageError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.locations import (
     attention_peaks,
@@ -26,7 +27,7 @@ from cornernet_saccade.inference.views import (
     paste_crops,
     window_offsets,
 )
-from cornernet_saccade.model.geometry import ATTENTION_RATIOS
+from cornernet_saccade.model.geometry import ATTENTION_RATIOS, padded_input_size
 
 DEMO_HW = (480, 640)
 
@@ -255,13 +256,93 @@ def test_empty_and_tiny_images(shape, mode):
     assert result.boxes.shape == (0, 4) and result.scores.shape == (0,) and result.labels.shape == (0,)
 
 
+@pytest.mark.parametrize("full_size", [500, 1000, 300, 511])
+def test_full_mode_takes_any_full_size(full_size):
+    """Sizes not of the form 32k-1 used to crash the hourglass (63 vs 64 cells); the canvas is now
+    padded to the next such size and the boxes keep their image-pixel meaning."""
+    inputs = []
+
+    class Recording(RectangleFinder):
+        def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
+            inputs.append(tuple(images.shape[-2:]))
+            return super().forward(images, with_attention=with_attention)
+
+    result = SaccadeDetector(Recording(), mode="full", full_size=full_size)(scene())
+    assert inputs == [(padded_input_size(full_size),) * 2]
+    best = best_box_per_class(result)
+    for cls, box in SCENE.items():
+        np.testing.assert_allclose(best[cls], box, atol=2.0)
+
+
+def test_full_mode_any_full_size_with_a_real_network():
+    result = SaccadeDetector(tiny_model(), mode="full", full_size=500)(scene())
+    assert len(result) > 0 and np.isfinite(result.boxes).all()
+
+
+class Overshooting(RectangleFinder):
+    """:class:`RectangleFinder` whose corner offsets push every box 3 cells outwards."""
+
+    def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
+        out = super().forward(images, with_attention=with_attention)
+        out.tl_offs[0] -= 3.0
+        out.br_offs[0] += 3.0
+        return out
+
+
+def test_boxes_are_clipped_to_the_image_unless_clip_boxes_is_off():
+    image = np.zeros((200, 300, 3), np.uint8)
+    image[:40, :50, 0] = 255  # touches the top-left corner
+    image[150:, 240:, 1] = 255  # touches the bottom-right corner
+    raw = best_box_per_class(SaccadeDetector(Overshooting(), mode="full", clip_boxes=False)(image))
+    assert raw[0][0] < 0 and raw[0][1] < 0 and raw[1][2] > 300 and raw[1][3] > 200
+    clipped = best_box_per_class(SaccadeDetector(Overshooting(), mode="full")(image))
+    np.testing.assert_allclose(clipped[0][:2], [0, 0])
+    np.testing.assert_allclose(clipped[1][2:], [300, 200])
+    np.testing.assert_allclose(clipped[0][2:], raw[0][2:])
+    assert clipped[0].dtype == np.float32
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, float("nan")])
+def test_score_threshold_must_be_a_probability(value):
+    with pytest.raises(ConfigError, match="score_threshold"):
+        SaccadeDetector(RectangleFinder(), score_threshold=value)
+
+
 def test_detect_batch_equals_single_calls():
     detector = SaccadeDetector(RectangleFinder(), class_names=CLASS_NAMES)
     images = [scene(), scene(240, 260)]
     for batch_result, image in zip(detector.detect_batch(images), images):
         single = detector(image)
         np.testing.assert_array_equal(batch_result.boxes, single.boxes)
-        assert batch_result.class_names == single.class_names
+        assert batch_result is not None and batch_result.class_names == single.class_names
+
+
+def test_detect_batch_keeps_the_other_results_of_a_bad_image(tmp_path):
+    detector = SaccadeDetector(RectangleFinder(), class_names=CLASS_NAMES)
+    missing = tmp_path / "missing.png"
+    with pytest.warns(UserWarning, match=f"image 1 skipped: .*{missing.name}"):
+        first, bad, last = detector.detect_batch([scene(), missing, scene(240, 260)])
+    assert bad is None and first is not None and last is not None
+    np.testing.assert_array_equal(last.boxes, detector(scene(240, 260)).boxes)
+    with pytest.raises(ImageError):
+        detector.detect_batch([missing], on_error="raise")
+
+
+def test_detections_convert_and_filter():
+    detections = SaccadeDetector(RectangleFinder(), class_names=CLASS_NAMES)(scene())
+    assert len(detections) >= 2
+    dicts = detections.to_dicts()
+    assert [d["label"] for d in dicts] == detections.labels.tolist()
+    assert [d["class_name"] for d in dicts] == detections.class_names
+    np.testing.assert_allclose([d["box"] for d in dicts], detections.boxes)
+    coco = detections.to_coco(7)
+    assert coco[0]["image_id"] == 7 and coco[0]["category_id"] == int(detections.labels[0]) + 1
+    label = int(detections.labels[-1])
+    only = detections.filter([label], max_detections=1)
+    assert len(only) == 1 and only.labels.tolist() == [label] and only.class_names == [CLASS_NAMES[label]]
+    assert only.scores[0] == detections.scores[detections.labels == label].max()
+    picture = detections.draw(scene())
+    assert picture.width > scene().shape[1]
 
 
 def test_config_defaults_overrides_and_errors():
@@ -286,7 +367,7 @@ def test_official_model_reproduces_original_trace_on_demo(filled_official_model,
     """The original's run on demo.jpg with the filled weights: 2 views, 43 proposals, 30 crops, 0 boxes.
     (32 crops through the full network: about 20 s on 2 cores.)"""
     golden = dict(np.load(data_dir / "saccade_demo.npz"))
-    result = SaccadeDetector(filled_official_model)(data_dir / "saccade_demo.jpg")
+    result = SaccadeDetector(filled_official_model, clip_boxes=False)(data_dir / "saccade_demo.jpg")
     np.testing.assert_array_equal(result.trace.proposals[0], golden["next_locations_after_stage1"])
     for call, round_index in (("call0", 0), ("call1", 1)):
         crops = [c for c in result.trace.crops if c.round == round_index]
@@ -295,3 +376,14 @@ def test_official_model_reproduces_original_trace_on_demo(filled_official_model,
         np.testing.assert_array_equal(locations, golden[f"prepare_images_{call}/locs"])
         np.testing.assert_array_equal(offsets, golden[f"prepare_images_{call}/offsets"])
     assert len(result) == int(golden["num_final_boxes"]) == 0
+
+
+def test_crops_from_uint8_pixels_equal_crops_from_the_float64_image():
+    """The detector keeps the image as uint8 and converts each crop's pixels (no float64 copy of a
+    whole large image): the crops are the same values."""
+    image = np.random.default_rng(5).integers(0, 256, (97, 131, 3), dtype=np.uint8)
+    locations = np.array([[40.0, 60.0, 2.0, 1.0], [10.0, 120.0, 0.7, 1.0]])
+    windows = location_windows(locations, image.shape[:2])
+    chw = torch.from_numpy(image).permute(2, 0, 1)
+    torch.testing.assert_close(paste_crops(chw, windows), paste_crops(chw.to(torch.float64) / 255, windows),
+                               rtol=0, atol=0)

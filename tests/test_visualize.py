@@ -8,12 +8,17 @@ import pytest
 
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
 from cornernet_saccade.inference.visualize import (
+    HEAT_COLOURS,
     INITIAL_VIEW_COLOUR,
+    ROUND_COLOURS,
     ZOOMED_CROP_COLOUR,
     attention_heat,
+    attention_tile,
     class_colour,
+    crops_tile,
     detection_name,
     draw_detections,
+    label_bar,
     render_panel,
     tile_rectangle,
 )
@@ -143,3 +148,50 @@ def test_panel_scales_small_and_large_images(size, shown_long_side):
     assert np.all(panel[:shown_h, shown_long_side - 1] == 90), "image scaled to the display size"
     x = round(10 * scale)
     assert has_colour(panel[round(30 * scale), x : x + 2], class_colour(2)), "boxes scaled with the image"
+
+
+def test_labels_of_overlapping_boxes_do_not_hide_each_other():
+    """Three boxes sharing a top edge: each label gets its own place, the best one above its box."""
+    from PIL import Image, ImageDraw
+
+    from cornernet_saccade.inference.visualize import font_size, label_font
+
+    picture = Image.new("RGB", (300, 200))
+    draw = ImageDraw.Draw(picture)
+    font = label_font(font_size(300, 200))
+    placed = []
+    for box in [(40, 60, 200, 150), (44, 60, 190, 140), (48, 62, 180, 130)]:
+        placed.append(label_bar(draw, box, "square 0.37", font, picture.size, placed))
+    assert placed[0][3] == 59, "the best label sits right above its box"
+    for first, second in itertools.combinations(placed, 2):
+        assert first[2] < second[0] or second[2] < first[0] or first[3] < second[1] or second[3] < first[1]
+    rendered = np.asarray(draw_detections(np.zeros((200, 300, 3), np.uint8),
+                                          detections([[40, 60, 200, 150], [44, 60, 190, 140]], [0.9, 0.4], [0, 1])))
+    assert has_colour(rendered[:60], class_colour(0)) and has_colour(rendered, class_colour(1))
+
+
+def test_crops_have_a_colour_per_round_and_a_legend():
+    from PIL import Image
+
+    thumbnail = Image.new("RGB", (200, 150), (128, 128, 128))
+    crops = [CropView(0, (75.0, 100.0), 1.0, (0, 0, 200, 200)), CropView(1, (30.0, 30.0), 2.0, (10, 10, 60, 60)),
+             CropView(2, (100.0, 150.0), 4.0, (140, 90, 170, 120))]
+    tile = np.asarray(crops_tile(thumbnail, crops, (150, 200)))
+    for colour in ROUND_COLOURS[:3]:
+        assert has_colour(tile, colour)
+    assert not has_colour(tile, ROUND_COLOURS[3])
+
+
+def test_a_weak_attention_map_is_visible_and_has_a_colour_bar():
+    from PIL import Image
+
+    maps = np.zeros((1, 1, 4, 4), np.float32)
+    maps[0, 0, 1, 2] = 0.08
+    trace = SaccadeTrace(crops=[CropView(0, (32.0, 32.0), 4.0, (0, 0, 64, 64))], attention_maps=[maps])
+    thumbnail = Image.new("RGB", (256, 256), (128, 128, 128))
+    tile = np.asarray(attention_tile(thumbnail, trace, 0, (64, 64)))
+    brightest = np.array(HEAT_COLOURS[-1]).round().astype(np.uint8)
+    assert tile.shape[0] > 256 + 20, "title strip and colour bar added"
+    assert has_colour(tile[-20:], brightest), "the colour bar ends in the top colour"
+    warm = (tile[..., 0].astype(int) - tile[..., 2].astype(int)) > 100
+    assert warm.sum() > 100, "the weak map's peak shows in warm colours"

@@ -28,7 +28,7 @@ from cornernet_saccade.inference.labels import resolve_class_names
 from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, resolve_weights_path
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 
 BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 
@@ -73,9 +73,10 @@ def _backend_network(model: CornerNetSaccade, name: str, input_size: int, onnx_p
 
 
 def mode_input_size(mode: str, full_size: int | None = None) -> int:
-    """The network input side the detector feeds in ``mode``: 255 crops, or ``full_size`` (by
-    default :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s)."""
-    return CROP_SIZE if mode == "saccade" else (full_size or SaccadeConfig().full_size)
+    """The network input side the detector feeds in ``mode``: 255 crops, or the canvas
+    :func:`~cornernet_saccade.model.geometry.padded_input_size` of ``full_size`` (by default
+    :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s): 500 -> 511, 1000 -> 1023."""
+    return CROP_SIZE if mode == "saccade" else padded_input_size(full_size or SaccadeConfig().full_size)
 
 
 def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None) -> nn.Module:
@@ -124,8 +125,9 @@ def _check_exported_size(network: Any, path: Path, config: SaccadeConfig) -> Non
     mode feeds it (:func:`mode_input_size`)."""
     size = mode_input_size(config.mode, config.full_size)
     if not network.input_sizes.accepts(size):
-        hint = "choose a --full-size it takes" if config.mode == "full" else f"export it again with --size {size}"
+        fed = f"full mode's canvas for --full-size {config.full_size}" if config.mode == "full" else "saccade crops"
         raise ConfigError(
-            f"{path}: this export takes inputs of side {network.input_sizes}, not {size} ({config.mode} mode's "
-            f"input side; {hint})"
+            f"{path}: this export takes inputs of side {network.input_sizes}, not {size} ({fed}); export it "
+            f"again without --fixed-size and with --max-size {size} or more"
+            + (", or choose a smaller --full-size" if config.mode == "full" else "")
         )

@@ -5,9 +5,11 @@ heads (``all_stacks=False``), BatchNorm folded into the convolutions (in float64
 :func:`~cornernet_saccade.backends.fast.fold_batchnorm`; the exporter's optimiser would fold it too), corner
 pooling in its cummax-free form (ONNX has no cummax; forward values are identical). Input
 ``images``: float32 ``[batch,3,H,W]`` normalised BGR. ``batch`` is dynamic; so are ``H`` and ``W``
-(independently) unless exported with ``dynamic_size=False``: they take every ``M*k - 1`` up to
-``max_size`` (``M = 4 * 2**levels``, 64 for the official backbone: 63, 127, ..., 255, ..., 511, ...),
-the sizes whose output maps every hourglass level can halve; a fixed-size graph takes ``size`` only.
+(independently) unless exported with ``dynamic_size=False``: they take every side the network takes
+(:func:`~cornernet_saccade.model.geometry.is_input_size`: ``32k - 1``, 31, 63, ..., 255, ..., 511, ...)
+up to ``max_size``, so also every side the detector feeds (255 crops, full mode's padded canvas
+:func:`~cornernet_saccade.model.geometry.padded_input_size` for a ``full_size`` up to ``max_size``);
+a fixed-size graph takes ``size`` only.
 Outputs, float32, batch first, in this order: :data:`~cornernet_saccade.backends.fast.HEAD_OUTPUT_NAMES`
 (``tl_heat [B,C,H'/4..]``... see :class:`~cornernet_saccade.model.heads.HeadOutputs`).
 
@@ -27,7 +29,6 @@ import dataclasses
 import io
 import json
 import logging
-import math
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,9 +47,11 @@ from cornernet_saccade.backends.fast import (
     last_stack_tensors,
 )
 from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.model.checkpoint import FORMAT_TAG, atomic_write
+from cornernet_saccade.model.checkpoint import FORMAT_TAG
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, is_input_size, output_size
 from cornernet_saccade.model.heads import HeadOutputs
+from cornernet_saccade.outputs import atomic_write
 
 INPUT_NAME = "images"
 #: Largest accepted ``max |onnxruntime - torch| / max |torch|`` (over the outputs) in :func:`verify_export`.
@@ -78,17 +81,6 @@ class InputSizes:
         return f"{self.multiple}k-1 up to {self.largest} ({self.multiple - 1}, {2 * self.multiple - 1}, ...)"
 
 
-def size_multiple(model: CornerNetSaccade) -> int:
-    """``M`` such that every ``M*k - 1`` input side gives an output map all hourglass levels can
-    halve (two stride-2 stem steps, then one halving per level): 64 for the official backbone."""
-    return 4 * 2 ** (len(model.config.dims) - 1)
-
-
-def output_side(size: int) -> int:
-    """Output-map side of a ``size`` input side (two stride-2 stem steps): 255 -> 64, 511 -> 128."""
-    return math.ceil(math.ceil(size / 2) / 2)
-
-
 class LastStackNetwork(nn.Module):
     """``images [B,3,H,W] -> (tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine)``.
 
@@ -100,7 +92,7 @@ class LastStackNetwork(nn.Module):
     def __init__(self, model: CornerNetSaccade, max_size: int | None = None):
         super().__init__()
         network = fold_batchnorm(model)
-        max_length = None if max_size is None else output_side(max_size)
+        max_length = None if max_size is None else output_size(max_size)
         self.network = network.set_export_friendly_pooling(True, max_length).to("cpu", torch.float32)
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
@@ -125,7 +117,7 @@ def export_onnx(
     ``ConfigError`` if the backbone cannot take ``size`` (see :func:`check_input_size`) or, for a
     dynamic-size export, ``size`` is not one of its sizes.
     """
-    check_input_size(model, size)
+    check_input_size(size)
     if opset is not None and opset < MIN_OPSET:
         raise ConfigError(f"opset {opset}: the ONNX exporter writes opset {MIN_OPSET} or later")
     sizes = export_input_sizes(model, size, dynamic_size, max_size)
@@ -138,7 +130,7 @@ def export_onnx(
 
 def export_input_sizes(model: CornerNetSaccade, size: int, dynamic_size: bool, max_size: int) -> InputSizes:
     """The input sides :func:`export_onnx` gives the graph; ``ConfigError`` unless they include ``size``."""
-    sizes = InputSizes(size_multiple(model), max_size) if dynamic_size else InputSizes(0, size)
+    sizes = InputSizes(INPUT_SIZE_STEP, max_size) if dynamic_size else InputSizes(0, size)
     if not sizes.accepts(size):
         raise ConfigError(f"input size {size}: a dynamic-size export takes sizes {sizes} (or use a fixed size)")
     return sizes
@@ -187,14 +179,13 @@ def _quiet_exporter() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def check_input_size(model: CornerNetSaccade, size: int) -> None:
-    """``ConfigError`` unless the output map of a ``size`` input (two stride-2 stem steps) can be
-    halved by every hourglass level (255 -> 64 and 511 -> 128 can)."""
-    levels = len(model.config.dims) - 1
-    out = output_side(size)
-    if size < 1 or out % 2**levels:
+def check_input_size(size: int) -> None:
+    """``ConfigError`` unless the network takes input side ``size``
+    (:func:`~cornernet_saccade.model.geometry.is_input_size`: 255, 511, ...)."""
+    if not is_input_size(size):
         raise ConfigError(
-            f"input size {size}: its {out}x{out} output map is not divisible by {2**levels} (use e.g. 255 or 511)"
+            f"input size {size}: the network takes sides {INPUT_SIZE_STEP}k-1 (e.g. 255 or 511; "
+            f"full mode pads its canvas to one)"
         )
 
 

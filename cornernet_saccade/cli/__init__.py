@@ -19,9 +19,22 @@ COMMAND_MODULES = [
     "check_data",
     "train",
     "evaluate",
+    "analyze",
     "export_onnx",
     "export_weights",
 ]
+
+
+def _version() -> str:
+    """The installed distribution's version, else the package's ``__version__``."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("cornernet-saccade")
+    except metadata.PackageNotFoundError:
+        from cornernet_saccade import __version__
+
+        return __version__
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cornernet-saccade",
         description="CornerNet-Saccade object detection: detect, train, evaluate, export.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(f"{__name__}.{name}").register(subparsers)

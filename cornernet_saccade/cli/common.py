@@ -27,6 +27,14 @@ def add_weights_option(parser: argparse.ArgumentParser) -> None:
                              "folder (its last.pt) or bundled model name (shapes, trees)")
 
 
+def add_dataset_options(parser: argparse.ArgumentParser, data_help: str) -> None:
+    """``--data`` (annotations, described by ``data_help``), ``--image-root`` and ``--max-images``."""
+    parser.add_argument("--data", required=True, help=data_help)
+    parser.add_argument("--image-root", help="folder the image file names are relative to (default: per format, "
+                                             "e.g. the JSON file's folder)")
+    parser.add_argument("--max-images", type=int, default=0, help="use only the first N images (default: all)")
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--backend`` and ``--threads``."""
     group = parser.add_argument_group("runtime")
@@ -38,6 +46,17 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="CPU threads (default: 0 = all cores; on a shared machine fewer are often faster)")
 
 
+def probability(text: str) -> float:
+    """argparse ``type`` of a score threshold: a number in ``[0, 1]`` (``nan``, ``inf`` refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a score in [0, 1]")
+    return value
+
+
 def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float | None = None) -> None:
     """The detector settings a user most often changes; unset ones keep the weights' stored settings.
     ``score_threshold``: this command's own default for ``--score-threshold``."""
@@ -47,14 +66,19 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
     group.add_argument("--full-size", type=int, default=None,
                        help=f"full mode: long side the image is resized to (default: {_DEFAULTS['full_size']})")
     shown = _DEFAULTS["score_threshold"] if score_threshold is None else score_threshold
-    group.add_argument("--score-threshold", type=float, default=score_threshold,
-                       help=f"keep detections scoring at least this (default: {shown})")
+    group.add_argument("--score-threshold", type=probability, default=score_threshold, metavar="SCORE",
+                       help=f"keep detections scoring at least this (default: {shown}; the Python API's "
+                            f"SaccadeDetector default is {_DEFAULTS['score_threshold']})")
     group.add_argument("--max-crops", type=int, default=None,
                        help=f"most zoomed crops per image (default: {_DEFAULTS['att_max_crops']})")
 
 
 def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`SaccadeConfig` fields the detector options set (only those given)."""
+    """The :class:`SaccadeConfig` fields the detector options set (only those given). A
+    ``--full-size`` without ``--mode full`` gets a warning on stderr: saccade mode ignores it."""
+    if getattr(args, "full_size", None) is not None and getattr(args, "mode", None) != "full":
+        print(f"warning: --full-size {args.full_size} only applies to full mode (--mode full); saccade mode "
+              f"ignores it", file=sys.stderr)
     return {field: getattr(args, option) for option, field in DETECTOR_OPTIONS.items()
             if getattr(args, option, None) is not None}
 

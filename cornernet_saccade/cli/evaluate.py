@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from cornernet_saccade.cli.common import (
+    add_dataset_options,
     add_detector_options,
     add_runtime_options,
     add_weights_option,
@@ -22,10 +24,10 @@ def register(subparsers: Any) -> None:
                     "score the detections with pycocotools.",
     )
     add_weights_option(parser)
-    parser.add_argument("--data", required=True, help="COCO JSON annotation file of the evaluation images")
-    parser.add_argument("--image-root", help="folder the image file names are relative to (default: the JSON's folder)")
-    parser.add_argument("--out", help="write the detections here (COCO results JSON)")
-    parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images (default: all)")
+    add_dataset_options(parser, "COCO JSON annotation file of the evaluation images")
+    parser.add_argument("--out", help="write the detections here (COCO results JSON; a folder gets "
+                                      "detections.json); never the annotation file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     add_detector_options(parser)
     add_runtime_options(parser)
     parser.set_defaults(func=run)
@@ -33,15 +35,24 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the COCO table."""
+    from cornernet_saccade.backends.distributed import setup, teardown
     from cornernet_saccade.engine.evaluate import evaluate
 
+    context = setup(args.device)  # under torchrun: the images are sharded over the processes
+    runtime = {**runtime_settings(args), "device": str(context.device)}
     result = evaluate(
-        args.weights, args.data, args.image_root, args.out, args.max_images,
-        **runtime_settings(args), **detector_settings(args),
+        args.weights, args.data, args.image_root, args.out, args.max_images, overwrite=args.overwrite,
+        context=context, **runtime, **detector_settings(args),
     )
+    teardown(context)
+    if not context.is_main:
+        return 0
     print(result.table())
     for message in result.skipped:
         print(f"skipped: {message}")
     if result.results_path:
         print(f"detections written to {result.results_path}")
+    if result.write_error:
+        print(f"error: {result.write_error}", file=sys.stderr)
+        return 1
     return 0

@@ -16,14 +16,17 @@ def register(subparsers: Any) -> None:
         description="Write the network that detection runs (last stack's corner heads and the attention "
                     "heads, BatchNorm folded, cummax-free corner pooling) as an ONNX graph; input 'images' "
                     "[batch,3,H,W] normalised BGR with a dynamic batch and, unless --fixed-size, dynamic H and "
-                    "W (every 64k-1 up to --max-size for the official backbone: 255, 511, ...); outputs "
-                    "tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine. The "
-                    "file carries the class names, model config, test settings and input sizes in its "
-                    "metadata: 'detect --weights model.onnx --backend onnxruntime' runs it.",
+                    "W (every side the network takes, 32k-1: 255, 511, ..., up to --max-size, which covers "
+                    "full mode's padded canvas for any --full-size up to it); outputs tl_heat, br_heat, "
+                    "tl_tag, br_tag, tl_off, br_off, att_coarse, att_middle, att_fine. The file carries the "
+                    "class names, model config, test settings and input sizes in its metadata: 'detect "
+                    "--weights model.onnx --backend onnxruntime' runs it. An existing --out file is replaced "
+                    "only with --overwrite.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_weights_option(parser)
     parser.add_argument("--out", required=True, help="output .onnx file")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     parser.add_argument("--size", type=int, default=255,
                         help="input height and width the graph is traced and checked at (the crop size)")
     parser.add_argument("--fixed-size", action="store_true", help="take only SIZE x SIZE inputs (no dynamic H, W)")
@@ -39,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     """Export, optionally verify, and print where the file went; exit code 1 if verification fails."""
     from cornernet_saccade.backends.onnx import VERIFY_TOLERANCE, export_input_sizes, export_onnx, verify_export
     from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+    from cornernet_saccade.outputs import check_new_output
 
+    check_new_output(args.out, args.overwrite, inputs=(args.weights,))
     model = CornerNetSaccade.from_checkpoint(args.weights)
     shape = {"size": args.size, "dynamic_size": not args.fixed_size, "max_size": args.max_size}
     path = export_onnx(model, args.out, opset=args.opset, **shape)

@@ -13,18 +13,22 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    """Add the ``train`` parser to ``subparsers``."""
+    """Add the ``train`` parser to ``subparsers``; its help lists the bundled configs."""
+    from cornernet_saccade.config import bundled_config_names
+
     parser = subparsers.add_parser(
         "train",
         help="train a model (single process, or one process per GPU under torchrun)",
         description="Train CornerNet-Saccade from a YAML config (a path, or a bundled config name: "
-                    "coco_official, shapes_small). Checkpoints, metrics.jsonl and the progress go to the "
-                    "run folder (out_dir).",
+                    f"{', '.join(bundled_config_names())}). Checkpoints, metrics.jsonl and the progress go to "
+                    "the run folder (out_dir).",
     )
     parser.add_argument("--config", help="YAML training config (path or bundled name); optional with --resume")
     parser.add_argument("--resume", nargs="?", const="", metavar="PATH",
                         help="continue a run from PATH (a checkpoint or a run folder; default: OUT/last.pt)")
     parser.add_argument("--out", help="run folder (overrides out_dir; default with --resume: the checkpoint's folder)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="CPU threads per process (sets the config's threads; 0: all cores)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optim.lr=1e-4 --set batch_size=8 (repeatable)")
     parser.set_defaults(func=run, parser=parser)
@@ -47,9 +51,15 @@ def _changed_keys(config: Any, stored: dict[str, Any]) -> list[str]:
     return sorted(key for key in current if current[key] != before.get(key))
 
 
+def _say_main(message: str) -> None:
+    """Print ``message`` in the main process only (rank 0 under torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(message)
+
+
 def run(args: argparse.Namespace) -> int:
     """Resolve the config (file and/or checkpoint, overrides), train, print where it ended."""
-    from cornernet_saccade.engine.run_checkpoints import resolve_resume_path
+    from cornernet_saccade.engine.run_checkpoints import check_training_state, resolve_resume_path
     from cornernet_saccade.engine.train_config import (
         DEFAULT_OUT_DIR,
         load_train_config,
@@ -60,12 +70,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.config is None and args.resume is None:
         args.parser.error("--config is required unless --resume is given")
+    if args.threads is not None:
+        args.set = [*args.set, f"threads={args.threads}"]
     config = load_train_config(args.config, args.set) if args.config else None
     stored = None
     if args.resume is not None:
         default_dir = args.out or (config.out_dir if config else DEFAULT_OUT_DIR)
         path = resolve_resume_path(args.resume or None, default_dir)
         stored = read_checkpoint(path)
+        check_training_state(stored)
         saved = stored.training_state.get("config")
         if config is None:
             if saved is None:
@@ -78,9 +91,13 @@ def run(args: argparse.Namespace) -> int:
     elif args.out:
         config = dataclasses.replace(config, out_dir=args.out)
     result = run_training(config, stored)
+    if not result.loss and result.iteration >= config.optim.max_iter:
+        _say_main(f"nothing to train: the run is at iteration {result.iteration} and optim.max_iter is "
+                  f"{config.optim.max_iter}; to train further, raise it (--set optim.max_iter=N)")
+        return 0
     if int(os.environ.get("RANK", "0")) == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in result.loss.items())
-        print(f"finished at iteration {result.iteration} ({summary})")
+        print(f"finished at iteration {result.iteration}" + (f" ({summary})" if summary else ""))
         print(f"checkpoint: {result.checkpoint}")
         if result.skipped_samples or result.skipped_steps:
             print(f"replaced unreadable samples: {result.skipped_samples}, skipped non-finite steps: "

@@ -7,7 +7,8 @@ duplicate ids, ...):
   not an image, too large, ...);
 * ``size mismatch`` (error): the decoded size differs from the record's (annotated) size, against
   which the boxes were checked and clipped;
-* ``duplicate image`` (warning): two records use the same image file.
+* ``duplicate image`` (warning): two records use the same image file;
+* ``duplicate class name`` (warning): several classes (e.g. COCO categories) share a name.
 
 Issues found here are located by ``image id N`` in the annotation source.
 """
@@ -50,11 +51,16 @@ class CheckReport:
         return self.num_errors == 0
 
     def boxes_per_class(self) -> dict[str, int]:
-        """Number of boxes of each class, in label order."""
+        """Number of boxes of each class, in label order, counted by label. A name shared by several
+        classes is shown as ``"name (label N)"`` for each, so that no class's count hides another's."""
         counts: Counter[int] = Counter()
         for record in self.dataset.records:
             counts.update(record.labels.tolist())
-        return {name: counts[label] for label, name in enumerate(self.dataset.class_names)}
+        names = self.dataset.class_names
+        shared = {name for name, count in Counter(names).items() if count > 1}
+        return {
+            f"{name} (label {label})" if name in shared else name: counts[label] for label, name in enumerate(names)
+        }
 
     def problems_by_kind(self) -> dict[tuple[str, str], int]:
         """``(severity, kind) -> count``, errors first, then by kind."""
@@ -91,7 +97,7 @@ def check_dataset(
         max_pixels: passed to :func:`~cornernet_saccade.images.read_image`.
         progress: show a tqdm progress bar on stderr.
     """
-    issues = list(dataset.issues)
+    issues = list(dataset.issues) + _shared_class_names(dataset)
     first_use: dict[str, int] = {}
     bar = tqdm(dataset.records, desc="checking images", unit="image", disable=not progress, file=sys.stderr)
     for record in bar:
@@ -109,6 +115,20 @@ def check_dataset(
         else:
             first_use[record.path] = record.image_id
     return CheckReport(dataset, issues)
+
+
+def _shared_class_names(dataset: DetectionDataset) -> list[DataIssue]:
+    """A warning for each class name that several classes (labels) share, e.g. two COCO categories
+    with one name: their boxes are counted apart, but detections would show the same name."""
+    labels: dict[str, list[int]] = {}
+    for label, name in enumerate(dataset.class_names):
+        labels.setdefault(name, []).append(label)
+    return [
+        DataIssue(dataset.source, "", f"class name {name!r} is shared by labels {shared} (counted apart)",
+                  "warning", "duplicate class name")
+        for name, shared in labels.items()
+        if len(shared) > 1
+    ]
 
 
 def _check_image(source: str, record: ImageRecord, max_pixels: int) -> list[DataIssue]:

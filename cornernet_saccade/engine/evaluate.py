@@ -20,13 +20,15 @@ from typing import Any
 from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
-from cornernet_saccade.data.load import load_dataset
+from cornernet_saccade.backends.distributed import DistContext
+from cornernet_saccade.data.load import detect_format, load_dataset
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.errors import CornerNetSaccadeError
+from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
-from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
+from cornernet_saccade.outputs import check_new_output, make_folder, write_text
 
 #: Names of ``COCOeval.stats[:6]``.
 COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -45,6 +47,8 @@ class EvaluationResult:
     pixels_per_image: float
     skipped: list[str] = field(default_factory=list)
     results_path: str | None = None
+    write_error: str | None = None
+    per_class: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.metrics, "images": self.images, "skipped_images": len(self.skipped),
@@ -62,6 +66,8 @@ class EvaluationResult:
             f"time per image {self.seconds_per_image:.3f} s, network input per image "
             f"{self.pixels_per_image / 1e6:.2f} Mpixels",
         ]
+        if len(self.per_class) > 1:
+            lines.append("AP per class: " + ", ".join(f"{name} {ap:.3f}" for name, ap in self.per_class.items()))
         return "\n".join(lines)
 
 
@@ -85,17 +91,32 @@ def load_ground_truth(path: str | Path) -> Any:
 
 def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]) -> dict[str, float]:
     """AP, AP50, AP75, AP small/medium/large of ``results`` on ``image_ids`` (all 0 without results)."""
+    return coco_scores(ground_truth, results, image_ids)[0]
+
+
+def coco_scores(
+    ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """:func:`coco_metrics` and the AP (IoU 0.50:0.95, all sizes) of each category by name; a
+    category without ground truth on these images gets -1, as COCO reports undefined values."""
     from pycocotools.cocoeval import COCOeval
 
+    names = {int(c["id"]): str(c["name"]) for c in ground_truth.dataset.get("categories", [])}
     if not results:
-        return {name: 0.0 for name in COCO_METRICS}
+        return {name: 0.0 for name in COCO_METRICS}, {name: 0.0 for name in names.values()}
     with contextlib.redirect_stdout(io.StringIO()):
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
         evaluation.params.imgIds = list(image_ids)
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    return {name: float(value) for name, value in zip(COCO_METRICS, evaluation.stats[:6])}
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # [IoU, recall, category], all sizes, 100 dets
+    per_class = {}
+    for index, category_id in enumerate(evaluation.params.catIds):
+        values = precision[:, :, index]
+        per_class[names.get(int(category_id), str(category_id))] = (
+            float(values[values > -1].mean()) if (values > -1).any() else -1.0)
+    return {name: float(value) for name, value in zip(COCO_METRICS, evaluation.stats[:6])}, per_class
 
 
 @dataclass
@@ -127,6 +148,36 @@ def _detect_all(detector: SaccadeDetector, records: Sequence[ImageRecord], categ
     return run
 
 
+def _require_coco(path: str | Path) -> None:
+    """AnnotationError when ``path`` is a VOC folder or split file or a CSV file: the scores need a
+    COCO JSON file. Paths of other extensions are left to the JSON reader."""
+    try:
+        found = detect_format(path)
+    except AnnotationError:
+        return
+    if found != "coco":
+        raise AnnotationError(
+            f"{path}: evaluation needs a COCO JSON annotation file (an object with 'images', 'annotations' "
+            f"and 'categories' lists, docs/training.md §1), not a {found.upper()} dataset"
+        )
+
+
+def _gathered(run: _DetectionRun) -> _DetectionRun:
+    """Every process's run merged (a collective: all processes call it)."""
+    import torch.distributed as dist
+
+    runs: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(runs, run)
+    merged = _DetectionRun()
+    for part in runs:
+        merged.results += part.results
+        merged.image_ids += part.image_ids
+        merged.skipped += part.skipped
+        merged.seconds += part.seconds
+        merged.views += part.views
+    return merged
+
+
 def evaluate_detector(
     detector: SaccadeDetector,
     annotations: str | Path,
@@ -134,30 +185,62 @@ def evaluate_detector(
     max_images: int = 0,
     results_path: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
+    context: DistContext | None = None,
 ) -> EvaluationResult:
     """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
+
+    With a distributed ``context`` (every process calls this), each process detects on every
+    ``world_size``-th image; the results are gathered and each process returns the scores of all.
+
+    ``results_path``: where the COCO results go (see :func:`results_target`); a failed write is
+    reported in ``write_error`` and the scores are still returned.
 
     The detector's ``class_names`` match its classes to the file's categories (``None``: by id
     order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
     scores.
     """
+    _require_coco(annotations)
     dataset = load_dataset(annotations, image_root=image_root, format="coco")
     ground_truth = load_ground_truth(annotations)
     class_ids = category_ids(detector.class_names, detector.model.num_classes,
                              ground_truth.dataset["categories"], str(annotations))
     records = dataset.records[:max_images] if max_images else dataset.records
+    target = results_target(results_path, annotations, overwrite)
+    if context is not None and context.distributed:
+        records = records[context.rank::context.world_size]
     run = _detect_all(detector, records, class_ids, progress)
-    if results_path is not None:
-        Path(results_path).parent.mkdir(parents=True, exist_ok=True)
-        Path(results_path).write_text(json.dumps(run.results), encoding="utf-8")
-    canvas = detector.config.full_size if detector.config.mode == "full" else CROP_SIZE
+    if context is not None and context.distributed:
+        run = _gathered(run)
+    write_error = None
+    if target is not None and (context is None or context.is_main):
+        try:
+            write_text(target, json.dumps(run.results))
+        except OutputError as exc:
+            write_error, target = str(exc), None
+    metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
+    canvas = padded_input_size(detector.config.full_size) if detector.config.mode == "full" else CROP_SIZE
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
-        metrics=coco_metrics(ground_truth, run.results, run.image_ids), images=len(run.image_ids),
+        metrics=metrics, per_class=per_class, images=len(run.image_ids),
         detections=len(run.results), seconds_per_image=run.seconds / count,
         pixels_per_image=run.views * canvas * canvas / count, skipped=run.skipped,
-        results_path=None if results_path is None else str(results_path),
+        results_path=None if target is None else str(target), write_error=write_error,
     )
+
+
+def results_target(results_path: str | Path | None, annotations: str | Path, overwrite: bool = False) -> Path | None:
+    """Where the results go: ``results_path``, or ``detections.json`` inside it when it is a folder.
+    Checked before any image is detected: OutputError when it is the annotation file, exists and
+    ``overwrite`` is not set, or its folder cannot be created."""
+    if results_path is None:
+        return None
+    target = Path(results_path)
+    if target.is_dir():
+        target = target / "detections.json"
+    check_new_output(target, overwrite, inputs=(annotations,))
+    make_folder(target.parent)
+    return target
 
 
 def evaluate(
@@ -169,10 +252,14 @@ def evaluate(
     progress: bool = True,
     backend: str = "eager",
     device: str = "auto",
+    overwrite: bool = False,
+    context: DistContext | None = None,
     **settings: Any,
 ) -> EvaluationResult:
     """Load ``weights`` (path, run folder or bundled name) and evaluate it on a COCO JSON set with the
     network ``backend`` (see :func:`cornernet_saccade.backends.load_detector`, which also takes the
     detector ``settings``, e.g. ``mode="full"``)."""
+    results_target(results_path, annotations, overwrite)  # refuse a bad --out before loading anything
     detector = load_detector(weights, backend=backend, device=device, **settings)
-    return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress)
+    return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress, overwrite,
+                             context)

@@ -12,6 +12,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cornernet_saccade.errors import OutputError
+from cornernet_saccade.outputs import atomic_write, make_folder
+
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -25,16 +28,26 @@ def _tensorboard_writer(out_dir: Path) -> Any:
 
 class MetricsLogger:
     """Appends metrics of a run (a resumed run continues the same file); inert when not ``enabled``
-    (the processes other than rank 0)."""
+    (the processes other than rank 0).
 
-    def __init__(self, out_dir: str | Path, enabled: bool = True) -> None:
+    ``resumed_at``: the iteration a resumed run continues from; the file's records of later
+    iterations (from the run that went on past that checkpoint) are dropped first, since this run
+    redoes those iterations (see :func:`drop_records_after`).
+    """
+
+    def __init__(self, out_dir: str | Path, enabled: bool = True, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / METRICS_NAME
         self._file = None
         self._writer = None
         if enabled:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
+            make_folder(self.path.parent)
+            if resumed_at is not None and self.path.is_file():
+                drop_records_after(self.path, resumed_at)
+            try:
+                self._file = self.path.open("a", encoding="utf-8")
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
             self._writer = _tensorboard_writer(self.path.parent)
 
     def log(self, kind: str, iteration: int, **values: Any) -> None:
@@ -55,6 +68,35 @@ class MetricsLogger:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+def _iteration_of(line: str) -> int | None:
+    """The ``iteration`` of a metrics line, ``None`` for a line that is not such a record."""
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    iteration = record.get("iteration") if isinstance(record, dict) else None
+    return iteration if isinstance(iteration, int) else None
+
+
+def drop_records_after(path: Path, iteration: int) -> None:
+    """Rewrite ``path`` (atomically) without the records of iterations after ``iteration``; every other
+    line, also one that is not a record, is kept as it was (a last line cut short by a kill gets its
+    newline). Nothing is written when there is nothing to change."""
+    with path.open(encoding="utf-8", newline="") as handle:
+        lines = handle.readlines()
+    kept = [line for line in lines if (_iteration_of(line) or 0) <= iteration]
+    if len(kept) == len(lines) and (not lines or lines[-1].endswith("\n")):
+        return
+    if kept and not kept[-1].endswith("\n"):
+        kept[-1] += "\n"
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as handle:
+            handle.writelines(kept)
+
+    atomic_write(path, write)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:

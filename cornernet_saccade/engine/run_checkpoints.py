@@ -19,14 +19,30 @@ import torch
 from torch import nn
 
 from cornernet_saccade.errors import CheckpointError
-from cornernet_saccade.model.checkpoint import (
-    RUN_LAST_CHECKPOINT,
-    atomic_write,
-    save_checkpoint,
-)
+from cornernet_saccade.model.checkpoint import RUN_LAST_CHECKPOINT, StoredCheckpoint, save_checkpoint
+from cornernet_saccade.outputs import atomic_write, temp_file_glob
 
 LAST_NAME = RUN_LAST_CHECKPOINT
 CHECKPOINT_GLOB = "checkpoint_*.pt"
+#: Temp files a killed save leaves in a run folder: a checkpoint's or ``last.pt``'s copy being
+#: written (:func:`~cornernet_saccade.model.checkpoint.temp_file_glob`), the ``last.pt`` link being made.
+STALE_TEMP_GLOBS = (temp_file_glob(CHECKPOINT_GLOB), temp_file_glob(LAST_NAME), f".{LAST_NAME}.tmp")
+#: Python types of the RNG entries of a training checkpoint (as written by :func:`capture_rng_state`).
+RNG_STATE_TYPES: dict[str, Any] = {
+    "torch": torch.Tensor,
+    "cuda": torch.Tensor,
+    "numpy": {"keys": torch.Tensor, "position": int, "has_gauss": int, "cached_gauss": float},
+    "python": {"version": int, "state": torch.Tensor, "gauss": (float, type(None))},
+}
+#: Python types of the other entries :meth:`CheckpointManager.save` is given by the trainer.
+TRAINING_STATE_TYPES: dict[str, Any] = {
+    "iteration": int,
+    "optimizer": {"state": dict, "param_groups": list},
+    "scheduler": dict,
+    "scaler": dict,
+    "counters": {"skipped_samples": int, "skipped_steps": int},
+    "rng": RNG_STATE_TYPES,
+}
 
 
 def checkpoint_name(iteration: int) -> str:
@@ -44,6 +60,51 @@ def capture_rng_state() -> dict[str, Any]:
                   "has_gauss": int(has_gauss), "cached_gauss": float(cached_gauss)},
         "python": {"version": version, "state": torch.tensor(python_state, dtype=torch.int64), "gauss": python_gauss},
     }
+
+
+def _type_problem(value: Any, expected: Any, where: str) -> str | None:
+    """The first way ``value`` differs from ``expected`` (a type, a tuple of types, or a dict of key ->
+    expected for a dict with at least those keys), as ``"<where> is ..."``; ``None`` when it matches.
+    A bool is not an int here."""
+    if isinstance(expected, dict):
+        if not isinstance(value, dict):
+            return f"{where} is {type(value).__name__}, expected a mapping"
+        for key, item in expected.items():
+            if key not in value:
+                return f"{where} has no {key!r}"
+            problem = _type_problem(value[key], item, f"{where}.{key}")
+            if problem:
+                return problem
+        return None
+    if isinstance(value, bool) and expected is int or not isinstance(value, expected):
+        names = " or ".join(t.__name__ for t in (expected if isinstance(expected, tuple) else (expected,)))
+        return f"{where} is {type(value).__name__} {_short(value)}, expected {names}"
+    return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_training_state(stored: StoredCheckpoint) -> None:
+    """CheckpointError naming the file when ``stored`` is not a training checkpoint, or when an entry
+    ``--resume`` needs (iteration, optimizer, scheduler, scaler, counters, RNG states, the optional
+    training config) has a wrong type or a negative iteration: checked before anything is built or
+    restored."""
+    state = stored.training_state
+    if "iteration" not in state or "optimizer" not in state:
+        raise CheckpointError(
+            f"{stored.path}: not a training checkpoint (no optimizer state or iteration); to start from its "
+            f"weights, set init_weights instead of resuming"
+        )
+    problem = _type_problem(state, TRAINING_STATE_TYPES, "training state")
+    if problem is None and "config" in state:
+        problem = _type_problem(state["config"], (dict, type(None)), "training state.config")
+    if problem is None and state["iteration"] < 0:
+        problem = f"training state.iteration is negative ({state['iteration']})"
+    if problem:
+        raise CheckpointError(f"{stored.path}: malformed training checkpoint: {problem}")
 
 
 def restore_rng_state(state: dict[str, Any]) -> None:
@@ -68,6 +129,15 @@ class CheckpointManager:
     @property
     def last_path(self) -> Path:
         return self.out_dir / LAST_NAME
+
+    def remove_stale_temp_files(self) -> list[Path]:
+        """Delete the temp files of saves that a killed run left (:data:`STALE_TEMP_GLOBS`, nothing
+        else); returns them. Call before this run writes its first checkpoint."""
+        stale = sorted({p for pattern in STALE_TEMP_GLOBS for p in self.out_dir.glob(pattern)
+                        if p.is_file() or p.is_symlink()})
+        for path in stale:
+            path.unlink(missing_ok=True)
+        return stale
 
     def save(self, iteration: int, model: nn.Module, **state: Any) -> Path:
         """Write ``checkpoint_<iteration>.pt`` (model + ``state``), point ``last.pt`` at it, prune."""

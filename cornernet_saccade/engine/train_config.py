@@ -12,13 +12,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
-from cornernet_saccade.config import config_from_dict, parse_yaml, read_yaml
+from cornernet_saccade.config import bundled_config_dir, bundled_config_names, config_from_dict, parse_yaml, read_yaml
 from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import SamplingConfig
 from cornernet_saccade.errors import ConfigError
@@ -76,6 +75,22 @@ class OptimConfig:
             raise ValueError("need max_iter >= 1, warmup_iters >= 0 and decay_steps >= 1")
         if list(self.decay_steps) != sorted(self.decay_steps):
             raise ValueError(f"decay_steps must be increasing, got {list(self.decay_steps)}")
+        self._check_schedule_fits()
+
+    def _check_schedule_fits(self) -> None:
+        """Warm-up and decay steps must lie within ``max_iter`` (beyond it they would never act)."""
+        late = [step for step in self.decay_steps if step > self.max_iter]
+        if late:
+            raise ValueError(
+                f"decay_steps {list(self.decay_steps)} lie beyond max_iter {self.max_iter} (the learning rate "
+                f"would never decay at {late}); give steps up to max_iter, e.g. "
+                f"[{max(1, self.max_iter * 9 // 10)}], or [] for no decay"
+            )
+        if self.warmup_iters > self.max_iter:
+            raise ValueError(
+                f"warmup_iters {self.warmup_iters} is beyond max_iter {self.max_iter} (the warm-up would never "
+                f"finish); set it to at most max_iter, or 0 for none"
+            )
 
     def lr_factor(self, completed: int) -> float:
         """Multiplier of ``lr`` for the iteration after ``completed`` finished ones."""
@@ -98,7 +113,8 @@ class TrainConfig:
     checkpoints kept (0: all). ``init_weights``: weights to start from (official ``.pkl``, a project
     checkpoint or a bundled model name; a different class count re-initialises the heatmap heads).
     ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
-    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+    ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``threads``: CPU threads of each process (0: torch's
+    default, all cores).
     """
 
     data: DataConfig
@@ -123,12 +139,15 @@ class TrainConfig:
     init_weights: str | None = None
     on_nonfinite: Literal["stop", "skip"] = "stop"
     device: str = "auto"
+    threads: int = 0
 
     def __post_init__(self) -> None:
         counts = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "val_batches": self.val_batches}
         for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be >= 0 (0: all cores), got {self.threads}")
         periods = ("workers", "log_every", "val_every", "eval_every", "eval_images", "checkpoint_every", "keep_last")
         for name in periods:
             if getattr(self, name) < 0:
@@ -219,10 +238,11 @@ def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
 
 def bundled_config_path(name: str) -> Path:
     """Path of a config shipped with the package (``cornernet_saccade/configs/<name>.yaml``)."""
-    path = Path(str(resources.files("cornernet_saccade") / "configs" / f"{name}.yaml"))
+    path = bundled_config_dir() / f"{name}.yaml"
     if not path.is_file():
-        available = sorted(p.stem for p in path.parent.glob("*.yaml"))
-        raise ConfigError(f"no config file {name!r} and no bundled config of that name (bundled: {available})")
+        raise ConfigError(
+            f"no config file {name!r} and no bundled config of that name (bundled: {bundled_config_names()})"
+        )
     return path
 
 

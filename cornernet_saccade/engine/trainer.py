@@ -31,10 +31,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from cornernet_saccade.backends.device import set_threads
+from cornernet_saccade.backends.distributed import DistContext, setup, teardown
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
-from cornernet_saccade.engine.distributed import DistContext, setup, teardown
 from cornernet_saccade.engine.evaluate import evaluate_detector
 from cornernet_saccade.engine.loader import StreamLayout, stream_loader
 from cornernet_saccade.engine.loss import NORMALIZER_KEYS, CornerNetSaccadeLoss, LossOutput, loss_normalizers
@@ -42,14 +43,21 @@ from cornernet_saccade.engine.metrics import MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
     capture_rng_state,
+    check_training_state,
     restore_rng_state,
 )
 from cornernet_saccade.engine.train_config import TrainConfig
 from cornernet_saccade.errors import AnnotationError, CheckpointError, ConfigError, TrainingError
 from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.model.checkpoint import StoredCheckpoint, load_checkpoint, resolve_weights_path
+from cornernet_saccade.model.checkpoint import (
+    StoredCheckpoint,
+    check_model_fits,
+    load_checkpoint,
+    resolve_weights_path,
+)
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.heads import HeadOutputs
+from cornernet_saccade.outputs import make_folder
 
 #: Loss components, in the order of the all-reduced statistics vector.
 LOSS_NAMES = ("focal", "attention", "pull", "push", "offset")
@@ -180,6 +188,12 @@ class Trainer:
                 f"{config.out_dir}: already holds a run ({self.checkpoints.last_path.name}); pass --resume to "
                 f"continue it or --out to start a new one elsewhere"
             )
+        if resume is not None:
+            check_training_state(resume)
+            check_model_fits(resume, CornerNetSaccade, config.model)
+        if context.is_main:
+            for stale in self.checkpoints.remove_stale_temp_files():
+                self._say(f"removed {stale} (left by a save that was interrupted)")
         self.layout = StreamLayout(config.batch_size, config.grad_accum, context.world_size, context.rank)
         self.train_samples = self._samples(config.data.train, config.data.image_root)
         self.class_names = list(self.train_samples.dataset.class_names)
@@ -207,7 +221,8 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         self.loss_fn = CornerNetSaccadeLoss()
-        self.logger = MetricsLogger(config.out_dir, context.is_main)
+        self.logger = MetricsLogger(config.out_dir, context.is_main,
+                                    resumed_at=self.iteration if resume is not None else None)
 
     # ----------------------------------------------------------------------------- setup
     def _samples(self, path: str, image_root: str | None, class_names: list[str] | None = None) -> TrainingSampleDataset:
@@ -226,23 +241,39 @@ class Trainer:
     def _restore(self, stored: StoredCheckpoint) -> None:
         """Continue from a training checkpoint: weights, optimizer, scheduler, scaler, RNG, counters."""
         state = stored.training_state
-        if "iteration" not in state or "optimizer" not in state:
-            raise CheckpointError(
-                f"{stored.path}: not a training checkpoint (no optimizer state or iteration); to start from its "
-                f"weights, set init_weights instead of resuming"
-            )
         load_checkpoint(self.model, stored)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
-        except (ValueError, KeyError) as exc:
+            if state["scaler"] and self.scaler.is_enabled():
+                self.scaler.load_state_dict(state["scaler"])
+        except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{stored.path}: optimizer state does not fit this run's model ({exc})") from None
-        if state.get("scaler") and self.scaler.is_enabled():
-            self.scaler.load_state_dict(state["scaler"])
-        restore_rng_state(state["rng"])
+        try:
+            restore_rng_state(state["rng"])
+        except (ValueError, TypeError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(f"{stored.path}: malformed RNG state ({exc})") from None
         self.iteration = self._saved_at = int(state["iteration"])
         self.skipped_samples = int(state["counters"]["skipped_samples"])
         self.skipped_steps = int(state["counters"]["skipped_steps"])
+
+    def describe(self) -> str:
+        """What the run is about to do (printed at its start): device, processes and CPU threads, the
+        data's image counts and classes, the iterations and batch, the run folder."""
+        config, context = self.config, self.context
+        val = f", {len(self.val_samples.dataset.records)} validation images" if self.val_samples else ""
+        names = ", ".join(self.class_names[:10]) + (", ..." if len(self.class_names) > 10 else "")
+        processes = f"{context.world_size} process{'es' * (context.world_size != 1)}"
+        threads = torch.get_num_threads()
+        start = f"iterations {self.iteration + 1}-{config.optim.max_iter}" if self.iteration else (
+            f"{config.optim.max_iter} iterations")
+        return "\n".join([
+            f"training on {self.device} ({processes}, {threads} CPU thread{'s' * (threads != 1)} each)",
+            f"data: {len(self.train_samples.dataset.records)} training images{val}; "
+            f"{len(self.class_names)} classes: {names}",
+            f"{start}, batch {config.batch_size} (grad_accum {config.grad_accum}), run folder "
+            f"{Path(config.out_dir).resolve()}",
+        ])
 
     def _say(self, message: str) -> None:
         if self.context.is_main:
@@ -257,8 +288,9 @@ class Trainer:
         window = RunningMean()
         losses: dict[str, float] = {}
         if self.context.is_main:
-            Path(config.out_dir).mkdir(parents=True, exist_ok=True)
+            make_folder(Path(config.out_dir))
             self.logger.log("start", self.iteration, config=config_to_dict(config), world_size=self.context.world_size)
+        self._say(self.describe())
         bar = tqdm(total=stop, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
                    disable=not self.context.is_main)
         try:
@@ -403,6 +435,7 @@ class Trainer:
 
 def run_training(config: TrainConfig, resume: StoredCheckpoint | None = None) -> TrainResult:
     """Train with ``config`` (in a torchrun job: as one of its processes), optionally resuming."""
+    set_threads(config.threads)
     context = setup(config.device)
     try:
         return Trainer(config, context, resume).run()

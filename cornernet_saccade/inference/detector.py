@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.locations import (
@@ -30,6 +32,7 @@ from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
 from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, NMS_METHODS, SaccadeConfig
 from cornernet_saccade.inference.views import (
+    clip_to_image,
     crop_to_image_pixels,
     full_image_window,
     location_windows,
@@ -37,6 +40,7 @@ from cornernet_saccade.inference.views import (
     paste_crops,
     window_offsets,
 )
+from cornernet_saccade.model.geometry import padded_input_size
 
 
 class SaccadeDetector:
@@ -48,8 +52,9 @@ class SaccadeDetector:
     ``test_settings`` the model's weights file stored, else the official settings), ``overrides``
     single fields (``score_threshold=0.3``); unknown or invalid values raise ``ConfigError``.
     ``class_names`` default to the model's own (``model.class_names``, read from its weights file).
-    ``detector(image)`` takes a path or an ``HxWx3`` uint8 RGB array and returns
-    :class:`Detections`; ``detector.detect_batch(images)`` a list of them.
+    ``detector(image)`` takes a path, an ``HxWx3`` uint8 RGB array, a PIL image or a ``[C, H, W]``
+    tensor (see :func:`~cornernet_saccade.images.read_image`) and returns :class:`Detections`;
+    ``detector.detect_batch(images)`` a list of them.
     """
 
     def __init__(
@@ -73,29 +78,46 @@ class SaccadeDetector:
         self.device = first.device if first is not None else torch.device("cpu")
 
     def __call__(self, image: ImageSource) -> Detections:
-        pixels = read_image(image)
-        image01 = torch.from_numpy(pixels).to(self.device).permute(2, 0, 1).to(torch.float64) / 255.0
+        # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
+        pixels = torch.from_numpy(read_image(image)).to(self.device).permute(2, 0, 1)
         trace = SaccadeTrace()
         with torch.inference_mode():
             if self.config.mode == "full":
-                detections = self._detect_full(image01, trace)
+                detections = self._detect_full(pixels, trace)
             else:
-                detections = self._detect_saccade(image01, trace)
-            return self._merge(detections, trace)
+                detections = self._detect_saccade(pixels, trace)
+            trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
+            return self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
 
-    def detect_batch(self, images: Iterable[ImageSource]) -> list[Detections]:
-        """:meth:`__call__` for each image (each image's crops depend on its own attention)."""
-        return [self(image) for image in images]
+    def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
+        """:meth:`__call__` for each image (each image's crops depend on its own attention).
 
-    def _detect_saccade(self, image01: Tensor, trace: SaccadeTrace) -> Tensor:
+        An image that cannot be read (:class:`~cornernet_saccade.errors.ImageError`) gives ``None``
+        in its place and a warning naming it (``on_error="skip"``), or stops the batch
+        (``on_error="raise"``); the other images' results are kept either way until then.
+        """
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        results: list[Detections | None] = []
+        for index, image in enumerate(images):
+            try:
+                results.append(self(image))
+            except ImageError as exc:
+                if on_error == "raise":
+                    raise
+                warnings.warn(f"image {index} skipped: {exc}", stacklevel=2)
+                results.append(None)
+        return results
+
+    def _detect_saccade(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
         """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""
         cfg = self.config
         rounds = len(cfg.att_thresholds)
-        locations = initial_locations(image01.shape[1], image01.shape[2], cfg.init_sizes)
-        dets, attentions, offsets = self._look(image01, locations, 0, with_attention=True, trace=trace)
+        locations = initial_locations(image.shape[1], image.shape[2], cfg.init_sizes)
+        dets, attentions, offsets = self._look(image, locations, 0, with_attention=True, trace=trace)
         trace.attention_maps = [att.cpu().numpy() for att in attentions]
         found = [dets[dets[:, 4] > FIRST_ROUND_MIN_SCORE]]
-        proposals = self._propose(image01, attentions, locations, offsets, found[-1], 0)
+        proposals = self._propose(image, attentions, locations, offsets, found[-1], 0)
         trace.proposals.append(proposals)
         num_crops = 0
         for round_index in range(1, rounds + 1):
@@ -104,38 +126,42 @@ class SaccadeDetector:
                 break
             num_crops += len(locations)
             last = round_index == rounds
-            dets, attentions, offsets = self._look(image01, locations, round_index, not last, trace)
+            dets, attentions, offsets = self._look(image, locations, round_index, not last, trace)
             found.append(dets[dets[:, 4] > REJECTED_SCORE])
             if last or num_crops == cfg.att_max_crops:
                 break
-            proposals = self._propose(image01, attentions, locations, offsets, found[-1], round_index)
+            proposals = self._propose(image, attentions, locations, offsets, found[-1], round_index)
             trace.proposals.append(proposals)
         return torch.cat(found)
 
-    def _detect_full(self, image01: Tensor, trace: SaccadeTrace) -> Tensor:
-        """Detections ``[M,8]`` (image pixels) of one pass over the whole padded image."""
+    def _detect_full(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
+        """Detections ``[M,8]`` (image pixels) of one pass over the whole padded image.
+
+        The image is resized so its long side is ``full_size`` crop pixels and pasted at the
+        top-left of a zero canvas of side :func:`padded_input_size` (``full_size`` itself for the
+        official 511), so any ``full_size`` fits the hourglass; the padding holds no image."""
         cfg = self.config
-        height, width = image01.shape[1:]
+        height, width = image.shape[1:]
         window = full_image_window((height, width), cfg.full_size)
         scale = cfg.full_size / window.side
         trace.crops.append(CropView(0, (height / 2, width / 2), scale, (0, 0, window.side, window.side)))
-        crops = paste_crops(image01, [window], cfg.full_size)
+        crops = paste_crops(image, [window], padded_input_size(cfg.full_size))
         dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
         dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
         dets = dets.reshape(-1, 8)
         return dets[dets[:, 4] > REJECTED_SCORE]
 
     def _look(
-        self, image01: Tensor, locations: np.ndarray, round_index: int, with_attention: bool, trace: SaccadeTrace
+        self, image: Tensor, locations: np.ndarray, round_index: int, with_attention: bool, trace: SaccadeTrace
     ) -> tuple[Tensor, list[Tensor], np.ndarray]:
         """Run the views of ``locations``: ``(detections [N*num_dets, 8] image pixels, attention
         probabilities (empty without attention), offsets [N,2])``; records the views in ``trace``."""
-        windows = location_windows(locations, (image01.shape[1], image01.shape[2]))
+        windows = location_windows(locations, (image.shape[1], image.shape[2]))
         offsets = window_offsets(windows)
         for (y, x, scale), w in zip(locations[:, :3].tolist(), windows):
             region = (w.offset_x, w.offset_y, w.offset_x + w.side, w.offset_y + w.side)
             trace.crops.append(CropView(round_index, (y, x), scale, region))
-        crops = paste_crops(image01, windows)
+        crops = paste_crops(image, windows)
         dets, attentions = self._run_network(crops, with_attention, self.config.top_k, self.config.num_dets, True)
         dets = crop_to_image_pixels(dets, locations[:, 2], offsets)
         return dets.reshape(-1, 8), attentions, offsets
@@ -162,7 +188,7 @@ class SaccadeDetector:
 
     def _propose(
         self,
-        image01: Tensor,
+        image: Tensor,
         attentions: list[Tensor],
         locations: np.ndarray,
         offsets: np.ndarray,
@@ -174,7 +200,7 @@ class SaccadeDetector:
         cfg = self.config
         peaks = [att.cpu().numpy() for att in attention_peaks(attentions, cfg.att_nms_ks)]
         proposals = decode_attention_locations(
-            peaks, cfg.att_scales[round_index], locations[:, 2], offsets, (image01.shape[1], image01.shape[2]),
+            peaks, cfg.att_scales[round_index], locations[:, 2], offsets, (image.shape[1], image.shape[2]),
             cfg.att_thresholds[round_index], ignore_same=round_index > 0,
         )
         if cfg.ref_dets:
@@ -182,8 +208,9 @@ class SaccadeDetector:
             proposals = location_nms(np.concatenate((proposals, references)))
         return proposals
 
-    def _merge(self, detections: Tensor, trace: SaccadeTrace) -> Detections:
-        """Per-class soft-NMS, ``max_per_image``, ``score_threshold``; best score first."""
+    def _merge(self, detections: Tensor, trace: SaccadeTrace, image_hw: tuple[int, int]) -> Detections:
+        """Per-class soft-NMS, ``max_per_image``, ``score_threshold``; best score first; boxes
+        clipped to the ``image_hw`` (height, width) image when ``clip_boxes``."""
         cfg = self.config
         labels = detections[:, 7].long()
         keep, scores = soft_nms(
@@ -196,8 +223,9 @@ class SaccadeDetector:
         keep, scores = keep[order], scores[order]
         labels = labels[keep].cpu().numpy()
         names = [self.class_names[i] for i in labels] if self.class_names is not None else None
+        boxes = detections[keep, :4].cpu().numpy()
         return Detections(
-            boxes=detections[keep, :4].cpu().numpy(),
+            boxes=clip_to_image(boxes, image_hw) if cfg.clip_boxes else boxes,
             scores=scores.cpu().numpy(),
             labels=labels,
             class_names=names,

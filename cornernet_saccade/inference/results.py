@@ -23,20 +23,24 @@ class CropView:
 @dataclass
 class SaccadeTrace:
     """What the detector looked at: every view (``crops``), the first round's attention
-    probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), and the
-    locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score)."""
+    probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), the
+    locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score) and
+    every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
+    image pixels, score, label)."""
 
     crops: list[CropView] = field(default_factory=list)
     attention_maps: list[np.ndarray] = field(default_factory=list)
     proposals: list[np.ndarray] = field(default_factory=list)
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
 
 
 @dataclass(frozen=True)
 class Detections:
     """Detections of one image, best score first.
 
-    ``boxes`` float32 ``[M,4]`` x1, y1, x2, y2 in input-image pixels (not clipped to the image, as
-    the original); ``scores`` float32 ``[M]``; ``labels`` int64 ``[M]`` 0-based; ``class_names``
+    ``boxes`` float32 ``[M,4]`` x1, y1, x2, y2 in input-image pixels (clipped to the image unless
+    ``SaccadeConfig.clip_boxes`` is off, which gives the original's unclipped boxes); ``scores``
+    float32 ``[M]``; ``labels`` int64 ``[M]`` 0-based; ``class_names``
     the name of each detection's class (``None`` without names); ``trace`` how they were found.
     """
 
@@ -48,6 +52,53 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.scores)
+
+    def select(self, keep: np.ndarray | slice) -> Detections:
+        """The detections ``keep`` picks (a boolean mask, indices or a slice), same trace."""
+        names = self.class_names
+        if names is not None:
+            names = [names[i] for i in np.arange(len(self))[keep].tolist()]
+        return Detections(self.boxes[keep], self.scores[keep], self.labels[keep], names, self.trace)
+
+    def filter(self, labels: Sequence[int] | None = None, max_detections: int | None = None) -> Detections:
+        """Only the classes in ``labels`` (all when None), then at most the ``max_detections`` best."""
+        kept = self if labels is None else self.select(np.isin(self.labels, list(labels)))
+        return kept if max_detections is None else kept.select(slice(0, max_detections))
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        """One dict per detection: ``box`` (x1, y1, x2, y2 image pixels), ``score``, ``label`` and
+        ``class_name`` (None without names)."""
+        names = self.class_names or [None] * len(self)
+        return [{"box": [float(v) for v in box], "score": float(score), "label": int(label), "class_name": name}
+                for box, score, label, name in zip(self.boxes, self.scores, self.labels, names)]
+
+    def to_coco(self, image_id: int, category_ids: Sequence[int] | None = None) -> list[dict[str, Any]]:
+        """COCO result entries (:func:`coco_results`); ``category_ids`` per label, default ``label + 1``."""
+        ids = category_ids if category_ids is not None else range(1, int(self.labels.max(initial=-1)) + 2)
+        return coco_results(image_id, self, list(ids))
+
+    def draw(self, image: Any) -> Any:
+        """The annotated picture (a PIL image) of ``image`` (path, array or PIL image): detections,
+        attention maps and crops, as ``detect`` writes it."""
+        from cornernet_saccade.inference.visualize import render_panel
+
+        return render_panel(image, self)
+
+    def save(self, path: str, image: Any) -> None:
+        """Write :meth:`draw`'s picture to ``path`` (format from the suffix)."""
+        self.draw(image).save(path)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``[N,M]`` of boxes ``a`` ``[N,4]`` and ``b`` ``[M,4]`` (x1, y1, x2, y2; continuous areas)."""
+    a, b = a.astype(np.float64)[:, None], b.astype(np.float64)[None]
+    width = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0, None)
+    height = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0, None)
+    inter = width * height
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def coco_results(image_id: int, detections: Detections, category_ids: Sequence[int]) -> list[dict[str, Any]]:

@@ -26,7 +26,12 @@ class SaccadeConfig:
     ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop. Merge:
     soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
     ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
-    ``score_threshold`` are dropped. ``batch_size`` crops go through the network at once; batching
+    ``score_threshold`` (a probability in ``[0, 1]``) are dropped. The Python API's default is the
+    original's ``0.0`` (every box the merge keeps, as COCO evaluation wants); the ``detect`` command
+    defaults to ``--score-threshold 0.3`` instead (``evaluate`` keeps ``0.0``); a weights file's stored
+    ``test_settings`` replace these defaults in both. ``clip_boxes`` (default, as torchvision) clips
+    the final boxes to the image (``0 <= x <= width``, ``0 <= y <= height``); ``False`` gives the
+    original's unclipped boxes, which the exactness tests use. ``batch_size`` crops go through the network at once; batching
     changes no result. ``None`` (default): all crops of a round in one batch on a GPU (the original
     batched up to 32), batches of :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the
     caches (official network, fast path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8;
@@ -54,8 +59,11 @@ class SaccadeConfig:
     full_top_k: int = 100
     full_num_dets: int = 1000
     score_threshold: float = 0.0
+    clip_boxes: bool = True
 
     def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
+            raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
         if not self.init_sizes or min(self.init_sizes) < 1:
             raise ValueError("init_sizes must list at least one positive size")
         if not self.att_thresholds or len(self.att_scales) != len(self.att_thresholds):

@@ -80,17 +80,20 @@ def full_image_window(image_hw: tuple[int, int], canvas: int) -> CropWindow:
     )
 
 
-def paste_crops(image01: Tensor, windows: Sequence[CropWindow], canvas: int = CROP_SIZE) -> Tensor:
-    """Cut and resize the views out of ``image01`` ``[3,H,W]`` (float64, values in [0, 1]).
+def paste_crops(image: Tensor, windows: Sequence[CropWindow], canvas: int = CROP_SIZE) -> Tensor:
+    """Cut and resize the views out of ``image`` ``[3,H,W]``: ``uint8`` (0-255) or float64 in [0, 1].
 
-    Returns float32 ``[N,3,canvas,canvas]`` in crop pixels, zero outside the pasted part. Bilinear
-    resizing (``align_corners=False``) is done in ``image01``'s float64, like the original.
+    Returns float32 ``[N,3,canvas,canvas]`` in crop pixels, zero outside the pasted part. Each
+    view's source pixels are converted to float64 in [0, 1] (``v / 255`` for uint8: the same values
+    as converting the whole image, at a fraction of the memory) and resized bilinearly
+    (``align_corners=False``) in float64, like the original.
     """
-    crops = torch.zeros((len(windows), 3, canvas, canvas), dtype=torch.float32, device=image01.device)
+    crops = torch.zeros((len(windows), 3, canvas, canvas), dtype=torch.float32, device=image.device)
     for crop, w in zip(crops, windows):
         if w.is_empty:
             continue
-        part = image01[:, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1].unsqueeze(0)
+        part = image[:, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1].unsqueeze(0)
+        part = part.to(torch.float64) / 255.0 if part.dtype == torch.uint8 else part.to(torch.float64)
         size = (w.dst_y1 - w.dst_y0, w.dst_x1 - w.dst_x0)
         resized = F.interpolate(part, size=size, mode="bilinear", align_corners=False)[0]
         crop[:, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = resized
@@ -118,3 +121,12 @@ def crop_to_image_pixels(detections: Tensor, scales: np.ndarray, offsets: np.nda
     shift = torch.as_tensor(offsets[:, [1, 0, 1, 0]], dtype=torch.float32, device=device).unsqueeze(1)
     boxes = (detections[..., :4].double() / scale).to(detections.dtype) + shift
     return torch.cat((boxes, detections[..., 4:]), dim=-1)
+
+
+def clip_to_image(boxes: np.ndarray, image_hw: tuple[int, int]) -> np.ndarray:
+    """``boxes`` ``[M,4]`` x1, y1, x2, y2 in image pixels clipped to the ``(height, width)`` image:
+    x into ``[0, width]``, y into ``[0, height]`` (torchvision's ``clip_boxes_to_image``); a copy,
+    same dtype."""
+    height, width = image_hw
+    upper = np.array([width, height, width, height], dtype=boxes.dtype)
+    return np.clip(boxes, 0, upper).astype(boxes.dtype, copy=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import colorsys
 import dataclasses
 import functools
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -26,8 +27,10 @@ Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 #: Rectangle colour of the first-round (downsized, whole-image) views.
 INITIAL_VIEW_COLOUR: RGB = (0, 200, 255)
-#: Rectangle colour of the zoomed crops (rounds 1 and later).
+#: Rectangle colour of the first round of zoomed crops.
 ZOOMED_CROP_COLOUR: RGB = (255, 60, 170)
+#: Rectangle colour of the views of each round (0: the first views; later rounds take the last).
+ROUND_COLOURS: tuple[RGB, ...] = (INITIAL_VIEW_COLOUR, ZOOMED_CROP_COLOUR, (255, 215, 0), (120, 255, 120))
 #: Names of the first-round attention maps, in the order of ``SaccadeTrace.attention_maps``.
 ATTENTION_NAMES = ("coarse", "middle", "fine")
 #: :func:`render_panel` shows the image with its long side scaled into this range (pixels).
@@ -90,38 +93,75 @@ def draw_detections(
 
     ``image_rgb``: ``uint8 [H,W,3]`` RGB (or anything :func:`~cornernet_saccade.images.read_image`
     takes; it is not modified). Boxes are in image pixels, rounded to the nearest pixel; the outline
-    lies inside the box; the ``name score`` label sits above it (inside it at the image's top edge).
-    The best detection is drawn last, on top.
+    lies inside the box. The ``name score`` label sits on a bar of the class colour above the box
+    (inside it at the image's top edge); when that place is taken by a better detection's label, it
+    moves inside the box's top, then below the box, then down in steps of its height until it is free. The best
+    detection is drawn last, on top, and chooses its label place first.
     """
     picture = Image.fromarray(read_image(image_rgb))
     draw = ImageDraw.Draw(picture)
     thickness = line_width(*picture.size)
     font = label_font(font_size(*picture.size))
     drawable = (detections.scores >= score_threshold) & np.isfinite(detections.boxes).all(axis=1)
-    for index in np.flatnonzero(drawable)[::-1]:
-        colour = class_colour(int(detections.labels[index]))
+    boxes, labels, placed = {}, {}, []
+    for index in np.flatnonzero(drawable):  # best first: the best labels get the best places
         x1, x2 = sorted(round(float(v)) for v in detections.boxes[index, [0, 2]])
         y1, y2 = sorted(round(float(v)) for v in detections.boxes[index, [1, 3]])
-        draw.rectangle((x1, y1, x2, y2), outline=colour, width=thickness)
+        boxes[index] = (x1, y1, x2, y2)
         text = f"{detection_name(detections, index, class_names)} {detections.scores[index]:.2f}"
-        _draw_label(draw, (x1, y1), text, colour, font, picture.size)
+        bar = label_bar(draw, boxes[index], text, font, picture.size, placed)
+        placed.append(bar)
+        labels[index] = (text, bar)
+    for index in list(boxes)[::-1]:
+        colour = class_colour(int(detections.labels[index]))
+        draw.rectangle(boxes[index], outline=colour, width=thickness)
+        text, bar = labels[index]
+        _draw_label(draw, bar, text, colour, font)
     return picture
 
 
-def _draw_label(
-    draw: ImageDraw.ImageDraw, anchor: tuple[int, int], text: str, colour: RGB, font: Font, size: tuple[int, int]
-) -> None:
-    """``text`` on a ``colour`` bar whose bottom-left corner touches ``anchor`` (or whose top-left
-    corner is ``anchor`` when there is no room above), kept inside a picture of ``size``."""
+Rectangle = tuple[int, int, int, int]
+
+
+def label_bar(draw: ImageDraw.ImageDraw, box: Rectangle, text: str, font: Font, size: tuple[int, int],
+              placed: Sequence[Rectangle]) -> Rectangle:
+    """The inclusive rectangle of the label bar of ``box`` (see :func:`draw_detections`): the first
+    candidate place inside a picture of ``size`` that overlaps none of ``placed``."""
+    bar_w, bar_h = _bar_size(draw, text, font)
+    x1, y1, x2, y2 = box
+    candidates = [(x1, y1 - bar_h), (x1, y1), (x1, y2 + 1)]
+    candidates += [(x1, y1 + step * bar_h) for step in range(1, 1 + max(0, size[1] // max(bar_h, 1)))]
+    fallback = None
+    for x, y in candidates:
+        if y < 0 or y + bar_h > size[1]:
+            continue
+        x0 = min(max(x, 0), max(size[0] - bar_w, 0))
+        bar = (x0, y, x0 + bar_w - 1, y + bar_h - 1)
+        fallback = fallback or bar
+        if not any(_overlap(bar, other) for other in placed):
+            return bar
+    if fallback is None:  # the picture is lower than a label: clamp the first place
+        x0 = min(max(x1, 0), max(size[0] - bar_w, 0))
+        fallback = (x0, 0, x0 + bar_w - 1, bar_h - 1)
+    return fallback
+
+
+def _overlap(first: Rectangle, second: Rectangle) -> bool:
+    return first[0] <= second[2] and second[0] <= first[2] and first[1] <= second[3] and second[1] <= first[3]
+
+
+def _bar_size(draw: ImageDraw.ImageDraw, text: str, font: Font) -> tuple[int, int]:
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     pad = max(1, (bottom - top) // 5)
-    bar_w, bar_h = right - left + 2 * pad, bottom - top + 2 * pad
-    x, y = anchor
-    y0 = y - bar_h if y - bar_h >= 0 else y
-    x0 = min(max(x, 0), max(size[0] - bar_w, 0))
-    y0 = min(max(y0, 0), max(size[1] - bar_h, 0))
-    draw.rectangle((x0, y0, x0 + bar_w - 1, y0 + bar_h - 1), fill=colour)
-    draw.text((x0 + pad - left, y0 + pad - top), text, fill=_text_colour(colour), font=font)
+    return right - left + 2 * pad, bottom - top + 2 * pad
+
+
+def _draw_label(draw: ImageDraw.ImageDraw, bar: Rectangle, text: str, colour: RGB, font: Font) -> None:
+    """``text`` on a ``colour`` bar filling ``bar``."""
+    left, top, _, bottom = draw.textbbox((0, 0), text, font=font)
+    pad = max(1, (bottom - top) // 5)
+    draw.rectangle(bar, fill=colour)
+    draw.text((bar[0] + pad - left, bar[1] + pad - top), text, fill=_text_colour(colour), font=font)
 
 
 def _text_colour(background: RGB) -> RGB:
@@ -166,20 +206,24 @@ def render_panel(
 
 def crops_tile(thumbnail: Image.Image, crops: Sequence[CropView], image_hw: tuple[int, int]) -> Image.Image:
     """``thumbnail`` (the whole image, any size) with the rectangle of every view, clipped to the
-    image: first-round views in :data:`INITIAL_VIEW_COLOUR` (drawn last), zoomed crops in
-    :data:`ZOOMED_CROP_COLOUR`; titled with their counts."""
+    image, in the colour of its round (:func:`round_colour`; the first views drawn last, on top);
+    titled with a legend: the number of views of each round in its colour."""
     tile = thumbnail.convert("RGB")
     draw = ImageDraw.Draw(tile)
     thickness = max(1, round(max(tile.size) / 250))
-    for crop in sorted(crops, key=lambda view: view.round == 0):
+    for crop in sorted(crops, key=lambda view: -view.round):
         rectangle = tile_rectangle(crop.region_xyxy, image_hw, tile.size)
         if rectangle is not None:
-            colour = INITIAL_VIEW_COLOUR if crop.round == 0 else ZOOMED_CROP_COLOUR
-            draw.rectangle(rectangle, outline=colour, width=thickness)
-    initial = sum(crop.round == 0 for crop in crops)
-    title = [(f"initial views: {initial}", INITIAL_VIEW_COLOUR),
-             (f"   zoomed crops: {len(crops) - initial}", ZOOMED_CROP_COLOUR)]
-    return _titled(tile, title)
+            draw.rectangle(rectangle, outline=round_colour(crop.round), width=thickness)
+    counts = Counter(crop.round for crop in crops)
+    title = [(f"{'initial views' if number == 0 else f'  round {number}'}: {counts[number]}", round_colour(number))
+             for number in sorted(counts)]
+    return _titled(tile, title or [("no views", TITLE_COLOUR)])
+
+
+def round_colour(number: int) -> RGB:
+    """Rectangle colour of the views of round ``number`` (:data:`ROUND_COLOURS`)."""
+    return ROUND_COLOURS[min(number, len(ROUND_COLOURS) - 1)]
 
 
 def tile_rectangle(
@@ -233,18 +277,46 @@ def heat_colours(heat: np.ndarray) -> np.ndarray:
 
 def attention_tile(thumbnail: Image.Image, trace: SaccadeTrace, index: int, image_hw: tuple[int, int]) -> Image.Image:
     """Attention map ``index`` (0 coarse, 1 middle, 2 fine) of the first-round views as heat over
-    a dimmed grey ``thumbnail``, titled with its name, cell size and largest probability."""
+    a dimmed grey ``thumbnail``, titled with its name, cell size and largest probability, above a
+    colour bar. The colours span 0 to the map's largest probability, so a weak map stays visible;
+    the bar's end says what that is."""
     maps = trace.attention_maps[index]
     views = [crop for crop in trace.crops if crop.round == 0]
     ratio = ATTENTION_RATIOS[index]
     heat = attention_heat(maps, views, ratio, image_hw, thumbnail.size)
+    peak = float(maps.max()) if maps.size else 0.0
+    shown = heat / peak if peak > 0 else heat
     grey = np.asarray(thumbnail.convert("L"), dtype=np.float64)[..., None] * 0.6
-    opacity = HEAT_OPACITY * heat[..., None]
-    blended = grey * (1 - opacity) + heat_colours(heat) * opacity
+    opacity = HEAT_OPACITY * shown[..., None]
+    blended = grey * (1 - opacity) + heat_colours(shown) * opacity
     tile = Image.fromarray(np.clip(np.rint(blended), 0, 255).astype(np.uint8), "RGB")
     name = ATTENTION_NAMES[index] if index < len(ATTENTION_NAMES) else f"map {index}"
-    peak = float(maps.max()) if maps.size else 0.0
-    return _titled(tile, [(f"{name} attention ({ratio} px cells), max {peak:.2f}", TITLE_COLOUR)])
+    titled = _titled(tile, [(f"{name} attention ({ratio} px cells), max {peak:.2f}", TITLE_COLOUR)])
+    return _with_colour_bar(titled, peak)
+
+
+def _with_colour_bar(tile: Image.Image, peak: float) -> Image.Image:
+    """``tile`` above a horizontal :data:`HEAT_COLOURS` bar labelled ``0`` and ``peak``."""
+    font = label_font(max(10, tile.width // 30))
+    measure = ImageDraw.Draw(tile)
+    text_height = measure.textbbox((0, 0), "0.00", font=font)[3]
+    high = f"{peak:.2f}"
+    margin = max(2, text_height // 3)
+    low_w, high_w = measure.textlength("0", font=font), measure.textlength(high, font=font)
+    bar_x0, bar_x1 = round(low_w) + 2 * margin, tile.width - round(high_w) - 2 * margin
+    bar_h = max(4, text_height * 2 // 3)
+    strip = max(bar_h, text_height) + 2 * margin
+    out = Image.new("RGB", (tile.width, tile.height + strip), BACKGROUND)
+    out.paste(tile, (0, 0))
+    if bar_x1 > bar_x0:
+        ramp = heat_colours(np.linspace(0.0, 1.0, bar_x1 - bar_x0))
+        bar = np.repeat(np.clip(np.rint(ramp), 0, 255).astype(np.uint8)[None], bar_h, axis=0)
+        out.paste(Image.fromarray(bar, "RGB"), (bar_x0, tile.height + (strip - bar_h) // 2))
+    draw = ImageDraw.Draw(out)
+    text_y = tile.height + (strip - text_height) // 2
+    draw.text((margin, text_y), "0", fill=TITLE_COLOUR, font=font)
+    draw.text((bar_x1 + margin, text_y), high, fill=TITLE_COLOUR, font=font)
+    return out
 
 
 def _titled(tile: Image.Image, segments: Sequence[tuple[str, RGB]]) -> Image.Image:

@@ -17,12 +17,9 @@ process killed mid-save leaves the previous file intact.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,7 +27,9 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from cornernet_saccade.errors import CheckpointError
+from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.outputs import atomic_write
 
 FORMAT_TAG = "cornernet_saccade"
 #: The file a training run folder points at its newest checkpoint with.
@@ -60,20 +59,42 @@ class StoredCheckpoint:
     @property
     def class_names(self) -> list[str] | None:
         """Class names the file carries (``class_names`` of a training checkpoint, or the JSON-encoded
-        ``class_names`` metadata of a safetensors file), else ``None``."""
-        names = self.training_state.get("class_names")
-        if names is None and "class_names" in self.metadata:
-            names = json.loads(self.metadata["class_names"])
-        return None if names is None else [str(name) for name in names]
+        ``class_names`` metadata of a safetensors file), else ``None``. CheckpointError when the entry
+        is not a list of strings."""
+        names = self._entry("class_names")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise CheckpointError(f"{self.path}: class_names is not a list of strings: {_shorten(names)}")
+        return names
 
     @property
     def test_settings(self) -> dict[str, Any] | None:
         """Detector settings stored with the weights (JSON ``test_settings`` metadata of a safetensors
-        file, or the entry of a training checkpoint), else ``None``."""
-        settings = self.training_state.get("test_settings")
-        if settings is None and "test_settings" in self.metadata:
-            settings = json.loads(self.metadata["test_settings"])
+        file, or the entry of a training checkpoint), else ``None``. CheckpointError when the entry is
+        not a mapping."""
+        settings = self._entry("test_settings")
+        if settings is not None and not isinstance(settings, dict):
+            raise CheckpointError(f"{self.path}: test_settings is not a mapping: {_shorten(settings)}")
         return settings
+
+    def _entry(self, key: str) -> Any:
+        """``training_state[key]``, else the JSON-decoded ``metadata[key]``, else ``None``."""
+        value = self.training_state.get(key)
+        if value is None and key in self.metadata:
+            value = _json_metadata(self.path, self.metadata, key)
+        return value
+
+
+def _shorten(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _json_metadata(path: str | Path, metadata: dict[str, Any], key: str) -> Any:
+    """The JSON value of ``metadata[key]``; CheckpointError naming the file and key when malformed."""
+    try:
+        return json.loads(metadata[key])
+    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        raise CheckpointError(f"{path}: metadata entry {key!r} is not valid JSON ({exc})") from None
 
 
 def _torch_load(path: Path) -> Any:
@@ -98,7 +119,7 @@ def _read_safetensors(path: Path) -> StoredCheckpoint:
         state_dict = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    config = json.loads(metadata["model_config"]) if "model_config" in metadata else None
+    config = _json_metadata(path, metadata, "model_config") if "model_config" in metadata else None
     return StoredCheckpoint(str(path), state_dict, config, metadata=metadata)
 
 
@@ -121,13 +142,21 @@ def read_checkpoint(path: str | Path) -> StoredCheckpoint:
     with open(path, "rb") as handle:
         head = handle.read(8)
     if path.suffix == ".safetensors" or (len(head) == 8 and head[:2] != b"PK" and head[:1] != b"\x80"):
-        return _read_safetensors(path)
+        return _checked(_read_safetensors(path))
     obj = _torch_load(path)
+    return _checked(_stored_from_torch(path, obj))
+
+
+def _stored_from_torch(path: Path, obj: Any) -> StoredCheckpoint:
+    """What a loaded torch file holds: a project checkpoint or a (possibly ``module.``-prefixed) state_dict."""
     if isinstance(obj, dict) and obj.get("format") == FORMAT_TAG:
         if not _is_tensor_dict(obj.get("model")):
             raise CheckpointError(f"{path}: project checkpoint without model weights")
+        metadata = obj.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise CheckpointError(f"{path}: metadata is not a mapping: {_shorten(metadata)}")
         extras = {k: v for k, v in obj.items() if k not in ("format", "model", "model_config", "metadata")}
-        return StoredCheckpoint(str(path), obj["model"], obj.get("model_config"), extras, obj.get("metadata", {}))
+        return StoredCheckpoint(str(path), obj["model"], obj.get("model_config"), extras, metadata)
     if _is_tensor_dict(obj):
         state_dict = obj
         if all(k.startswith(OFFICIAL_PREFIX) for k in state_dict):
@@ -136,9 +165,48 @@ def read_checkpoint(path: str | Path) -> StoredCheckpoint:
     raise CheckpointError(f"{path}: not a CornerNet-Saccade checkpoint (found {type(obj).__name__}, expected a state_dict)")
 
 
+def _checked(stored: StoredCheckpoint) -> StoredCheckpoint:
+    """``stored``, once its class names and test settings are known to be well-formed (else
+    CheckpointError): a malformed entry is reported when the file is read, not deep in a later step."""
+    _ = stored.class_names, stored.test_settings
+    return stored
+
+
 def _describe(keys: list[str], limit: int = 8) -> str:
     shown = ", ".join(keys[:limit])
     return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
+
+
+def _fit_problems(
+    own: dict[str, torch.Size], loaded: dict[str, Tensor], allow_class_change: bool = True
+) -> tuple[list[str], list[str]]:
+    """How ``loaded`` (a file's tensors) fails to fit a model whose state_dict has the shapes ``own``:
+    (problem descriptions, class-dependent head keys whose shapes differ). With
+    ``allow_class_change`` those heads are not problems (fine-tuning onto another class set)."""
+    missing = sorted(set(own) - set(loaded))
+    unexpected = sorted(set(loaded) - set(own))
+    misshaped = sorted(k for k in set(own) & set(loaded) if own[k] != loaded[k].shape)
+    class_heads = [k for k in misshaped if k.startswith(CLASS_DEPENDENT_PREFIXES) and k.split(".")[2] == "1"]
+    if not allow_class_change:
+        class_heads = []
+    problems = []
+    if missing:
+        problems.append(f"missing keys: {_describe(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys: {_describe(unexpected)}")
+    other_misshaped = [k for k in misshaped if k not in class_heads]
+    if other_misshaped:
+        detail = [f"{k} {tuple(loaded[k].shape)} vs model {tuple(own[k])}" for k in other_misshaped]
+        problems.append(f"mis-shaped keys: {_describe(detail)}")
+    return problems, class_heads
+
+
+def _check_finite(path: str, tensors: dict[str, Tensor]) -> None:
+    """CheckpointError naming ``path`` and the tensors when a floating-point tensor holds NaN or Inf
+    (such weights silently give no detections at all)."""
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights (NaN or Inf) in {len(bad)} tensors: {_describe(bad)}")
 
 
 def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> StoredCheckpoint:
@@ -147,27 +215,17 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
     Every key must be present with the right shape, except when only the number of classes differs:
     then the last conv of the heatmap heads (``tl_heats.*.1``, ``br_heats.*.1``) keeps its fresh
     initialisation and a warning names the skipped keys (fine-tuning onto another class set).
-    Any other missing, unexpected or mis-shaped key raises :class:`CheckpointError` naming the file
-    and the keys.
+    Any other missing, unexpected or mis-shaped key, or a NaN/Inf value in a loaded tensor, raises
+    :class:`CheckpointError` naming the file and the keys.
     """
     stored = source if isinstance(source, StoredCheckpoint) else read_checkpoint(source)
     own = model.state_dict()
     loaded = stored.state_dict
-    missing = sorted(set(own) - set(loaded))
-    unexpected = sorted(set(loaded) - set(own))
-    misshaped = sorted(k for k in set(own) & set(loaded) if own[k].shape != loaded[k].shape)
-    class_heads = [k for k in misshaped if k.startswith(CLASS_DEPENDENT_PREFIXES) and k.split(".")[2] == "1"]
-    problems = []
-    if missing:
-        problems.append(f"missing keys: {_describe(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys: {_describe(unexpected)}")
-    other_misshaped = [k for k in misshaped if k not in class_heads]
-    if other_misshaped:
-        detail = [f"{k} {tuple(loaded[k].shape)} vs model {tuple(own[k].shape)}" for k in other_misshaped]
-        problems.append(f"mis-shaped keys: {_describe(detail)}")
+    problems, class_heads = _fit_problems({k: v.shape for k, v in own.items()}, loaded)
     if problems:
         raise CheckpointError(f"{stored.path}: does not fit this model; " + "; ".join(problems))
+    to_load = {k: v for k, v in loaded.items() if k not in class_heads}
+    _check_finite(stored.path, to_load)
     if class_heads:
         warnings.warn(
             f"{stored.path}: number of classes differs ({loaded[class_heads[0]].shape[0]} in the file, "
@@ -175,31 +233,35 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
             f"last conv, which stays freshly initialised: {_describe(class_heads)}",
             stacklevel=2,
         )
-    to_load = {k: v for k, v in loaded.items() if k not in class_heads}
     model.load_state_dict({**own, **to_load}, strict=True)
     return stored
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` for a temp file beside ``path``, fsync it, then rename it over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any, *,
+                     allow_class_change: bool = True) -> None:
+    """Refuse, before any model memory is allocated, a model config under which ``stored``'s weights
+    cannot load: one asking for more residual blocks than the file has tensors, or whose network
+    (built on the meta device: shapes only) has other keys, shapes or parameter count than the file.
+
+    ``config``: a ``ModelConfig`` for ``cls``. CheckpointError naming the file, both parameter counts
+    and the keys; ``allow_class_change`` as in :func:`load_checkpoint`.
+    """
+    if config.min_tensor_count() > len(stored.state_dict):
+        raise CheckpointError(
+            f"{stored.path}: does not fit the model config {config}: it needs at least "
+            f"{config.min_tensor_count()} tensors, the file holds {len(stored.state_dict)}"
+        )
+    with torch.device("meta"):
+        skeleton = cls(config)
+    own = {k: v.shape for k, v in skeleton.state_dict().items()}
+    problems, _ = _fit_problems(own, stored.state_dict, allow_class_change)
+    if problems:
+        implied = sum(shape.numel() for shape in own.values())
+        held = sum(v.numel() for v in stored.state_dict.values())
+        raise CheckpointError(
+            f"{stored.path}: does not fit the model config {config} ({implied:,} values, the file holds "
+            f"{held:,}); " + "; ".join(problems)
+        )
 
 
 def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
@@ -284,12 +346,31 @@ def model_from_checkpoint(
     ``test_settings`` as attributes of the model.
 
     The model configuration is ``config`` / ``overrides`` when given, else the file's, else the
-    official defaults; the weights are loaded by :func:`load_checkpoint`.
+    official defaults. It is validated and checked against the file's tensors
+    (:func:`check_model_fits`) before the model is built; the weights are loaded by
+    :func:`load_checkpoint`.
     """
     stored = read_checkpoint(resolve_weights_path(weights))
-    model = cls(config if config is not None else stored.model_config, **overrides)
+    resolved = _resolved_model_config(stored, cls, config, overrides)
+    check_model_fits(stored, cls, resolved, allow_class_change=config is not None or "num_classes" in overrides)
+    model = cls(resolved)
     load_checkpoint(model, stored)
     model.class_names = stored.class_names
     model.test_settings = stored.test_settings
     return model.eval()
 
+
+def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, overrides: dict[str, Any]) -> Any:
+    """The model config (of ``cls.config_class``) of :func:`model_from_checkpoint`: ``config`` (ConfigError when invalid) or
+    the file's ``model_config`` (CheckpointError naming the file when of a wrong type or out of
+    range), then ``overrides``."""
+    config_class = cls.config_class
+    if config is None:
+        try:
+            config = config_from_dict(config_class, stored.model_config, f"{stored.path}: model_config")
+        except ConfigError as exc:
+            raise CheckpointError(str(exc)) from None
+    config = config_from_dict(config_class, config, "model config")
+    if overrides:
+        config = config_from_dict(config_class, {**asdict(config), **overrides}, "model config")
+    return config

@@ -27,6 +27,29 @@ def output_size(input_size: int) -> int:
     return -(-half // 2)
 
 
+#: Times each hourglass halves its input (its levels below the top); the heatmap side must be a
+#: multiple of ``2 ** HOURGLASS_HALVINGS``.
+HOURGLASS_HALVINGS = 3
+
+#: The network takes input sides of the form ``INPUT_SIZE_STEP * k - 1`` (pixels, k >= 1: 31, 63,
+#: ..., 255, 511, 1023...), whose heatmap side ``output_size`` is ``8k``, a multiple every hourglass
+#: level can halve. The one rule for input sizes: the detector feeds only such sides (saccade crops
+#: 255, full mode :func:`padded_input_size`) and an ONNX export takes them (its dynamic H and W).
+INPUT_SIZE_STEP = 4 * 2**HOURGLASS_HALVINGS
+
+
+def is_input_size(side: int) -> bool:
+    """Whether the network takes an input side (pixels): ``INPUT_SIZE_STEP * k - 1``, k >= 1."""
+    return side > 0 and (side + 1) % INPUT_SIZE_STEP == 0
+
+
+def padded_input_size(size: int) -> int:
+    """The smallest network input side (pixels) ``>= size`` the network takes (:func:`is_input_size`,
+    the original's form ``32k - 1``): a canvas of ``size`` pixels is padded (zeros at its bottom and
+    right) to this side. ``500 -> 511``, ``511 -> 511``, ``512 -> 543``."""
+    return -(-(size + 1) // INPUT_SIZE_STEP) * INPUT_SIZE_STEP - 1
+
+
 def attention_map_sizes(input_size: int, ratios: tuple[int, ...] = ATTENTION_RATIOS) -> list[int]:
     """Side of each attention map in cells: ``ceil(input_size / ratio)`` (16, 32, 64 for 255)."""
     return [-(-input_size // ratio) for ratio in ratios]

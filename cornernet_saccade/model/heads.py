@@ -41,12 +41,16 @@ class CornerPoolModule(nn.Module):
         return self.conv2(merged)
 
 
-def prediction_head(in_dim: int, hidden_dim: int, out_dim: int, bias: float | None = None) -> nn.Sequential:
-    """3x3 conv + ReLU (with bias, no BN) then a 1x1 conv to ``out_dim`` channels of raw logits.
+def prediction_head(
+    in_dim: int, hidden_dim: int, out_dim: int, bias: float | None = None, kernel: int = 3
+) -> nn.Sequential:
+    """``kernel`` x ``kernel`` conv + ReLU (with bias, no BN) then a 1x1 conv to ``out_dim``
+    channels of raw logits. ``[N,in_dim,H,W] -> [N,out_dim,H,W]``.
 
-    ``bias`` initialises the last conv's bias (the -2.19 prior of heatmap and attention heads).
+    ``kernel`` is 3 for CornerNet-Saccade and CornerNet, 1 for CornerNet-Squeeze. ``bias``
+    initialises the last conv's bias (the -2.19 prior of heatmap and attention heads).
     """
-    head = nn.Sequential(Convolution(3, in_dim, hidden_dim, with_bn=False), nn.Conv2d(hidden_dim, out_dim, 1))
+    head = nn.Sequential(Convolution(kernel, in_dim, hidden_dim, with_bn=False), nn.Conv2d(hidden_dim, out_dim, 1))
     if bias is not None:
         nn.init.constant_(head[-1].bias, bias)
     return head

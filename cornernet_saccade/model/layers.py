@@ -1,8 +1,8 @@
-"""Building blocks of the network: ``Convolution``, ``Residual`` and corner pooling.
+"""Building blocks of the networks: ``Convolution``, ``Residual``, ``Fire`` and corner pooling.
 
-Parameter names follow the official checkpoint (``conv``/``bn`` in :class:`Convolution`;
-``conv1``/``bn1``/``conv2``/``bn2``/``skip`` in :class:`Residual`) so that its state_dict loads
-unchanged.
+Parameter names follow the official checkpoints (``conv``/``bn`` in :class:`Convolution`;
+``conv1``/``bn1``/``conv2``/``bn2``/``skip`` in :class:`Residual`; ``conv1``/``bn1``/``conv_1x1``/
+``conv_3x3``/``bn2`` in :class:`Fire`) so that their state_dicts load unchanged.
 
 Corner pooling (docs/reference.md §1) takes, at every position, the maximum over a ray towards one border:
 
@@ -87,6 +87,34 @@ class Residual(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         branch = self.bn2(self.conv2(self.relu1(self.bn1(self.conv1(x)))))
         return self.relu(branch + self.skip(x))
+
+
+class Fire(nn.Module):
+    """Fire module of CornerNet-Squeeze. ``[N,Cin,H,W] -> [N,Cout,ceil(H/s),ceil(W/s)]``.
+
+    A 1x1 squeeze conv to ``Cout/2`` + BN (no ReLU), then in parallel a 1x1 conv and a depthwise
+    3x3 conv (both ``Cout/2`` wide, stride ``s``, no bias), concatenated (1x1 part first) -> BN.
+    The input is added before the final ReLU only when the block keeps width and resolution; there
+    is no projection shortcut otherwise (as in the original).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, stride: int = 1):
+        super().__init__()
+        if out_dim % 2:
+            raise ValueError(f"a fire module needs an even output width, got {out_dim}")
+        half = out_dim // 2
+        self.conv1 = nn.Conv2d(in_dim, half, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(half)
+        self.conv_1x1 = nn.Conv2d(half, half, 1, stride=stride, bias=False)
+        self.conv_3x3 = nn.Conv2d(half, half, 3, padding=1, stride=stride, groups=half, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_dim)
+        self.has_skip = stride == 1 and in_dim == out_dim
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        squeezed = self.bn1(self.conv1(x))
+        out = self.bn2(torch.cat((self.conv_1x1(squeezed), self.conv_3x3(squeezed)), 1))
+        return self.relu(out + x) if self.has_skip else self.relu(out)
 
 
 def _first_arg_of_running_max(running: Tensor, dim: int) -> Tensor:

@@ -1,4 +1,4 @@
-"""Process-group setup for ``torchrun`` and the few collectives the trainer needs.
+"""Process-group setup for ``torchrun`` and the few collectives the trainer and the batch commands need.
 
 ``torchrun --nproc_per_node=N -m cornernet_saccade train ...`` sets ``RANK``, ``WORLD_SIZE`` and
 ``LOCAL_RANK``; :func:`setup` then joins the group (NCCL on CUDA, gloo on CPU) and gives each

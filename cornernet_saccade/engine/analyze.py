@@ -1,0 +1,163 @@
+"""Where recall is lost: for every ground-truth object, how far it got through the saccade pipeline.
+
+Stages, each a fraction of the ground-truth objects (per COCO size and per class):
+
+``covered``
+    some view the detector looked at contains the whole object at a zoom that brings its long side
+    into the range the model was trained on (:data:`TRAINED_LONG_SIDE`, crop pixels);
+``proposed``
+    some proposed location (attention peak or reference detection, before the ``att_max_crops``
+    cap) would show it that way;
+``detected``
+    some view's detection before the merge has its class and IoU >= :data:`MATCH_IOU`, any score;
+``kept``
+    such a detection survives soft-NMS and ``max_per_image``;
+``found``
+    such a detection scores at least ``score_threshold``: it is in the final result.
+
+Sizes are COCO's by box area in image pixels: small < 32², medium < 96², large otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.data.samples import SamplingConfig
+from cornernet_saccade.errors import CornerNetSaccadeError
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.results import Detections, box_iou
+from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.tables import format_table
+
+STAGES = ("covered", "proposed", "detected", "kept", "found")
+#: Long sides (crop pixels) of the objects the training samples show: the sampler's smallest
+#: reference object (its ``min_scale``) up to the crop.
+TRAINED_LONG_SIDE = (float(SamplingConfig.min_scale), float(CROP_SIZE))
+MATCH_IOU = 0.5
+#: COCO's size tiers by area (image pixels squared).
+SIZE_TIERS = (("small", 0.0, 32.0**2), ("medium", 32.0**2, 96.0**2), ("large", 96.0**2, float("inf")))
+#: Test-time caps whose cost :func:`cap_costs` measures (each run again at twice its value).
+CAPS = ("top_k", "num_dets", "att_max_crops", "max_per_image")
+
+
+def _matched(boxes: np.ndarray, labels: np.ndarray, found: np.ndarray, found_labels: np.ndarray) -> np.ndarray:
+    """Per ground-truth box: some found box of its class has IoU >= MATCH_IOU. ``[N]`` bool."""
+    if len(found) == 0 or len(boxes) == 0:
+        return np.zeros(len(boxes), bool)
+    same_class = labels[:, None] == found_labels[None, :]
+    return ((box_iou(boxes, found) >= MATCH_IOU) & same_class).any(axis=1)
+
+
+def _shown(boxes: np.ndarray, centres_yx: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Per box: some square view (centre ``y, x`` image pixels, side ``CROP_SIZE / scale``) holds
+    the whole box with its long side, zoomed, in :data:`TRAINED_LONG_SIDE`. ``[N]`` bool."""
+    if len(scales) == 0 or len(boxes) == 0:
+        return np.zeros(len(boxes), bool)
+    half = CROP_SIZE / scales / 2
+    inside = ((boxes[:, None, 0] >= centres_yx[None, :, 1] - half) & (boxes[:, None, 2] <= centres_yx[None, :, 1] + half)
+              & (boxes[:, None, 1] >= centres_yx[None, :, 0] - half) & (boxes[:, None, 3] <= centres_yx[None, :, 0] + half))
+    long_side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None] * scales[None, :]
+    in_range = (long_side >= TRAINED_LONG_SIDE[0]) & (long_side <= TRAINED_LONG_SIDE[1])
+    return (inside & in_range).any(axis=1)
+
+
+def object_stages(detections: Detections, boxes: np.ndarray, labels: np.ndarray, score_threshold: float) -> np.ndarray:
+    """Which stages each ground-truth object reached: ``[N, len(STAGES)]`` bool.
+
+    ``detections``: the detector's output with a score threshold of 0 (so it holds every detection
+    kept after soft-NMS and ``max_per_image``); ``boxes [N,4]`` / ``labels [N]`` the ground truth
+    (image pixels, 0-based classes)."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    labels = np.asarray(labels, np.int64)
+    trace = detections.trace
+    views = trace.crops
+    covered = _shown(boxes, np.array([v.center_yx for v in views], np.float64).reshape(-1, 2),
+                     np.array([v.scale for v in views], np.float64))
+    proposals = np.concatenate([p[:, :3] for p in trace.proposals]) if trace.proposals else np.zeros((0, 3))
+    proposed = _shown(boxes, proposals[:, :2].astype(np.float64), proposals[:, 2].astype(np.float64))
+    candidates = trace.candidates
+    detected = _matched(boxes, labels, candidates[:, :4].astype(np.float64), candidates[:, 5].astype(np.int64))
+    kept = _matched(boxes, labels, detections.boxes.astype(np.float64), detections.labels)
+    final = detections.scores >= score_threshold
+    found = _matched(boxes, labels, detections.boxes[final].astype(np.float64), detections.labels[final])
+    return np.stack([covered, proposed, detected, kept, found], axis=1)
+
+
+@dataclass
+class RecallReport:
+    """Stage flags of every ground-truth object with its size tier and class; ``skipped`` images."""
+
+    class_names: list[str]
+    stages: list[np.ndarray] = field(default_factory=list)
+    sizes: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    cap_costs: dict[str, float] = field(default_factory=dict)
+
+    def add(self, stages: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> None:
+        corners = np.asarray(boxes, np.float64).reshape(-1, 4)
+        areas = np.prod(corners[:, 2:] - corners[:, :2], axis=1)
+        self.stages += list(stages)
+        self.sizes += [next(name for name, low, high in SIZE_TIERS if low <= area < high) for area in areas]
+        self.labels += [int(label) for label in labels]
+
+    def rows(self) -> list[tuple[str, int, list[float]]]:
+        """``(group, objects, fraction per stage)`` for all objects, each size tier and each class."""
+        flags = np.array(self.stages, bool).reshape(-1, len(STAGES))
+        groups = [("all", np.ones(len(flags), bool))]
+        groups += [(name, np.array(self.sizes) == name) for name, _, _ in SIZE_TIERS]
+        groups += [(f"class {name}", np.array(self.labels) == index) for index, name in enumerate(self.class_names)]
+        return [(name, int(mask.sum()), [float(v) for v in flags[mask].mean(axis=0)] if mask.any() else [0.0] * 5)
+                for name, mask in groups]
+
+    def table(self) -> str:
+        rows = [(name, str(count), *(f"{v:.3f}" for v in values)) for name, count, values in self.rows()]
+        text = format_table(("objects", "count", *STAGES), rows, (False, True, *[True] * len(STAGES)))
+        if self.cap_costs:
+            base = self.rows()[0][2][-1]
+            costs = [(cap, f"{base:.3f}", f"{found:.3f}") for cap, found in self.cap_costs.items()]
+            text += "\n\n" + format_table(("cap (x2)", "found", "found with cap x2"), costs, (False, True, True))
+        return text
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stages": list(STAGES), "rows": [{"group": g, "objects": n, **dict(zip(STAGES, v))}
+                                                 for g, n, v in self.rows()],
+                "cap_costs": self.cap_costs, "skipped": self.skipped}
+
+
+def analyze_records(detector: SaccadeDetector, records: Sequence[ImageRecord], class_names: Sequence[str],
+                    progress: bool = True) -> RecallReport:
+    """The stages reached by every object of ``records``; the final result is the detector's own
+    ``score_threshold`` (it is run with threshold 0 to see what the threshold drops)."""
+    threshold = detector.config.score_threshold
+    open_detector = _with_settings(detector, score_threshold=0.0)
+    report = RecallReport(list(class_names))
+    for record in tqdm(records, desc="analyze", unit="img", disable=not progress, leave=False):
+        try:
+            detections = open_detector(record.path)
+        except CornerNetSaccadeError as exc:
+            report.skipped.append(str(exc))
+            continue
+        report.add(object_stages(detections, record.boxes, record.labels, threshold), record.boxes, record.labels)
+    return report
+
+
+def cap_costs(detector: SaccadeDetector, records: Sequence[ImageRecord], progress: bool = True) -> dict[str, float]:
+    """The fraction of objects found with each cap of :data:`CAPS` doubled (one run per cap)."""
+    costs = {}
+    for cap in CAPS:
+        doubled = _with_settings(detector, **{cap: 2 * getattr(detector.config, cap)})
+        report = analyze_records(doubled, records, [], progress)
+        costs[cap] = report.rows()[0][2][-1]
+    return costs
+
+
+def _with_settings(detector: SaccadeDetector, **changes: Any) -> SaccadeDetector:
+    config = dataclasses.replace(detector.config, **changes)
+    return SaccadeDetector(detector.model, config, class_names=detector.class_names)

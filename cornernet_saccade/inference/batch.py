@@ -1,0 +1,320 @@
+"""Detection over many image files: finding the images, naming and protecting the outputs, and
+writing results as each image finishes, so that a crash or a failed write keeps what was done.
+
+An output folder holds ``detections.jsonl`` (one line per finished image, written and flushed as it
+finishes), ``detections.json`` (the COCO results of every finished image, written at the end),
+``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
+``labels/<stem>.txt``). No output ever replaces an input image of the run; an existing file is
+replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cornernet_saccade.errors import OutputError
+from cornernet_saccade.images import read_image
+from cornernet_saccade.inference.labels import category_ids
+from cornernet_saccade.inference.results import Detections, coco_results
+from cornernet_saccade.outputs import atomic_write, make_folder, resolved_path, write_text
+
+if TYPE_CHECKING:
+    from cornernet_saccade.inference.detector import SaccadeDetector
+
+#: File name endings of the images a folder is searched for (case-insensitive).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+RESULTS_NAME = "detections.json"
+LINES_NAME = "detections.jsonl"
+#: The lines files of a run: ``detections.jsonl``, or one ``detections.rank<N>.jsonl`` per process.
+LINES_GLOB = "detections*.jsonl"
+#: Per-image output formats: sub-folder and file suffix.
+PER_IMAGE_FORMATS = {"json": ("json", ".json"), "yolo": ("labels", ".txt")}
+
+
+@dataclass(frozen=True)
+class SkippedInput:
+    """An input that is not processed, and why."""
+
+    path: Path
+    reason: str
+
+
+@dataclass(frozen=True)
+class ImageJob:
+    """One image to process: its path, COCO image id and output stem."""
+
+    path: Path
+    image_id: int
+    stem: str
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One finished image, as its ``detections.jsonl`` line holds it: ``results`` are COCO result
+    entries (plus ``category``, ``file_name``, ``width``, ``height``)."""
+
+    file_name: str
+    image_id: int
+    width: int
+    height: int
+    crops: int
+    seconds: float
+    results: list[dict[str, Any]]
+
+    def line(self) -> str:
+        return json.dumps({"file_name": self.file_name, "image_id": self.image_id, "width": self.width,
+                           "height": self.height, "crops": self.crops, "seconds": round(self.seconds, 4),
+                           "results": self.results})
+
+
+def find_images(
+    inputs: Sequence[str | Path], recursive: bool = False, exclude: Path | None = None
+) -> tuple[list[Path], list[SkippedInput]]:
+    """Image paths of ``inputs`` and the entries skipped while searching folders.
+
+    Folders give their files with an image extension (sorted; with sub-folders when
+    ``recursive``; never inside ``exclude``, the output folder, when it lies below the folder
+    searched); links to nowhere, link loops and folders with an image extension are skipped and
+    reported. Anything else is kept as given (a missing file is reported when it is read). Repeated
+    paths are kept once, first place.
+    """
+    paths: list[Path] = []
+    skipped: list[SkippedInput] = []
+    excluded = resolved_path(exclude) if exclude is not None else None
+    for item in inputs:
+        path = Path(item)
+        if not path.is_dir():
+            paths.append(path)
+            continue
+        found = sorted(path.rglob("*") if recursive else path.glob("*"))
+        skip = excluded if excluded is not None and resolved_path(path) in excluded.parents else None
+        for candidate in found:
+            if candidate.suffix.lower() not in IMAGE_EXTENSIONS or _inside(candidate, skip):
+                continue
+            problem = _not_a_file(candidate)
+            if problem:
+                skipped.append(SkippedInput(candidate, problem))
+            else:
+                paths.append(candidate)
+    return list(dict.fromkeys(paths)), skipped
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and folder in path.resolve().parents
+
+
+def _not_a_file(path: Path) -> str | None:
+    """Why ``path`` (found in a folder) is not an image file to read, or None."""
+    try:
+        status = os.stat(path)
+    except OSError as exc:
+        return "a link to nowhere" if path.is_symlink() and exc.errno == 2 else (exc.strerror or str(exc))
+    return None if stat.S_ISREG(status.st_mode) else "not a regular file (a folder?)"
+
+
+def image_ids(paths: Sequence[Path]) -> list[int]:
+    """COCO image ids: the file stems when they are all distinct whole numbers (COCO's own file
+    names, ``000000397133.jpg`` -> 397133), else 1, 2, 3, ... in order."""
+    stems = [path.stem for path in paths]
+    if all(stem.isascii() and stem.isdigit() for stem in stems) and len({int(s) for s in stems}) == len(stems):
+        return [int(stem) for stem in stems]
+    return list(range(1, len(paths) + 1))
+
+
+def output_stems(paths: Sequence[Path]) -> list[str]:
+    """A distinct output name per path: its stem, with ``_2``, ``_3``, ... added on repeats."""
+    used: set[str] = set()
+    stems = []
+    for path in paths:
+        stem, number = path.stem, 1
+        while stem in used:
+            number += 1
+            stem = f"{path.stem}_{number}"
+        used.add(stem)
+        stems.append(stem)
+    return stems
+
+
+def plan_jobs(paths: Sequence[Path]) -> list[ImageJob]:
+    """A job per path, with its image id and output stem."""
+    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths))]
+
+
+class OutputFolder:
+    """The output folder of one detection run: checks every planned output up front, writes results
+    as images finish, and the COCO results file at the end.
+
+    ``jobs``: the run's images; ``pictures``: write ``<stem>.png``; ``per_image``: keys of
+    :data:`PER_IMAGE_FORMATS`; ``overwrite``: existing outputs may be replaced; ``resume``: keep the
+    finished images of an earlier run in this folder (their lines in ``detections.jsonl``) and skip
+    them. ``lines_name``: this process's lines file; ``writes_results``: this process writes
+    ``detections.json`` (one process of a sharded run does). Raises :class:`OutputError` naming the
+    path when an output would replace an input image, would replace an existing file without
+    ``overwrite``/``resume``, or cannot be written.
+    """
+
+    def __init__(self, folder: str | Path, jobs: Sequence[ImageJob], *, pictures: bool = True,
+                 per_image: Sequence[str] = (), overwrite: bool = False, resume: bool = False,
+                 lines_name: str = LINES_NAME, writes_results: bool = True) -> None:
+        self.folder = Path(folder)
+        self.pictures = pictures
+        self.per_image = tuple(per_image)
+        self.lines_path = self.folder / lines_name
+        self.writes_results = writes_results
+        self.records: dict[str, ImageRecord] = self.read_all_records() if resume else {}
+        self._check_plan(jobs, overwrite or resume)
+        self._make_folders()
+        self._lines = self._open_lines(append=resume)
+
+    def outputs(self, job: ImageJob) -> list[Path]:
+        """Every file this run writes for ``job``."""
+        paths = [self.folder / f"{job.stem}.png"] if self.pictures else []
+        return paths + [self.folder / PER_IMAGE_FORMATS[f][0] / f"{job.stem}{PER_IMAGE_FORMATS[f][1]}"
+                        for f in self.per_image]
+
+    def is_done(self, job: ImageJob) -> bool:
+        return str(job.path) in self.records
+
+    def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
+        inputs = {resolved_path(job.path) for job in jobs}
+        planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
+        planned += [self.folder / RESULTS_NAME, self.lines_path] if self.writes_results else [self.lines_path]
+        for path in planned:
+            if resolved_path(path) in inputs:
+                raise OutputError(f"{path}: an output would replace an input image of this run; choose "
+                                  f"another output folder")
+        if not may_replace:
+            existing = [path for path in planned if path.exists()]
+            if existing:
+                more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+                raise OutputError(f"{existing[0]}{more}: already exists; choose another output folder, "
+                                  f"--resume to continue that run or --overwrite to replace its files")
+
+    def _make_folders(self) -> None:
+        subfolders = [self.folder / PER_IMAGE_FORMATS[f][0] for f in self.per_image]
+        for folder in (self.folder, *subfolders):
+            make_folder(folder)
+
+    def _open_lines(self, append: bool) -> Any:
+        try:
+            return open(self.lines_path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
+        except OSError as exc:
+            raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
+
+    def write(self, job: ImageJob, record: ImageRecord, detections: Detections, pixels: Any) -> None:
+        """Write one finished image's files, then its ``detections.jsonl`` line (flushed)."""
+        if self.pictures:
+            from cornernet_saccade.inference.visualize import render_panel
+
+            picture = self.folder / f"{job.stem}.png"
+            atomic_write(picture, lambda path: render_panel(pixels, detections).save(path, format="PNG"))
+        for name in self.per_image:
+            folder, suffix = PER_IMAGE_FORMATS[name]
+            text = per_image_text(name, record, detections)
+            write_text(self.folder / folder / f"{job.stem}{suffix}", text)
+        try:
+            self._lines.write(record.line() + "\n")
+            self._lines.flush()
+        except OSError as exc:
+            raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
+        self.records[record.file_name] = record
+
+    def read_all_records(self) -> dict[str, ImageRecord]:
+        """The finished images in every lines file of the folder (all processes of the run)."""
+        records: dict[str, ImageRecord] = {}
+        for path in sorted(self.folder.glob(LINES_GLOB)):
+            records.update(read_records(path))
+        return records
+
+    def close(self) -> None:
+        self._lines.close()
+
+    def finish(self, order: Sequence[ImageJob], gather: bool = False) -> Path | None:
+        """Close the lines file; write ``detections.json`` (every finished image's results, in the
+        order of ``order``; with ``gather``, those of every process's lines file too). Returns its
+        path, or None (and writes nothing) when no image finished."""
+        self.close()
+        if gather:
+            self.records = self.read_all_records()
+        records = [self.records[str(job.path)] for job in order if str(job.path) in self.records]
+        if not records:
+            return None
+        path = self.folder / RESULTS_NAME
+        write_text(path, results_json([r for rec in records for r in rec.results]))
+        return path
+
+
+def read_records(path: Path) -> dict[str, ImageRecord]:
+    """The finished images of an earlier run (its ``detections.jsonl``), keyed by file name; a
+    missing file gives none, a torn last line (a crash while writing it) is ignored."""
+    if not path.is_file():
+        return {}
+    records: dict[str, ImageRecord] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OutputError(f"{path}: cannot read the earlier run's results ({exc})") from None
+    for number, line in enumerate(lines, 1):
+        try:
+            data = json.loads(line)
+            record = ImageRecord(**data)
+        except (ValueError, TypeError):
+            if number == len(lines):
+                break
+            raise OutputError(f"{path}: line {number} is not a result line of this program") from None
+        records[record.file_name] = record
+    return records
+
+
+def results_json(results: Sequence[dict[str, Any]]) -> str:
+    """The results as a JSON list, one entry per line."""
+    return "[\n" + ",\n".join(json.dumps(entry) for entry in results) + "\n]\n" if results else "[]\n"
+
+
+def per_image_text(name: str, record: ImageRecord, detections: Detections) -> str:
+    """One image's results in a per-image format: ``json`` (its record) or ``yolo`` (a line
+    ``label centre_x centre_y width height score`` per detection, fractions of the image size)."""
+    if name == "json":
+        return json.dumps(json.loads(record.line()), indent=1) + "\n"
+    lines = []
+    for (x1, y1, x2, y2), score, label in zip(detections.boxes.tolist(), detections.scores.tolist(),
+                                               detections.labels.tolist()):
+        cx, cy = (x1 + x2) / 2 / record.width, (y1 + y2) / 2 / record.height
+        w, h = (x2 - x1) / record.width, (y2 - y1) / record.height
+        lines.append(f"{label} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f} {score:.4f}")
+    return "".join(line + "\n" for line in lines)
+
+
+def detect_image(detector: SaccadeDetector, job: ImageJob, ids: Sequence[int],
+                 keep: Callable[[Detections], Detections] | None = None) -> tuple[ImageRecord, Detections, Any]:
+    """Read and detect one image; its record, its detections (after ``keep``) and its pixels."""
+    from cornernet_saccade.inference.visualize import detection_name
+
+    pixels = read_image(job.path)
+    start = time.perf_counter()
+    detections = detector(pixels)
+    seconds = time.perf_counter() - start
+    if keep is not None:
+        detections = keep(detections)
+    height, width = pixels.shape[:2]
+    results = coco_results(job.image_id, detections, ids)
+    for index, entry in enumerate(results):
+        entry.update(category=detection_name(detections, index), file_name=str(job.path), width=width, height=height)
+    record = ImageRecord(str(job.path), job.image_id, width, height, len(detections.trace.crops), seconds, results)
+    return record, detections, pixels
+
+
+def detector_category_ids(detector: SaccadeDetector) -> list[int]:
+    """The COCO category id of each of the detector's classes."""
+    return category_ids(detector.class_names, detector.model.num_classes)
+
+
+def pending(jobs: Iterable[ImageJob], folder: OutputFolder) -> list[ImageJob]:
+    """The jobs ``folder`` has no finished record of."""
+    return [job for job in jobs if not folder.is_done(job)]

@@ -1,0 +1,66 @@
+"""The commands' shared options and help texts: score thresholds refused at the command line,
+``--full-size`` outside full mode, ``--version``, the ``train`` and ``export-weights`` help, and
+``evaluate`` on data of another format."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+
+import cornernet_saccade
+from cornernet_saccade.cli import main
+from cornernet_saccade.cli.common import detector_settings
+
+
+@pytest.mark.parametrize("value", ["1.5", "nan", "-0.1", "inf", "high"])
+def test_score_threshold_outside_0_1_is_an_argparse_error(value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", "--weights", "shapes", "--data", "val.json", "--score-threshold", value])
+    assert exit_info.value.code == 2
+    assert "--score-threshold" in capsys.readouterr().err
+
+
+def test_full_size_outside_full_mode_is_reported(capsys):
+    args = argparse.Namespace(mode=None, full_size=500, score_threshold=None, max_crops=None)
+    assert detector_settings(args) == {"full_size": 500}
+    assert "--full-size 500 only applies to full mode" in capsys.readouterr().err
+    args.mode = "full"
+    assert detector_settings(args) == {"mode": "full", "full_size": 500}
+    assert capsys.readouterr().err == ""
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"cornernet-saccade {cornernet_saccade.__version__}"
+
+
+def help_text(command: str, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_train_help_names_every_bundled_config(capsys):
+    text = help_text("train", capsys)
+    names = sorted(p.stem for p in (Path(cornernet_saccade.__file__).parent / "configs").glob("*.yaml"))
+    assert len(names) >= 4
+    for name in names:
+        assert name in text
+
+
+def test_export_weights_help_is_a_description_not_a_docstring(capsys):
+    text = help_text("export-weights", capsys)
+    assert "``" not in text
+    assert ".safetensors" in text and "class names" in text
+
+
+def test_evaluate_names_the_format_it_needs(weights, tmp_path, capsys):
+    data = tmp_path / "a.csv"
+    data.write_text("image_path,xmin,ymin,xmax,ymax,label\nx.png,1,1,5,5,circle\n")
+    assert main(["evaluate", "--weights", str(weights), "--data", str(data), "--threads", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "needs a COCO JSON annotation file" in err and "not a CSV dataset" in err
+    assert "not valid JSON" not in err
