@@ -58,8 +58,9 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.engine.trainer import run_training
     from cornernet_saccade.model.checkpoint import read_checkpoint
 
+    parser: argparse.ArgumentParser = args.parser
     if args.config is None and args.resume is None:
-        args.parser.error("--config is required unless --resume is given")
+        parser.error("--config is required unless --resume is given")
     config = load_train_config(args.config, args.set) if args.config else None
     stored = None
     if args.resume is not None:
@@ -69,14 +70,16 @@ def run(args: argparse.Namespace) -> int:
         saved = stored.training_state.get("config")
         if config is None:
             if saved is None:
-                args.parser.error(f"{path} holds no training config; pass --config")
+                parser.error(f"{path} holds no training config; pass --config")
             config = train_config_from_dict(saved, f"{path} (stored config)", args.set)
         changed = _changed_keys(config, saved or {})
         config = dataclasses.replace(config, out_dir=args.out or str(path.resolve().parent))
         if changed:
             print(f"resuming with settings changed from the checkpoint's: {', '.join(changed)}", file=sys.stderr)
     elif args.out:
+        assert config is not None, "without --resume, --config was given (checked above)"
         config = dataclasses.replace(config, out_dir=args.out)
+    assert config is not None, "without --resume, --config was given (checked above)"
     result = run_training(config, stored)
     if int(os.environ.get("RANK", "0")) == 0:
         summary = ", ".join(f"{k} {v:.4f}" for k, v in result.loss.items())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -30,7 +30,7 @@ class MetricsLogger:
     def __init__(self, out_dir: str | Path, enabled: bool = True) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / METRICS_NAME
-        self._file = None
+        self._file: IO[str] | None = None
         self._writer = None
         if enabled:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -40,6 +40,7 @@ class MetricsLogger:
     def log(self, kind: str, iteration: int, **values: Any) -> None:
         if not self.enabled:
             return
+        assert self._file is not None, "MetricsLogger.log after close"
         record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()

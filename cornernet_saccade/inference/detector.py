@@ -213,12 +213,12 @@ class SaccadeDetector:
         keep, scores = keep[selected], scores[selected]
         order = torch.argsort(scores, descending=True, stable=True)
         keep, scores = keep[order], scores[order]
-        labels = labels[keep].cpu().numpy()
-        names = [self.class_names[i] for i in labels] if self.class_names is not None else None
+        label_ids = labels[keep].cpu().numpy()
+        names = [self.class_names[i] for i in label_ids] if self.class_names is not None else None
         return Detections(
             boxes=detections[keep, :4].cpu().numpy(),
             scores=scores.cpu().numpy(),
-            labels=labels,
+            labels=label_ids,
             class_names=names,
             trace=trace,
         )

@@ -251,7 +251,7 @@ def _titled(tile: Image.Image, segments: Sequence[tuple[str, RGB]]) -> Image.Ima
     """``tile`` under a title strip; ``segments`` are pieces of title text with their colours."""
     font = label_font(max(11, tile.width // 26))
     measure = ImageDraw.Draw(tile)
-    text_height = measure.textbbox((0, 0), "Ag", font=font)[3]
+    text_height = int(measure.textbbox((0, 0), "Ag", font=font)[3])
     strip = text_height + 2 * max(2, text_height // 4)
     titled = Image.new("RGB", (tile.width, tile.height + strip), BACKGROUND)
     titled.paste(tile, (0, strip))

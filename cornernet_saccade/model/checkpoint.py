@@ -173,8 +173,8 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
     return stored
 
 
-def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
-    """Call ``write(tmp_path)`` for a temp file beside ``path``, fsync it, then rename it over ``path``."""
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> None:
+    """Call ``write(tmp_path)`` (its result unused) for a temp file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -282,7 +282,8 @@ def model_from_checkpoint(
     stored = read_checkpoint(resolve_weights_path(weights))
     model = cls(config if config is not None else stored.model_config, **overrides)
     load_checkpoint(model, stored)
-    model.class_names = stored.class_names
-    model.test_settings = stored.test_settings
+    attributes: Any = model  # plain attributes (nn.Module types attribute assignment as Tensor | Module)
+    attributes.class_names = stored.class_names
+    attributes.test_settings = stored.test_settings
     return model.eval()
 

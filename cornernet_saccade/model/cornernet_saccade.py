@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from torch import Tensor, nn
 
@@ -112,7 +112,7 @@ class CornerNetSaccade(nn.Module):
             out.tl_offs.append(self.tl_offs[s](tl))
             out.br_offs.append(self.br_offs[s](br))
             if with_attention:
-                out.attentions.append([head(m) for head, m in zip(self.att_modules[s], merge_maps[s])])
+                out.attentions.append([head(m) for head, m in zip(cast(nn.ModuleList, self.att_modules[s]), merge_maps[s])])
         return out
 
     def set_export_friendly_pooling(self, enabled: bool = True) -> CornerNetSaccade:
