@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -29,6 +29,9 @@ from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, resolve_weights_path
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
+
+if TYPE_CHECKING:
+    from cornernet_saccade.backends.onnx import OnnxNetwork
 
 BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 
@@ -104,24 +107,33 @@ def load_detector(
     ``class_names_file``, else the weights', else COCO's for an 80-class model.
     """
     path = resolve_weights_path(weights)
-    exported = backend == "onnxruntime" and path.suffix == ONNX_SUFFIX
-    source = _exported_network(path) if exported else CornerNetSaccade.from_checkpoint(path).to(resolve_device(device))
+    if backend == "onnxruntime" and path.suffix == ONNX_SUFFIX:
+        exported = _exported_network(path)
+        config = _detector_settings(exported, class_names_file, settings)
+        _check_exported_size(exported, path, config)
+        return SaccadeDetector(exported, config)
+    model = CornerNetSaccade.from_checkpoint(path).to(resolve_device(device))
+    config = _detector_settings(model, class_names_file, settings)
+    return SaccadeDetector(network_for_mode(model, backend, config.mode, config.full_size), config)
+
+
+def _detector_settings(
+    source: CornerNetSaccade | OnnxNetwork, class_names_file: str | Path | None, settings: dict[str, Any]
+) -> SaccadeConfig:
+    """Set ``source.class_names`` (see :func:`load_detector`) and return its detector settings:
+    its stored test settings with ``settings`` on top."""
     source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
-    config = config_from_dict(SaccadeConfig, {**(source.test_settings or {}), **settings}, "detector settings")
-    if exported:
-        _check_exported_size(source, path, config)
-        return SaccadeDetector(source, config)
-    return SaccadeDetector(network_for_mode(source, backend, config.mode, config.full_size), config)
+    return config_from_dict(SaccadeConfig, {**(source.test_settings or {}), **settings}, "detector settings")
 
 
-def _exported_network(path: Path) -> nn.Module:
+def _exported_network(path: Path) -> OnnxNetwork:
     """The onnxruntime network of an ``export-onnx`` file, with as many threads as torch."""
     from cornernet_saccade.backends.onnx import OnnxNetwork
 
     return OnnxNetwork(path, intra_op_threads=torch.get_num_threads())
 
 
-def _check_exported_size(network: Any, path: Path, config: SaccadeConfig) -> None:
+def _check_exported_size(network: OnnxNetwork, path: Path, config: SaccadeConfig) -> None:
     """ConfigError unless the exported ``network`` (of file ``path``) takes the inputs ``config``'s
     mode feeds it (:func:`mode_input_size`)."""
     size = mode_input_size(config.mode, config.full_size)
