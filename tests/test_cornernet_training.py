@@ -8,10 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from engine_fixtures import one_thread, tiny_config_dict, write_box_dataset  # noqa: F401
+from test_engine import assert_same_training_state
 
+from cornernet_saccade.cli import main
 from cornernet_saccade.data.samples import CornerNetSamplingConfig, build_cornernet_sample, crop_border
 from cornernet_saccade.data.targets import build_cornernet_targets
 from cornernet_saccade.engine.loss import CornerNetLoss
+from cornernet_saccade.engine.train_config import train_config_from_dict
+from cornernet_saccade.engine.trainer import run_training
+from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.model.checkpoint import read_checkpoint
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
 from cornernet_saccade.model.heads import HeadOutputs
 
 GOLDEN = Path(__file__).parent / "data" / "loss_cornernet_golden.npz"
@@ -148,3 +157,42 @@ def test_loss_equals_original(golden: dict[str, np.ndarray], model: str) -> None
         assert result.components[name].item() == pytest.approx(value, rel=1e-5), name
     assert result.total.item() == pytest.approx(float(golden[f"{model}/loss/total"][0]), rel=1e-5)
     assert result.total.item() == pytest.approx(TOTALS[model], rel=1e-6)
+
+
+TINY_SQUEEZE = {"num_classes": 3, "num_stacks": 2, "dims": [8, 8, 8, 8], "modules": [1, 1, 1, 1],
+                "stem_dim": 8, "pool_dim": 8, "head_dim": 8}
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_squeeze_trains_resumes_and_names_its_architecture(tmp_path: Path) -> None:
+    """4 iterations straight == 2, then --resume for 2 more; the checkpoint rebuilds a Squeeze
+    network and refuses to load as a saccade one."""
+    train = write_box_dataset(tmp_path / "boxes", 4)
+    settings = {"architecture": "squeeze", "model": TINY_SQUEEZE, "sampling": {"input_size": 127, "border": 32,
+                "max_objects": 8}, "optim": {"lr": 1e-3, "max_iter": 4, "decay_steps": [3]},
+                "checkpoint_every": 2, "batch_size": 2}
+    config = tiny_config_dict(train, tmp_path / "straight")
+    config.update(settings)
+    straight = run_training(train_config_from_dict(config, "tiny squeeze"))
+    assert straight.iteration == 4 and set(straight.loss) >= {"focal", "pull", "push", "offset"}
+    middle = tmp_path / "straight" / "checkpoint_0000002.pt"
+    out = tmp_path / "resumed"
+    assert main(["train", "--resume", str(middle), "--out", str(out)]) == 0
+    assert_same_training_state(straight.checkpoint, out / "checkpoint_0000004.pt")
+    assert read_checkpoint(straight.checkpoint).model_config["architecture"] == "squeeze"
+    model = CornerNetSqueeze.from_checkpoint(straight.checkpoint)
+    assert model.config.dims == (8, 8, 8, 8) and model.class_names == ["red", "green", "blue"]
+    with pytest.raises(CheckpointError, match="'squeeze' network"):
+        CornerNetSaccade.from_checkpoint(straight.checkpoint)
+
+
+def test_config_architecture_must_match_its_sections(tmp_path: Path) -> None:
+    config = tiny_config_dict(tmp_path / "train.json", tmp_path / "run", architecture="squeeze",
+                              sampling={"input_size": 127})
+    with pytest.raises(ConfigError, match="cfg: model: fire modules need even widths"):
+        train_config_from_dict({**config, "model": {**TINY_SQUEEZE, "dims": [8, 8, 9, 8]}}, "cfg")
+    with pytest.raises(ConfigError, match="cfg: sampling.output_size is 32, but the model gives 16"):
+        train_config_from_dict({**config, "model": TINY_SQUEEZE, "sampling": {"input_size": 127, "output_size": 32}},
+                               "cfg")
+    with pytest.raises(ConfigError, match="eval_every"):
+        train_config_from_dict({**config, "model": TINY_SQUEEZE, "eval_every": 5, "data": {"train": "t.json", "val": "v.json"}}, "cfg")
