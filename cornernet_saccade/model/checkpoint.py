@@ -277,7 +277,8 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
 def stored_architecture(stored: StoredCheckpoint) -> str:
     """The network a weights file was written by (its ``model_config["architecture"]``; ``saccade``
     when the file does not say). CheckpointError naming the file when the entry is not a string."""
-    name = (stored.model_config or {}).get(ARCHITECTURE_KEY, DEFAULT_ARCHITECTURE)
+    config = stored.model_config if isinstance(stored.model_config, dict) else {}  # malformed: reported later
+    name = config.get(ARCHITECTURE_KEY, DEFAULT_ARCHITECTURE)
     if not isinstance(name, str):
         raise CheckpointError(f"{stored.path}: model_config.{ARCHITECTURE_KEY} must be a string, got {name!r}")
     return name
@@ -395,8 +396,9 @@ def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, over
     config_class = cls.config_class
     _check_architecture(stored, cls)
     if config is None:
-        file_config = None if stored.model_config is None else {
-            k: v for k, v in stored.model_config.items() if k != ARCHITECTURE_KEY}
+        file_config = stored.model_config
+        if isinstance(file_config, dict):
+            file_config = {k: v for k, v in file_config.items() if k != ARCHITECTURE_KEY}
         try:
             config = config_from_dict(config_class, file_config, f"{stored.path}: model_config")
         except ConfigError as exc:
