@@ -15,7 +15,7 @@ gradient averaging.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -148,9 +148,10 @@ class CornerNetLoss(nn.Module):
         per_stack = [self._stack_terms(outputs, stack, targets, mask, counts) for stack in range(num_stacks)]
         weights = self._weights(num_stacks)
         components = {
-            name: weight * sum(terms[name] for terms in per_stack) / num_stacks for name, weight in weights.items()
+            name: cast(Tensor, weight * sum(terms[name] for terms in per_stack) / num_stacks)
+            for name, weight in weights.items()
         }
-        return LossOutput(total=sum(components.values()), components=components)
+        return LossOutput(total=cast(Tensor, sum(components.values())), components=components)
 
     def _weights(self, num_stacks: int) -> dict[str, float]:
         """Weight of each component (before the division by the number of stacks)."""
@@ -160,16 +161,16 @@ class CornerNetLoss(nn.Module):
         self, outputs: HeadOutputs, stack: int, targets: dict[str, Tensor], mask: Tensor, counts: dict[str, Tensor]
     ) -> dict[str, Tensor]:
         """Unweighted corner loss terms of one stack (tl + br where both corners contribute)."""
-        focal = sum(
+        focal = cast(Tensor, sum(
             focal_loss(getattr(outputs, f"{corner}_heats")[stack], targets[f"{corner}_heat"],
                        targets.get(f"{corner}_valid"), counts[f"{corner}_heat"])
             for corner in ("tl", "br")
-        )
-        offset = sum(
+        ))
+        offset = cast(Tensor, sum(
             offset_loss(gather_at_cells(getattr(outputs, f"{corner}_offs")[stack], targets[f"{corner}_ind"]),
                         targets[f"{corner}_off"], mask, counts["objects"])
             for corner in ("tl", "br")
-        )
+        ))
         pull, push = embedding_loss(
             gather_at_cells(outputs.tl_tags[stack], targets["tl_ind"]).squeeze(2),
             gather_at_cells(outputs.br_tags[stack], targets["br_ind"]).squeeze(2),
@@ -196,9 +197,9 @@ class CornerNetSaccadeLoss(CornerNetLoss):
     ) -> dict[str, Tensor]:
         """Unweighted loss terms of one stack: the corner terms and the attention focal loss."""
         terms = super()._stack_terms(outputs, stack, targets, mask, counts)
-        terms["attention"] = sum(
+        terms["attention"] = cast(Tensor, sum(
             (focal_loss(logits, targets[key], num_pos=counts[key])
              for logits, key in zip(outputs.attentions[stack], ATTENTION_TARGET_KEYS)),
             terms["focal"].new_zeros(()),
-        )
+        ))
         return terms
