@@ -370,9 +370,9 @@ def build_cornernet_sample(
     centre_x = int(rng.integers(crop_border(cfg.border, width), width - crop_border(cfg.border, width)))
     centre_y = int(rng.integers(crop_border(cfg.border, height), height - crop_border(cfg.border, height)))
     window, region, (dy, dx) = crop_window((height, width), centre_y, centre_x, crop_side)
-    crop = np.zeros((crop_side, crop_side, 3), np.float32)
-    crop[region[0]:region[1], region[2]:region[3]] = image[window[0]:window[1], window[2]:window[3]]
-    crop = resize_window(crop, (side, side), (0, side, 0, side))
+    canvas = np.zeros((crop_side, crop_side, 3), np.float32)
+    canvas[region[0]:region[1], region[2]:region[3]] = image[window[0]:window[1], window[2]:window[3]]
+    crop = resize_window(canvas, (side, side), (0, side, 0, side))
     crop_boxes = (np.asarray(boxes, np.float32).reshape(-1, 4) - np.array([dx, dy, dx, dy], np.float32))
     crop_boxes = crop_boxes * np.float32(side / crop_side)
     crop_boxes, kept = clip_boxes(crop_boxes, 0, side, 0, side)
