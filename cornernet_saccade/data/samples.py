@@ -23,6 +23,7 @@ from cornernet_saccade.data.targets import (
     ATTENTION_TARGET_KEYS,
     build_attention_targets,
     build_corner_targets,
+    build_cornernet_targets,
 )
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import read_image
@@ -303,8 +304,96 @@ def build_training_sample(
     return sample
 
 
+#: The original CornerNet sampler's crop scales, ``np.arange(0.6, 1.4, 0.1)`` (8 values, 1.4 excluded).
+CORNERNET_RAND_SCALES = tuple(float(v) for v in np.arange(0.6, 1.4, 0.1))
+
+
+@dataclass(frozen=True)
+class CornerNetSamplingConfig(SamplingConfig):
+    """CornerNet-Squeeze / CornerNet sample settings; defaults are the official Squeeze values
+    (CornerNet: ``output_size`` 128). ``centre_crop_prob``, ``centre_jitter``, ``min_scale`` and
+    ``empty_image_scales`` are unused.
+
+    Attributes (besides :class:`SamplingConfig`'s):
+        rand_scales: crop-side factors; the crop is ``int(input_size * scale)`` image pixels square.
+        border: crop centres stay this far (halved until it fits) from the image edges.
+    """
+
+    input_size: int = 511
+    output_size: int = 64
+    gaussian_iou: float = 0.3
+    rand_scales: tuple[float, ...] = CORNERNET_RAND_SCALES
+    border: int = 128
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.rand_scales or min(self.rand_scales) <= 0:
+            raise ValueError(f"rand_scales must be positive scales, got {self.rand_scales}")
+        if self.border < 1:
+            raise ValueError(f"border must be >= 1, got {self.border}")
+
+
+def crop_border(border: int, side: int) -> int:
+    """``border`` halved until ``side - b > b`` (the original ``_get_border``), pixels."""
+    divisor = 1
+    while side - border // divisor <= border // divisor:
+        divisor *= 2
+    return border // divisor
+
+
+def build_cornernet_sample(
+    image_bgr01: np.ndarray,
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    rng: np.random.Generator,
+    cfg: CornerNetSamplingConfig | None = None,
+) -> dict[str, np.ndarray]:
+    """One CornerNet-Squeeze / CornerNet training sample (the original ``core/sample/cornernet.py``).
+
+    A square crop of ``int(S * scale)`` image pixels (``scale`` from ``cfg.rand_scales``, S the input
+    size), centred at a random point at least the border from the image edges and zero padded,
+    resized to S x S, boxes clipped to it (empty ones dropped), flipped with ``cfg.flip_prob``,
+    colour jittered and normalised; targets for every remaining box.
+
+    Args, frames: as :func:`build_training_sample`. Returns ``image`` float32 ``[3, S, S]``,
+    ``tl_heat, br_heat`` float32 ``[C, S', S']``, ``tag_mask`` bool ``[M]``, ``tl_ind, br_ind``
+    int64 ``[M]``, ``tl_off, br_off`` float32 ``[M, 2]``.
+    """
+    cfg = cfg or CornerNetSamplingConfig()
+    image = np.asarray(image_bgr01, np.float32)
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    height, width = image.shape[:2]
+    side = cfg.input_size
+
+    scale = float(rng.choice(cfg.rand_scales))
+    crop_side = max(1, int(side * scale))
+    centre_x = int(rng.integers(crop_border(cfg.border, width), width - crop_border(cfg.border, width)))
+    centre_y = int(rng.integers(crop_border(cfg.border, height), height - crop_border(cfg.border, height)))
+    window, region, (dy, dx) = crop_window((height, width), centre_y, centre_x, crop_side)
+    canvas = np.zeros((crop_side, crop_side, 3), np.float32)
+    canvas[region[0]:region[1], region[2]:region[3]] = image[window[0]:window[1], window[2]:window[3]]
+    crop = resize_window(canvas, (side, side), (0, side, 0, side))
+    crop_boxes = (np.asarray(boxes, np.float32).reshape(-1, 4) - np.array([dx, dy, dx, dy], np.float32))
+    crop_boxes = crop_boxes * np.float32(side / crop_side)
+    crop_boxes, kept = clip_boxes(crop_boxes, 0, side, 0, side)
+
+    if rng.random() < cfg.flip_prob:
+        crop = np.ascontiguousarray(crop[:, ::-1])
+        crop_boxes[:, [0, 2]] = side - crop_boxes[:, [2, 0]] - 1
+
+    jitter_colours(crop, rng, cfg)
+    crop = (crop - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
+    sample = build_cornernet_targets(
+        crop_boxes, labels[kept], num_classes=cfg.num_classes, input_size=side,
+        output_size=cfg.output_size, gaussian_iou=cfg.gaussian_iou, max_objects=cfg.max_objects,
+    )
+    sample["image"] = np.ascontiguousarray(crop.transpose(2, 0, 1))
+    return sample
+
+
 class TrainingSampleDataset(torch.utils.data.Dataset):
-    """Training samples of a :class:`DetectionDataset`, reproducible per ``(seed, epoch, index)``.
+    """Training samples of a :class:`DetectionDataset`, reproducible per ``(seed, epoch, index)``:
+    CornerNet-Saccade samples, or CornerNet ones when ``cfg`` is a :class:`CornerNetSamplingConfig`.
 
     Each item draws from its own ``numpy.random.default_rng([seed, epoch, index])``, so DataLoader
     workers are independent and a run is reproducible whatever the number of workers. Call
@@ -336,6 +425,8 @@ class TrainingSampleDataset(torch.utils.data.Dataset):
         record = self.dataset.records[index]
         image_bgr01 = read_image(record.path)[:, :, ::-1].astype(np.float32) / 255
         rng = np.random.default_rng([self.seed, self.epoch, index])
+        if isinstance(self.cfg, CornerNetSamplingConfig):
+            return build_cornernet_sample(image_bgr01, record.boxes, record.labels, rng, self.cfg)
         return build_training_sample(image_bgr01, record.boxes, record.labels, rng, self.cfg)
 
 

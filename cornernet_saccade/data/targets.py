@@ -190,3 +190,28 @@ def build_attention_targets(
         att[0, cells[:, 1], cells[:, 0]] = 1
         maps.append(att)
     return maps
+
+
+def build_cornernet_targets(
+    boxes: np.ndarray,
+    labels: np.ndarray,
+    *,
+    num_classes: int,
+    input_size: int,
+    output_size: int,
+    gaussian_iou: float,
+    max_objects: int,
+) -> dict[str, np.ndarray]:
+    """CornerNet-Squeeze / CornerNet targets: every box is a positive (no size or overlap test, no
+    ignore map), see :func:`build_corner_targets` for the frames and arrays; no ``*_valid`` masks.
+
+    ``boxes``: float32 ``[N, 4]`` final boxes in input pixels (clipped, after flip); ``labels``:
+    0-based classes ``[N]``. More than ``max_objects`` boxes keep the first ``max_objects``.
+    """
+    boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+    targets = build_corner_targets(
+        boxes, labels, boxes, num_classes=num_classes, input_size=input_size, output_size=output_size,
+        min_scale=0, gaussian_iou=gaussian_iou, max_objects=max_objects,
+    )
+    del targets["tl_valid"], targets["br_valid"]
+    return targets

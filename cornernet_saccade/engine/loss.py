@@ -1,6 +1,8 @@
-"""CornerNet-Saccade training loss (docs/reference.md §4), vectorised over the batch.
+"""CornerNet-Saccade and CornerNet training losses (docs/reference.md §4), vectorised over the batch.
 
-Differences from the original ``CornerNet_Saccade_Loss``, all deliberate: the sigmoid is not applied
+:class:`CornerNetLoss` (CornerNet-Squeeze and CornerNet: focal + pull/push + offset) and
+:class:`CornerNetSaccadeLoss` (the same with the valid-masked focal loss and the attention term).
+Differences from the original ``CornerNet_Loss`` / ``CornerNet_Saccade_Loss``, all deliberate: the sigmoid is not applied
 in place (the network outputs are left untouched), the associative-embedding loss works for batch
 size 1 and for images without objects, and each term is reported separately.
 
@@ -111,19 +113,22 @@ def offset_loss(offsets: Tensor, gt_offsets: Tensor, mask: Tensor, num_objects: 
 
 def loss_normalizers(targets: dict[str, Tensor]) -> dict[str, Tensor]:
     """The counts the loss divides by, for the batch in ``targets`` (int64 0-dim tensors): the
-    ``== 1`` locations of ``tl_heat``, ``br_heat`` and the attention maps, and ``objects`` (real
-    objects in ``tag_mask``). Counts of batch parts add up to the whole batch's."""
-    counts = {key: targets[key].eq(1).sum() for key in NORMALIZER_KEYS[:-1]}
+    ``== 1`` locations of ``tl_heat``, ``br_heat`` and the attention maps (those present: CornerNet
+    targets have none), and ``objects`` (real objects in ``tag_mask``). Counts of batch parts add up
+    to the whole batch's."""
+    counts = {key: targets[key].eq(1).sum() for key in NORMALIZER_KEYS[:-1] if key in targets}
     counts["objects"] = targets["tag_mask"].bool().sum()
     return counts
 
 
-class CornerNetSaccadeLoss(nn.Module):
-    """Focal + attention focal + 0.1 pull + 0.1 push + offset, summed over stacks, / number of stacks.
+class CornerNetLoss(nn.Module):
+    """CornerNet-Squeeze / CornerNet loss: focal + 0.1 pull + 0.1 push + offset, summed over stacks,
+    / number of stacks (the original ``CornerNet_Loss``).
 
-    ``targets`` (batched along dim 0, as ``data.sampler.collate`` makes them): ``tl_heat, br_heat,
-    tl_valid, br_valid [N, C, H, W]``, ``tag_mask [N, M]`` (bool or 0/1), ``tl_ind, br_ind [N, M]``
-    int64, ``tl_off, br_off [N, M, 2]``, ``att_coarse, att_middle, att_fine [N, 1, s, s]``.
+    ``targets`` (batched along dim 0, as ``data.samples.collate`` makes them): ``tl_heat, br_heat
+    [N, C, H, W]``, ``tag_mask [N, M]`` (bool or 0/1), ``tl_ind, br_ind [N, M]`` int64, ``tl_off,
+    br_off [N, M, 2]``; optional ``tl_valid, br_valid [N, C, H, W]`` mask the focal loss (the
+    CornerNet sampler writes none). Components: ``focal, pull, push, offset``.
     """
 
     def __init__(self, pull_weight: float = 0.1, push_weight: float = 0.1, off_weight: float = 1.0) -> None:
@@ -141,23 +146,24 @@ class CornerNetSaccadeLoss(nn.Module):
         mask = targets["tag_mask"].bool()
         counts = loss_normalizers(targets) if normalizers is None else normalizers
         per_stack = [self._stack_terms(outputs, stack, targets, mask, counts) for stack in range(num_stacks)]
-        # The original divides the attention term by the number of stacks twice (per scale, then in total).
-        weights = {"focal": 1.0, "attention": 1.0 / num_stacks, "pull": self.pull_weight,
-                   "push": self.push_weight, "offset": self.off_weight}
+        weights = self._weights(num_stacks)
         components = {
             name: cast(Tensor, weight * sum(terms[name] for terms in per_stack) / num_stacks)
             for name, weight in weights.items()
         }
         return LossOutput(total=cast(Tensor, sum(components.values())), components=components)
 
-    @staticmethod
+    def _weights(self, num_stacks: int) -> dict[str, float]:
+        """Weight of each component (before the division by the number of stacks)."""
+        return {"focal": 1.0, "pull": self.pull_weight, "push": self.push_weight, "offset": self.off_weight}
+
     def _stack_terms(
-        outputs: HeadOutputs, stack: int, targets: dict[str, Tensor], mask: Tensor, counts: dict[str, Tensor]
+        self, outputs: HeadOutputs, stack: int, targets: dict[str, Tensor], mask: Tensor, counts: dict[str, Tensor]
     ) -> dict[str, Tensor]:
-        """Unweighted loss terms of one stack (tl + br where both corners contribute)."""
+        """Unweighted corner loss terms of one stack (tl + br where both corners contribute)."""
         focal = cast(Tensor, sum(
             focal_loss(getattr(outputs, f"{corner}_heats")[stack], targets[f"{corner}_heat"],
-                       targets[f"{corner}_valid"], counts[f"{corner}_heat"])
+                       targets.get(f"{corner}_valid"), counts[f"{corner}_heat"])
             for corner in ("tl", "br")
         ))
         offset = cast(Tensor, sum(
@@ -170,9 +176,30 @@ class CornerNetSaccadeLoss(nn.Module):
             gather_at_cells(outputs.br_tags[stack], targets["br_ind"]).squeeze(2),
             mask,
         )
-        attention = sum(
+        return {"focal": focal, "pull": pull, "push": push, "offset": offset}
+
+
+class CornerNetSaccadeLoss(CornerNetLoss):
+    """Focal (valid-masked) + attention focal + 0.1 pull + 0.1 push + offset, summed over stacks,
+    / number of stacks.
+
+    ``targets`` as :class:`CornerNetLoss` with ``tl_valid, br_valid`` and ``att_coarse, att_middle,
+    att_fine [N, 1, s, s]``. Components: ``focal, attention, pull, push, offset``.
+    """
+
+    def _weights(self, num_stacks: int) -> dict[str, float]:
+        # The original divides the attention term by the number of stacks twice (per scale, then in total).
+        weights = super()._weights(num_stacks)
+        return {"focal": weights.pop("focal"), "attention": 1.0 / num_stacks, **weights}
+
+    def _stack_terms(
+        self, outputs: HeadOutputs, stack: int, targets: dict[str, Tensor], mask: Tensor, counts: dict[str, Tensor]
+    ) -> dict[str, Tensor]:
+        """Unweighted loss terms of one stack: the corner terms and the attention focal loss."""
+        terms = super()._stack_terms(outputs, stack, targets, mask, counts)
+        terms["attention"] = cast(Tensor, sum(
             (focal_loss(logits, targets[key], num_pos=counts[key])
              for logits, key in zip(outputs.attentions[stack], ATTENTION_TARGET_KEYS)),
-            focal.new_zeros(()),
-        )
-        return {"focal": focal, "attention": attention, "pull": pull, "push": push, "offset": offset}
+            terms["focal"].new_zeros(()),
+        ))
+        return terms

@@ -1,8 +1,11 @@
 """Training configuration: :class:`TrainConfig`, read from YAML with every key validated.
 
-A config file has the sections ``data``, ``model`` (:class:`~cornernet_saccade.model.cornernet_saccade.ModelConfig`),
-``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`) and ``optim``, plus the
-top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO values (docs/reference.md §2).
+A config file has the sections ``data``, ``model`` (the network's config: ``ModelConfig``,
+``SqueezeConfig`` or ``CornerNetConfig`` by the top-level ``architecture``: ``saccade``, ``squeeze``
+or ``cornernet``), ``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`, or
+:class:`~cornernet_saccade.data.samples.CornerNetSamplingConfig` for ``squeeze`` / ``cornernet``) and
+``optim``, plus the top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO
+values (docs/reference.md §2).
 ``--set optim.lr=1e-4`` style overrides are applied to the raw mapping before validation, so they go
 through the same checks. Unknown keys, wrong types and inconsistent values raise
 :class:`~cornernet_saccade.errors.ConfigError` naming the file and the key.
@@ -19,12 +22,22 @@ import yaml
 
 from cornernet_saccade.config import bundled_config_dir, bundled_config_names, config_from_dict, parse_yaml, read_yaml
 from cornernet_saccade.data.load import DatasetFormat
-from cornernet_saccade.data.samples import SamplingConfig
+from cornernet_saccade.data.samples import CornerNetSamplingConfig, SamplingConfig
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.model.cornernet_saccade import ModelConfig
+from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase, HourglassConfig
+from cornernet_saccade.model.cornernet import CornerNet
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
 from cornernet_saccade.model.geometry import attention_map_sizes, output_size
 
 AmpMode = Literal["none", "bf16", "fp16"]
+Architecture = Literal["saccade", "squeeze", "cornernet"]
+#: The sampling settings class of each network.
+SAMPLING_CLASSES: dict[str, type[SamplingConfig]] = {
+    CornerNetSaccade.architecture: SamplingConfig,
+    CornerNetSqueeze.architecture: CornerNetSamplingConfig,
+    CornerNet.architecture: CornerNetSamplingConfig,
+}
 BatchNormMode = Literal["batch", "frozen", "sync"]
 #: Run folder when the config names none.
 DEFAULT_OUT_DIR = "runs/cornernet_saccade"
@@ -114,11 +127,12 @@ class TrainConfig:
     checkpoint or a bundled model name; a different class count re-initialises the heatmap heads).
     ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
     ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``threads``: CPU threads of each process (0: torch's
-    default, all cores).
+    default, all cores). ``architecture``: the network trained (``model`` holds its config).
     """
 
     data: DataConfig
-    model: ModelConfig = field(default_factory=ModelConfig)
+    architecture: Architecture = "saccade"
+    model: HourglassConfig = field(default_factory=ModelConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 48
@@ -158,7 +172,21 @@ class TrainConfig:
             raise ValueError("eval_every needs data.val (a COCO JSON file of the evaluation images)")
         if not _DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if not isinstance(self.model, self.model_class.config_class):
+            raise ValueError(f"model: a {type(self.model).__name__}, but architecture {self.architecture!r} "
+                             f"needs a {self.model_class.config_class.__name__}")
+        if not isinstance(self.sampling, SAMPLING_CLASSES[self.architecture]):
+            raise ValueError(f"sampling: a {type(self.sampling).__name__}, but architecture {self.architecture!r} "
+                             f"needs a {SAMPLING_CLASSES[self.architecture].__name__}")
+        if self.eval_every and self.architecture != "saccade":
+            raise ValueError(f"eval_every: evaluation during training is not available for {self.architecture!r} "
+                             f"networks yet (set eval_every: 0 and run evaluate on the checkpoints)")
         self._check_shapes()
+
+    @property
+    def model_class(self) -> type[CornerNetBase]:
+        """The network class of ``architecture``."""
+        return MODEL_CLASSES[self.architecture]
 
     def _check_shapes(self) -> None:
         """The sampler's class count and map sizes must be the network's."""
@@ -168,14 +196,19 @@ class TrainConfig:
                 f"({self.model.num_classes})"
             )
         size = self.sampling.input_size
-        output = output_size(size)
+        output = network_output_size(self.architecture, size)
         if self.sampling.output_size != output or output % 8:
             raise ValueError(
                 f"sampling.output_size must be the network's output size {output} for input_size {size}, "
                 f"and divisible by 8 (got {self.sampling.output_size}; 255 -> 64 and 127 -> 32 work)"
             )
-        if attention_map_sizes(size) != [output // 4, output // 2, output]:
+        if self.architecture == "saccade" and attention_map_sizes(size) != [output // 4, output // 2, output]:
             raise ValueError(f"sampling.input_size {size} gives attention targets of another size than the network's")
+
+
+def network_output_size(architecture: str, input_size: int) -> int:
+    """Output-map side of the ``architecture`` network for a square input of ``input_size`` pixels."""
+    return output_size(input_size, 1 + MODEL_CLASSES[architecture].stem_residuals)
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
@@ -221,19 +254,25 @@ def train_config_from_dict(data: dict[str, Any], source: str, overrides: Sequenc
 
 def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
     """``data`` with ``sampling.num_classes`` and ``sampling.output_size`` filled in from the model
-    (its class count; the output size of the crop size). Given values must equal the derived ones."""
+    (its class count; the output size of the crop size), and ``model`` / ``sampling`` built as the
+    classes of ``architecture``. Given values must equal the derived ones."""
     model = data.get("model") or {}
     sampling = data.get("sampling") or {}
-    if not isinstance(model, dict) or not isinstance(sampling, dict):
-        return data  # config_from_dict names the malformed section
-    input_size = sampling.get("input_size", SamplingConfig.input_size)
-    derived = {"num_classes": model.get("num_classes", ModelConfig.num_classes),
-               "output_size": output_size(input_size) if isinstance(input_size, int) else None}
+    architecture = data.get("architecture", "saccade")
+    if not isinstance(model, dict) or not isinstance(sampling, dict) or architecture not in SAMPLING_CLASSES:
+        return data  # config_from_dict names the malformed section or value
+    model_class = MODEL_CLASSES[architecture]
+    sampling_class = SAMPLING_CLASSES[architecture]
+    input_size = sampling.get("input_size", sampling_class.input_size)
+    derived = {"num_classes": model.get("num_classes", model_class.config_class.num_classes),
+               "output_size": network_output_size(architecture, input_size) if isinstance(input_size, int) else None}
     for key, value in derived.items():
         if key in sampling and value is not None and sampling[key] != value:
             raise ConfigError(f"{source}: sampling.{key} is {sampling[key]!r}, but the model gives {value} "
                               f"(it is derived from model.num_classes and sampling.input_size: leave it out)")
-    return {**data, "sampling": {**sampling, **{k: v for k, v in derived.items() if v is not None}}}
+    sampling = {**sampling, **{k: v for k, v in derived.items() if v is not None}}
+    return {**data, "model": config_from_dict(model_class.config_class, model, f"{source}: model"),
+            "sampling": config_from_dict(sampling_class, sampling, f"{source}: sampling")}
 
 
 def bundled_config_path(name: str) -> Path:

@@ -38,7 +38,13 @@ from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
 from cornernet_saccade.engine.evaluate import evaluate_detector
 from cornernet_saccade.engine.loader import StreamLayout, stream_loader
-from cornernet_saccade.engine.loss import NORMALIZER_KEYS, CornerNetSaccadeLoss, LossOutput, loss_normalizers
+from cornernet_saccade.engine.loss import (
+    NORMALIZER_KEYS,
+    CornerNetLoss,
+    CornerNetSaccadeLoss,
+    LossOutput,
+    loss_normalizers,
+)
 from cornernet_saccade.engine.metrics import MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
@@ -55,7 +61,6 @@ from cornernet_saccade.model.checkpoint import (
     load_checkpoint,
     resolve_weights_path,
 )
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.heads import HeadOutputs
 from cornernet_saccade.outputs import make_folder
 
@@ -99,7 +104,7 @@ def build_model(config: TrainConfig, context: DistContext, init_weights: bool) -
     """The network of ``config.model``, seeded, with ``init_weights`` loaded when asked, BatchNorm
     set up for ``config.batchnorm``, on ``context.device`` (not yet wrapped in DDP)."""
     seed_everything(config.seed)
-    model: nn.Module = CornerNetSaccade(config.model)
+    model: nn.Module = config.model_class(config.model)
     if init_weights and config.init_weights:
         load_checkpoint(model, resolve_weights_path(config.init_weights))
     if config.batchnorm == "frozen":
@@ -190,7 +195,7 @@ class Trainer:
             )
         if resume is not None:
             check_training_state(resume)
-            check_model_fits(resume, CornerNetSaccade, config.model)
+            check_model_fits(resume, config.model_class, config.model)
         if context.is_main:
             for stale in self.checkpoints.remove_stale_temp_files():
                 self._say(f"removed {stale} (left by a save that was interrupted)")
@@ -220,7 +225,7 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.loss_fn = CornerNetSaccadeLoss()
+        self.loss_fn = CornerNetSaccadeLoss() if config.architecture == "saccade" else CornerNetLoss()
         self.logger = MetricsLogger(config.out_dir, context.is_main,
                                     resumed_at=self.iteration if resume is not None else None)
 
@@ -359,8 +364,9 @@ class Trainer:
     def _global_normalizers(self, batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """Loss counts of the whole global batch (all micro-batches of all processes)."""
         parts = [loss_normalizers(batch) for batch in batches]
-        local = torch.stack([cast(Tensor, sum(part[key] for part in parts)) for key in NORMALIZER_KEYS])
-        return dict(zip(NORMALIZER_KEYS, self.context.all_reduce_sum(local)))
+        keys = [key for key in NORMALIZER_KEYS if key in parts[0]]  # CornerNet targets have no attention maps
+        local = torch.stack([cast(Tensor, sum(part[key] for part in parts)) for key in keys])
+        return dict(zip(keys, self.context.all_reduce_sum(local)))
 
     def _loss(self, network: nn.Module, batch: dict[str, Tensor], normalizers: dict[str, Tensor],
               **forward_options: Any) -> LossOutput:
@@ -370,7 +376,8 @@ class Trainer:
 
     @staticmethod
     def _components(result: LossOutput) -> Tensor:
-        return torch.stack([result.components[name].detach().double() for name in LOSS_NAMES])
+        zero = result.total.new_zeros(())  # the attention term of networks without attention
+        return torch.stack([result.components.get(name, zero).detach().double() for name in LOSS_NAMES])
 
     def _global_losses(self, local: Tensor) -> dict[str, float]:
         values = self.context.all_reduce_sum(local).tolist()

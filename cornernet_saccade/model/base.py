@@ -62,6 +62,8 @@ class HourglassConfig:
 
 
 ModelT = TypeVar("ModelT", bound="CornerNetBase")
+#: The network class of each ``architecture`` name (filled as the model modules are imported).
+MODEL_CLASSES: dict[str, type[CornerNetBase]] = {}
 
 
 class CornerNetBase(nn.Module):
@@ -84,6 +86,9 @@ class CornerNetBase(nn.Module):
 
     #: The configuration dataclass of the model (a subclass of :class:`HourglassConfig`).
     config_class: ClassVar[type[HourglassConfig]] = HourglassConfig
+    #: Name of the network (``saccade``, ``squeeze``, ``cornernet``), stored in the ``model_config``
+    #: of the weights files it writes; every subclass naming one is registered in :data:`MODEL_CLASSES`.
+    architecture: ClassVar[str] = ""
     #: Building block of the hourglass levels, their ``up2`` and the number of stride-2 residual
     #: blocks of the stem (1: output stride 4, 2: output stride 8).
     block: ClassVar[BlockKind] = "residual"
@@ -91,6 +96,11 @@ class CornerNetBase(nn.Module):
     stem_residuals: ClassVar[int] = 1
     #: Kernel of the first conv of every prediction head.
     head_kernel: ClassVar[int] = 3
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "architecture" in cls.__dict__:
+            MODEL_CLASSES[cls.architecture] = cls
 
     def __init__(self, config: HourglassConfig | dict[str, Any] | None = None, **overrides: Any):
         super().__init__()

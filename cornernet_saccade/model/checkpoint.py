@@ -244,8 +244,10 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
     (built on the meta device: shapes only) has other keys, shapes or parameter count than the file.
 
     ``config``: a ``ModelConfig`` for ``cls``. CheckpointError naming the file, both parameter counts
-    and the keys; ``allow_class_change`` as in :func:`load_checkpoint`.
+    and the keys (or the two networks' names when the file names another one);
+    ``allow_class_change`` as in :func:`load_checkpoint`.
     """
+    _check_architecture(stored, cls)
     if config.min_tensor_count() > len(stored.state_dict):
         raise CheckpointError(
             f"{stored.path}: does not fit the model config {config}: it needs at least "
@@ -264,9 +266,43 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
         )
 
 
+#: ``model_config`` key naming the network (``saccade``, ``squeeze`` or ``cornernet``); files
+#: without it are CornerNet-Saccade ones (written before the other networks existed).
+ARCHITECTURE_KEY = "architecture"
+DEFAULT_ARCHITECTURE = "saccade"
+
+
 def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     config = getattr(model, "config", None)
-    return None if config is None else {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    if config is None:
+        return None
+    values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+    architecture = getattr(model, "architecture", "")
+    return {ARCHITECTURE_KEY: architecture, **values} if architecture else values
+
+
+def stored_architecture(stored: StoredCheckpoint) -> str:
+    """The network a weights file was written by (its ``model_config["architecture"]``; ``saccade``
+    when the file does not say). CheckpointError naming the file when the entry is not a string."""
+    config = stored.model_config if isinstance(stored.model_config, dict) else {}  # malformed: reported later
+    name = config.get(ARCHITECTURE_KEY, DEFAULT_ARCHITECTURE)
+    if not isinstance(name, str):
+        raise CheckpointError(f"{stored.path}: model_config.{ARCHITECTURE_KEY} must be a string, got {name!r}")
+    return name
+
+
+def _check_architecture(stored: StoredCheckpoint, cls: Any) -> None:
+    """CheckpointError when ``stored`` was written by another network than ``cls`` (files without a
+    ``model_config``, e.g. the original ``.pkl``, are checked by their tensors only)."""
+    expected = getattr(cls, "architecture", "")
+    if stored.model_config is None or not expected:
+        return
+    found = stored_architecture(stored)
+    if found != expected:
+        raise CheckpointError(
+            f"{stored.path}: holds a {found!r} network (model_config.{ARCHITECTURE_KEY}), not a {expected!r} one "
+            f"({cls.__name__}); load it with that network's class"
+        )
 
 
 def save_checkpoint(
@@ -366,9 +402,13 @@ def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, over
     the file's ``model_config`` (CheckpointError naming the file when of a wrong type or out of
     range), then ``overrides``."""
     config_class = cls.config_class
+    _check_architecture(stored, cls)
     if config is None:
+        file_config = stored.model_config
+        if isinstance(file_config, dict):
+            file_config = {k: v for k, v in file_config.items() if k != ARCHITECTURE_KEY}
         try:
-            config = config_from_dict(config_class, stored.model_config, f"{stored.path}: model_config")
+            config = config_from_dict(config_class, file_config, f"{stored.path}: model_config")
         except ConfigError as exc:
             raise CheckpointError(str(exc)) from None
     config = config_from_dict(config_class, config, "model config")

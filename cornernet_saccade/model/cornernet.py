@@ -31,3 +31,4 @@ class CornerNet(CornerNetBase):
     """
 
     config_class: ClassVar[type[HourglassConfig]] = CornerNetConfig
+    architecture: ClassVar[str] = "cornernet"

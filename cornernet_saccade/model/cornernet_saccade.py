@@ -46,6 +46,7 @@ class CornerNetSaccade(CornerNetBase):
     """
 
     config_class: ClassVar[type[HourglassConfig]] = ModelConfig
+    architecture: ClassVar[str] = "saccade"
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any):
         super().__init__(config, **overrides)

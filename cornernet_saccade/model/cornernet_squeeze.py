@@ -43,6 +43,7 @@ class CornerNetSqueeze(CornerNetBase):
     """
 
     config_class: ClassVar[type[HourglassConfig]] = SqueezeConfig
+    architecture: ClassVar[str] = "squeeze"
     block: ClassVar[BlockKind] = "fire"
     upsample: ClassVar[UpsampleKind] = "transposed"
     stem_residuals: ClassVar[int] = 2

@@ -20,11 +20,14 @@ LARGE_OBJECT_MIN = 96
 SMALL_OBJECT_MAX = 32
 
 
-def output_size(input_size: int) -> int:
-    """Side of the corner heatmaps (cells) for an input side (pixels): the stem's two stride-2
-    layers, ``ceil(ceil(input_size / 2) / 2)`` (255 -> 64, 511 -> 128)."""
-    half = -(-input_size // 2)
-    return -(-half // 2)
+def output_size(input_size: int, stride_layers: int = 2) -> int:
+    """Side of the corner heatmaps (cells) for an input side (pixels): ``input_size`` halved (rounded
+    up) by each of the stem's ``stride_layers`` stride-2 layers, ``ceil(ceil(input_size / 2) / 2)``
+    for the saccade model and CornerNet (255 -> 64, 511 -> 128), three for CornerNet-Squeeze (511 -> 64)."""
+    size = input_size
+    for _ in range(stride_layers):
+        size = -(-size // 2)
+    return size
 
 
 #: Times each hourglass halves its input (its levels below the top); the heatmap side must be a
