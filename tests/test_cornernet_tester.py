@@ -143,3 +143,25 @@ def test_detector_picks_the_inference_of_the_model():
     assert cornernet.config.flip and cornernet.config.num_dets == 1000
     result = cornernet(np.zeros((40, 50, 3), np.uint8))
     assert result.boxes.shape[1] == 4 and (result.boxes[:, [2]] <= 50).all() and (result.boxes[:, [3]] <= 40).all()
+
+
+def test_weights_of_a_squeeze_model_load_as_its_detector(tmp_path):
+    """``load_detector`` (detect, evaluate) builds the class a weights file is for: stored
+    ``model_type``, or the tensor names of an official state_dict."""
+    from cornernet_saccade.backends import load_detector, load_model
+    from cornernet_saccade.model.checkpoint import read_checkpoint, save_checkpoint
+
+    tiny = {"num_classes": 2, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
+            "pool_dim": 4, "head_dim": 4}
+    model = CornerNetSqueeze(**tiny)
+    save_checkpoint(tmp_path / "squeeze.safetensors", model, class_names=["a", "b"])
+    assert read_checkpoint(tmp_path / "squeeze.safetensors").model_type == "CornerNetSqueeze"
+    detector = load_detector(tmp_path / "squeeze.safetensors", device="cpu", score_threshold=0.2, mode="full")
+    assert isinstance(detector, CornerNetDetector) and detector.config.score_threshold == 0.2
+    assert detector.config.top_k == 20 and detector.class_names == ["a", "b"]
+    assert len(detector(np.zeros((30, 40, 3), np.uint8)).boxes) >= 0
+    torch.save({"module." + k: v for k, v in CornerNet(**tiny).state_dict().items()}, tmp_path / "official.pkl")
+    assert read_checkpoint(tmp_path / "official.pkl").model_type == "CornerNet"
+    torch.save(CornerNetSaccade(**{**tiny, "dims": (8, 8, 8, 8)}).state_dict(), tmp_path / "saccade.pt")
+    assert read_checkpoint(tmp_path / "saccade.pt").model_type == "CornerNetSaccade"
+    assert isinstance(load_model(tmp_path / "squeeze.safetensors"), CornerNetSqueeze)

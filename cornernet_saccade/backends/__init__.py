@@ -12,6 +12,7 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,14 @@ from torch import nn
 from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.detector import Detector, DetectorBase, SaccadeDetector
 from cornernet_saccade.inference.labels import resolve_class_names
-from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
+from cornernet_saccade.model.base import CornerNetBase
+from cornernet_saccade.model.checkpoint import read_checkpoint, resolve_weights_path
+from cornernet_saccade.model.cornernet import CornerNet
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
 from cornernet_saccade.model.geometry import CROP_SIZE
 
 BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
@@ -77,6 +82,31 @@ def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size
     return make_backend(model, backend, input_size=size)
 
 
+#: Network class of each ``model_type`` a weights file can name.
+MODEL_CLASSES: dict[str, type[CornerNetBase]] = {
+    "CornerNetSaccade": CornerNetSaccade, "CornerNetSqueeze": CornerNetSqueeze, "CornerNet": CornerNet,
+}
+
+
+def load_model(weights: str | Path) -> CornerNetBase:
+    """The network of a weights file, run folder or bundled name, of the class the file is for
+    (:attr:`~cornernet_saccade.model.checkpoint.StoredCheckpoint.model_type`: stored, or read from
+    the tensor names of an official ``.pkl``)."""
+    model_type = read_checkpoint(resolve_weights_path(weights)).model_type
+    return MODEL_CLASSES[model_type].from_checkpoint(weights)
+
+
+def _cornernet_settings(model: CornerNetBase, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that apply to the CornerNet tester: the saccade-only options (``mode``,
+    ``full_size``, ``att_max_crops``, ...) are dropped, the others must be its fields."""
+    from cornernet_saccade.inference.cornernet_tester import output_stride
+
+    fields = set(CornerNetTestConfig.__dataclass_fields__)
+    saccade_only = set(SaccadeConfig.__dataclass_fields__) - fields
+    base = dataclasses.asdict(CornerNetTestConfig.for_model(output_stride(model)))
+    return {**base, **{k: v for k, v in settings.items() if k not in saccade_only}}
+
+
 def load_detector(
     weights: str | Path,
     *,
@@ -84,17 +114,28 @@ def load_detector(
     device: str = "auto",
     class_names_file: str | Path | None = None,
     **settings: Any,
-) -> SaccadeDetector:
+) -> DetectorBase:
     """The detector of a weights file, run folder or bundled model name (see
     :meth:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade.from_checkpoint`), its network
     built by backend ``backend`` on ``device`` (``auto``: CUDA when available).
 
     Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
     :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
-    ``class_names_file``, else the weights', else COCO's for an 80-class model.
+    ``class_names_file``, else the weights', else COCO's for an 80-class model. The network is of
+    the class the file is for (:func:`load_model`): CornerNet-Saccade weights get a
+    :class:`SaccadeDetector`, CornerNet-Squeeze / CornerNet weights the CornerNet tester
+    (:class:`~cornernet_saccade.inference.settings.CornerNetTestConfig` settings; the saccade-only
+    ones such as ``mode`` are ignored; no onnxruntime backend, the input size varies per image).
     """
-    model = CornerNetSaccade.from_checkpoint(weights).to(resolve_device(device))
+    model = load_model(weights).to(resolve_device(device))
     model.class_names = resolve_class_names(class_names_file, model.class_names, model.num_classes)
-    config = config_from_dict(SaccadeConfig, {**(model.test_settings or {}), **settings}, "detector settings")
-    network = network_for_mode(model, backend, config.mode, config.full_size)
-    return SaccadeDetector(network, config)
+    if isinstance(model, CornerNetSaccade):
+        config = config_from_dict(SaccadeConfig, {**(model.test_settings or {}), **settings}, "detector settings")
+        network = network_for_mode(model, backend, config.mode, config.full_size)
+        return SaccadeDetector(network, config)
+    if backend == "onnxruntime":
+        raise ConfigError(f"{weights}: the onnxruntime backend needs a fixed input size; "
+                          f"{type(model).__name__} runs the image at its own size (use eager or fast)")
+    config = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
+                              "detector settings")
+    return Detector(make_backend(model, backend), config)

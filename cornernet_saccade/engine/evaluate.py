@@ -219,7 +219,8 @@ def evaluate_detector(
         except OutputError as exc:
             write_error, target = str(exc), None
     metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
-    canvas = padded_input_size(detector.config.full_size) if detector.config.mode == "full" else CROP_SIZE
+    mode = getattr(detector.config, "mode", None)  # None: the CornerNet tester, whose canvas varies per image
+    canvas = padded_input_size(detector.config.full_size) if mode == "full" else CROP_SIZE if mode else 0
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=metrics, per_class=per_class, images=len(run.image_ids),

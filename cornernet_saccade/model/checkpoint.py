@@ -38,6 +38,8 @@ OFFICIAL_PREFIX = "module."
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 # Heads whose last conv depends on the number of classes (re-initialised when fine-tuning).
 CLASS_DEPENDENT_PREFIXES = ("tl_heats.", "br_heats.")
+#: The network classes a weights file can be for (``StoredCheckpoint.model_type``).
+MODEL_TYPES = ("CornerNetSaccade", "CornerNetSqueeze", "CornerNet")
 
 
 @dataclass
@@ -73,6 +75,22 @@ class StoredCheckpoint:
         if settings is not None and not isinstance(settings, dict):
             raise CheckpointError(f"{self.path}: test_settings is not a mapping: {_shorten(settings)}")
         return settings
+
+    @property
+    def model_type(self) -> str:
+        """Name of the network class the weights are for: the stored ``model_type`` entry (written by
+        :func:`save_checkpoint`), else read from the tensor names (official files): attention heads
+        -> ``CornerNetSaccade``, fire modules -> ``CornerNetSqueeze``, otherwise ``CornerNet``."""
+        stored = self._entry("model_type")
+        if stored is not None:
+            if stored not in MODEL_TYPES:
+                raise CheckpointError(f"{self.path}: unknown model_type {_shorten(stored)} (known: {', '.join(MODEL_TYPES)})")
+            return str(stored)
+        if any(k.startswith("att_modules.") for k in self.state_dict):
+            return "CornerNetSaccade"
+        if any(".conv_3x3." in k for k in self.state_dict):
+            return "CornerNetSqueeze"
+        return "CornerNet"
 
     def _entry(self, key: str) -> Any:
         """``training_state[key]``, else the JSON-decoded ``metadata[key]``, else ``None``."""
@@ -283,12 +301,13 @@ def save_checkpoint(
     test_settings = test_settings if test_settings is not None else getattr(model, "test_settings", None)
     state_dict = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     config = _model_config_dict(model)
+    model_type = type(model).__name__ if type(model).__name__ in MODEL_TYPES else None
     if str(path).endswith(".safetensors"):
         if training_state:
             raise ValueError("safetensors files hold weights only; save training state to a .pt file")
         from safetensors.torch import save_file
 
-        metadata = {"format": FORMAT_TAG, "model_config": json.dumps(config)}
+        metadata = {"format": FORMAT_TAG, "model_config": json.dumps(config), "model_type": json.dumps(model_type)}
         if class_names is not None:
             metadata["class_names"] = json.dumps(list(class_names))
         if test_settings is not None:
@@ -299,6 +318,8 @@ def save_checkpoint(
         training_state["class_names"] = list(class_names)
     if test_settings is not None:
         training_state["test_settings"] = dict(test_settings)
+    if model_type is not None:
+        training_state["model_type"] = model_type
     payload = {"format": FORMAT_TAG, "model": state_dict, "model_config": config, **training_state}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
