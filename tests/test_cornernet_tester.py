@@ -165,3 +165,15 @@ def test_weights_of_a_squeeze_model_load_as_its_detector(tmp_path):
     torch.save(CornerNetSaccade(**{**tiny, "dims": (8, 8, 8, 8)}).state_dict(), tmp_path / "saccade.pt")
     assert read_checkpoint(tmp_path / "saccade.pt").model_type == "CornerNetSaccade"
     assert isinstance(load_model(tmp_path / "squeeze.safetensors"), CornerNetSqueeze)
+
+
+def test_picture_of_a_cornernet_result_shows_the_padded_view(data_dir):
+    from cornernet_saccade.inference.visualize import render_panel
+
+    tiny = {"num_classes": 2, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
+            "pool_dim": 4, "head_dim": 4}
+    image = read_image(data_dir / IMAGES["pad127"])[:100, :150]
+    result = Detector(CornerNetSqueeze(**tiny), test_scales=(1.0, 0.5))(image)
+    assert [c.region_xyxy for c in result.trace.crops] == [(-52, -13, 203, 114), (-52, -76, 202, 178)]
+    picture = render_panel(image, result)
+    assert picture.width > 150 and picture.height >= 100

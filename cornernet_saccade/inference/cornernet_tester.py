@@ -163,7 +163,7 @@ class CornerNetDetector(DetectorBase):
 
     def __call__(self, image: ImageSource) -> Detections:
         pixels = read_image(image)
-        trace = SaccadeTrace()
+        trace = SaccadeTrace(padded_views=True)
         with torch.inference_mode():
             found = [self._detect_scale(pixels, padded_view(pixels.shape[:2], s), trace) for s in self.config.test_scales]
             detections = torch.cat(found)
