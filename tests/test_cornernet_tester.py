@@ -177,3 +177,24 @@ def test_picture_of_a_cornernet_result_shows_the_padded_view(data_dir):
     assert [c.region_xyxy for c in result.trace.crops] == [(-52, -13, 203, 114), (-52, -76, 202, 178)]
     picture = render_panel(image, result)
     assert picture.width > 150 and picture.height >= 100
+
+
+def test_detect_and_evaluate_commands_take_squeeze_weights(tmp_path, capsys):
+    from engine_fixtures import CLASS_NAMES, write_box_dataset
+
+    from cornernet_saccade.cli import main
+    from cornernet_saccade.model.checkpoint import save_checkpoint
+
+    tiny = {"num_classes": 2, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
+            "pool_dim": 4, "head_dim": 4}
+    weights = tmp_path / "squeeze.safetensors"
+    save_checkpoint(weights, CornerNetSqueeze(**{**tiny, "num_classes": len(CLASS_NAMES)}),
+                    class_names=list(CLASS_NAMES))
+    val_json = write_box_dataset(tmp_path / "data", 2, seed=3, name="val")
+    assert main(["detect", str(tmp_path / "data" / "images"), "--weights", str(weights), "--out",
+                 str(tmp_path / "out"), "--device", "cpu"]) == 0
+    assert (tmp_path / "out" / "detections.json").is_file()
+    assert main(["evaluate", "--weights", str(weights), "--data", str(val_json), "--device", "cpu"]) == 0
+    assert "AP" in capsys.readouterr().out
+    assert main(["detect", str(tmp_path / "data" / "images"), "--weights", str(weights), "--out",
+                 str(tmp_path / "out2"), "--backend", "onnxruntime"]) != 0

@@ -136,6 +136,9 @@ def load_detector(
     if backend == "onnxruntime":
         raise ConfigError(f"{weights}: the onnxruntime backend needs a fixed input size; "
                           f"{type(model).__name__} runs the image at its own size (use eager or fast)")
+    if backend.startswith("fast") and isinstance(model, CornerNetSqueeze):
+        raise ConfigError(f"{weights}: the fast backends do not fold CornerNet-Squeeze's fire modules yet "
+                          f"(use --backend eager)")
     config = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
                               "detector settings")
     return Detector(make_backend(model, backend), config)
