@@ -16,9 +16,10 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Lint first (seconds), then the suite. mypy is configured in pyproject.toml but not yet clean.
+# Lint and type checks first (seconds), then the suite.
 test: $(STAMP)
 	$(VENV)/bin/ruff check cornernet_saccade tests benchmarks
+	$(VENV)/bin/mypy cornernet_saccade
 	$(PY) -m pytest -q tests
 
 # The bundled default models on the bundled images; pictures and detections.json go to demo_output/.

@@ -52,7 +52,7 @@ def _check_value(value: Any, annotation: Any, where: str) -> Any:
             items = [_check_value(v, item_type, f"{where}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if dataclasses.is_dataclass(annotation):
-        return config_from_dict(annotation, value, where)
+        return config_from_dict(typing.cast("type[Any]", annotation), value, where)
     if annotation is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -80,7 +80,7 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | T | None, source: s
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping for {cls.__name__}, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    fields = {f.name for f in dataclasses.fields(typing.cast(Any, cls)) if f.init}
     unknown = sorted(set(data) - fields)
     if unknown:
         raise ConfigError(f"{source}: unknown key(s) {unknown} for {cls.__name__}; known: {sorted(fields)}")

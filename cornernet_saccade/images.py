@@ -30,7 +30,7 @@ import sys
 import warnings
 from os import PathLike
 from pathlib import Path
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING, TypeGuard, Union
 
 import numpy as np
 from PIL import ExifTags, Image
@@ -138,7 +138,7 @@ def _pil_pixels(image: Image.Image, name: object, max_pixels: int) -> np.ndarray
     return _hwc_to_rgb8(_as_hwc(pixels, name), name)
 
 
-def _is_tensor(source: object) -> bool:
+def _is_tensor(source: object) -> TypeGuard[torch.Tensor]:
     torch = sys.modules.get("torch")
     return torch is not None and isinstance(source, torch.Tensor)
 

@@ -64,3 +64,12 @@ def test_evaluate_names_the_format_it_needs(weights, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "needs a COCO JSON annotation file" in err and "not a CSV dataset" in err
     assert "not valid JSON" not in err
+
+
+@pytest.mark.parametrize("config", [None, ""])
+def test_train_without_config_or_resume_is_a_usage_error(config, capsys):
+    argv = ["train"] if config is None else ["train", "--config", config]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert "--config is required unless --resume is given" in capsys.readouterr().err

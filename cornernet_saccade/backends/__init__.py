@@ -48,10 +48,11 @@ def make_backend(
     model = model.eval()
     network = _backend_network(model, name, input_size, onnx_path)
     # what the weights file said about the model travels with the network the detector runs
-    network.class_names = model.class_names
-    network.test_settings = model.test_settings
+    attributes: Any = network  # plain attributes (nn.Module types attribute assignment as Tensor | Module)
+    attributes.class_names = model.class_names
+    attributes.test_settings = model.test_settings
     if network is not model:
-        network.num_classes = model.num_classes
+        attributes.num_classes = model.num_classes
     return network
 
 

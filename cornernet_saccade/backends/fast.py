@@ -87,12 +87,16 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     Weights ``[Cout,Cin,k,k]`` scaled per output channel by ``gamma / sqrt(var + eps)``; the bias
     becomes ``(b - mean) * scale + beta``. Computed in float64, stored in ``conv``'s dtype.
     """
+    assert bn.weight is not None and bn.bias is not None, "fold_conv_bn needs an affine BatchNorm"
+    assert bn.running_mean is not None and bn.running_var is not None, "fold_conv_bn needs running statistics"
     scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
+    # the stubs type Conv2d's kernel_size, stride, padding, dilation as _ConvNd's tuple[int, ...] (always 2 here)
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,
+        conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation, groups=conv.groups, bias=True, padding_mode=conv.padding_mode,  # type: ignore[arg-type]
     ).to(device=conv.weight.device, dtype=conv.weight.dtype)
+    assert fused.bias is not None  # built with bias=True
     with torch.no_grad():
         fused.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
         fused.bias.copy_((bias - bn.running_mean.double()) * scale + bn.bias.double())
@@ -171,7 +175,7 @@ class _CapturedForward:
     next replay of any graph sharing the memory pool may overwrite them).
     """
 
-    def __init__(self, forward: FlatForward, example: Tensor, pool: tuple[int, int], warmup: int = 3):
+    def __init__(self, forward: FlatForward, example: Tensor, pool: torch.cuda._POOL_HANDLE, warmup: int = 3):
         self.static_input = example.clone()
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
@@ -229,11 +233,12 @@ class FastNetwork(nn.Module):
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         network = fold_batchnorm(model)
         network.set_export_friendly_pooling(True)
-        self.network = network.to(dtype=dtype, memory_format=self.memory_format)
+        # Module.to takes memory_format (documented) but its stub overloads lack it
+        self.network = network.to(dtype=dtype, memory_format=self.memory_format)  # type: ignore[call-overload]
         self.winograd_convolutions = use_winograd(self.network) if winograd else 0
         self._compiled = _try_compile(self._run) if compile else None
         self._graphs: dict[tuple[tuple[int, ...], bool], _CapturedForward] | None = {} if cuda_graphs else None
-        self._graph_pool: tuple[int, int] | None = None
+        self._graph_pool: torch.cuda._POOL_HANDLE | None = None
 
     @property
     def device(self) -> torch.device:

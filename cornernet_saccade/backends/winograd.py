@@ -25,6 +25,8 @@ by up to 8 x 8) would swamp the result. On CUDA, cuDNN already picks Winograd ke
 """
 from __future__ import annotations
 
+from typing import TypeGuard
+
 import torch
 from torch import Tensor, nn
 
@@ -55,7 +57,7 @@ DEFAULT_TILES_PER_CHUNK = 128
 DEFAULT_MIN_CHANNELS = 96
 
 
-def is_winograd_compatible(conv: nn.Module) -> bool:
+def is_winograd_compatible(conv: nn.Module) -> TypeGuard[nn.Conv2d]:
     """Whether ``conv`` is a plain 3x3 ``nn.Conv2d`` with stride 1, padding 1, no dilation or groups."""
     return (
         type(conv) is nn.Conv2d and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
@@ -85,6 +87,11 @@ class WinogradConv2d(nn.Module):
     float32 ``[N,Cout,H,W]`` in channels-last memory, equal to ``conv(x)`` within float32 rounding.
     ``tiles_per_chunk`` bounds how many 4x4 output tiles are transformed at once.
     """
+
+    filters: Tensor
+    bias: Tensor
+    input_transform: Tensor
+    output_transform: Tensor
 
     def __init__(self, conv: nn.Conv2d, tiles_per_chunk: int = DEFAULT_TILES_PER_CHUNK):
         super().__init__()

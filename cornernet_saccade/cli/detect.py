@@ -14,7 +14,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cornernet_saccade.cli.common import (
     add_detector_options,
@@ -140,7 +140,7 @@ def build_detector(args: argparse.Namespace, device: str) -> SaccadeDetector:
 def selection(args: argparse.Namespace, detector: SaccadeDetector) -> Any:
     """The ``--classes`` / ``--max-dets`` filter, as a function of one image's detections."""
     labels = None if args.classes is None else class_labels(args.classes, detector.class_names,
-                                                              detector.model.num_classes)
+                                                              cast(int, detector.model.num_classes))
 
     def keep(detections: Detections) -> Detections:
         return detections.filter(labels, args.max_dets)

@@ -68,8 +68,9 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.engine.trainer import run_training
     from cornernet_saccade.model.checkpoint import read_checkpoint
 
-    if args.config is None and args.resume is None:
-        args.parser.error("--config is required unless --resume is given")
+    parser: argparse.ArgumentParser = args.parser
+    if not args.config and args.resume is None:
+        parser.error("--config is required unless --resume is given")
     if args.threads is not None:
         args.set = [*args.set, f"threads={args.threads}"]
     config = load_train_config(args.config, args.set) if args.config else None
@@ -82,14 +83,16 @@ def run(args: argparse.Namespace) -> int:
         saved = stored.training_state.get("config")
         if config is None:
             if saved is None:
-                args.parser.error(f"{path} holds no training config; pass --config")
+                parser.error(f"{path} holds no training config; pass --config")
             config = train_config_from_dict(saved, f"{path} (stored config)", args.set)
         changed = _changed_keys(config, saved or {})
         config = dataclasses.replace(config, out_dir=args.out or str(path.resolve().parent))
         if changed:
             print(f"resuming with settings changed from the checkpoint's: {', '.join(changed)}", file=sys.stderr)
     elif args.out:
+        assert config is not None, "without --resume, --config was given (checked above)"
         config = dataclasses.replace(config, out_dir=args.out)
+    assert config is not None, "without --resume, --config was given (checked above)"
     result = run_training(config, stored)
     if not result.loss and result.iteration >= config.optim.max_iter:
         _say_main(f"nothing to train: the run is at iteration {result.iteration} and optim.max_iter is "

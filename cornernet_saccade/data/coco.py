@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
 from cornernet_saccade.data.records import DetectionDataset, ImageRecord
@@ -116,7 +116,7 @@ def _entry_location(section: str, index: int, entry: dict) -> str:
     return f"{section}[{index}]"
 
 
-def _is_id(value: object) -> bool:
+def _is_id(value: object) -> TypeGuard[int]:
     """Whether a JSON value is an integer id (booleans are not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -229,7 +229,7 @@ def coco_document(records: list[ImageRecord], class_names: Sequence[str],
     folder) and its ``image_id`` the image id; boxes are x1,y1,x2,y2 image pixels and labels
     0-based. Category ids are ``label + 1``; ``area`` is the box area; annotation ids run from 1.
     """
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for record in records:
         for (x1, y1, x2, y2), label in zip(record.boxes.tolist(), record.labels.tolist()):
             width, height = x2 - x1, y2 - y1

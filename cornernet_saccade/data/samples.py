@@ -277,7 +277,7 @@ def build_training_sample(
     centre_y = choose_crop_centre(size[0], ref_ys, centred, rng, cfg)
     centre_x = choose_crop_centre(size[1], ref_xs, centred, rng, cfg)
     window, region, (dy, dx) = crop_window(size, centre_y, centre_x, cfg.input_size)
-    crop = np.zeros((cfg.input_size, cfg.input_size, 3), np.float32)
+    crop: np.ndarray = np.zeros((cfg.input_size, cfg.input_size, 3), np.float32)
     crop[region[0]:region[1], region[2]:region[3]] = resize_window(image, size, window)
     crop_boxes, in_crop = clip_boxes(scaled_boxes - np.array([dx, dy, dx, dy], np.float32), *region)
     kept = kept[in_crop]

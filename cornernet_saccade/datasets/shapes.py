@@ -214,7 +214,7 @@ def _base_background(rng: np.random.Generator, height: int, width: int) -> np.nd
     ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1.0)
     image = start + ramp[None] * (end - start)
     grid = rng.integers(0, 256, size=(int(rng.integers(3, 12)), int(rng.integers(3, 12)), 3))
-    blotches = Image.fromarray(grid.astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    blotches = Image.fromarray(grid.astype(np.uint8)).resize((width, height), Image.Resampling.BILINEAR)
     strength = np.float32(rng.uniform(0.0, 0.6))
     image += (np.asarray(blotches, dtype=np.float32).transpose(2, 0, 1) - 128.0) * strength
     amplitude = int(rng.integers(0, 21))

@@ -139,7 +139,7 @@ def _write_tiles(record: ImageRecord, tile_size: int, out_dir: Path, first_id: i
     """Write the tiles of ``record`` as PNG files; their records have ids from ``first_id``."""
     pixels = read_image(record.path)
     stem = Path(record.path).stem.replace(" ", "_")
-    written = []
+    written: list[ImageRecord] = []
     for tile in tile_record(record, tile_size):
         x0, y0, x1, y1 = tile.rect
         file_name = f"images/{stem}_x{x0}_y{y0}.png"

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tqdm import tqdm
 
@@ -203,7 +203,7 @@ def evaluate_detector(
     _require_coco(annotations)
     dataset = load_dataset(annotations, image_root=image_root, format="coco")
     ground_truth = load_ground_truth(annotations)
-    class_ids = category_ids(detector.class_names, detector.model.num_classes,
+    class_ids = category_ids(detector.class_names, cast(int, detector.model.num_classes),
                              ground_truth.dataset["categories"], str(annotations))
     records = dataset.records[:max_images] if max_images else dataset.records
     target = results_target(results_path, annotations, overwrite)

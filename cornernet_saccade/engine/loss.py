@@ -13,7 +13,7 @@ gradient averaging.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -145,25 +145,26 @@ class CornerNetSaccadeLoss(nn.Module):
         weights = {"focal": 1.0, "attention": 1.0 / num_stacks, "pull": self.pull_weight,
                    "push": self.push_weight, "offset": self.off_weight}
         components = {
-            name: weight * sum(terms[name] for terms in per_stack) / num_stacks for name, weight in weights.items()
+            name: cast(Tensor, weight * sum(terms[name] for terms in per_stack) / num_stacks)
+            for name, weight in weights.items()
         }
-        return LossOutput(total=sum(components.values()), components=components)
+        return LossOutput(total=cast(Tensor, sum(components.values())), components=components)
 
     @staticmethod
     def _stack_terms(
         outputs: HeadOutputs, stack: int, targets: dict[str, Tensor], mask: Tensor, counts: dict[str, Tensor]
     ) -> dict[str, Tensor]:
         """Unweighted loss terms of one stack (tl + br where both corners contribute)."""
-        focal = sum(
+        focal = cast(Tensor, sum(
             focal_loss(getattr(outputs, f"{corner}_heats")[stack], targets[f"{corner}_heat"],
                        targets[f"{corner}_valid"], counts[f"{corner}_heat"])
             for corner in ("tl", "br")
-        )
-        offset = sum(
+        ))
+        offset = cast(Tensor, sum(
             offset_loss(gather_at_cells(getattr(outputs, f"{corner}_offs")[stack], targets[f"{corner}_ind"]),
                         targets[f"{corner}_off"], mask, counts["objects"])
             for corner in ("tl", "br")
-        )
+        ))
         pull, push = embedding_loss(
             gather_at_cells(outputs.tl_tags[stack], targets["tl_ind"]).squeeze(2),
             gather_at_cells(outputs.br_tags[stack], targets["br_ind"]).squeeze(2),

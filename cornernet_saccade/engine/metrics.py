@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cornernet_saccade.errors import OutputError
 from cornernet_saccade.outputs import atomic_write, make_folder
@@ -38,7 +38,7 @@ class MetricsLogger:
     def __init__(self, out_dir: str | Path, enabled: bool = True, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / METRICS_NAME
-        self._file = None
+        self._file: IO[str] | None = None
         self._writer = None
         if enabled:
             make_folder(self.path.parent)
@@ -53,6 +53,7 @@ class MetricsLogger:
     def log(self, kind: str, iteration: int, **values: Any) -> None:
         if not self.enabled:
             return
+        assert self._file is not None, "MetricsLogger.log after close"
         record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values}
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()

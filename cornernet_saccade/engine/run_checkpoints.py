@@ -12,7 +12,7 @@ import os
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -51,7 +51,8 @@ def checkpoint_name(iteration: int) -> str:
 
 def capture_rng_state() -> dict[str, Any]:
     """torch (CPU and the current CUDA device), numpy and Python RNG states as tensors and plain data."""
-    _, keys, position, has_gauss, cached_gauss = np.random.get_state()
+    legacy_state = cast("tuple[str, np.ndarray, int, int, float]", np.random.get_state())  # the default legacy=True form
+    _, keys, position, has_gauss, cached_gauss = legacy_state
     version, python_state, python_gauss = random.getstate()
     return {
         "torch": torch.get_rng_state(),

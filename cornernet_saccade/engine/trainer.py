@@ -23,7 +23,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -331,7 +331,8 @@ class Trainer:
         local = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=self.device)
         for index, batch in enumerate(batches):
             last = index == len(batches) - 1
-            sync = contextlib.nullcontext() if last or not self.context.distributed else self.network.no_sync()
+            sync = contextlib.nullcontext() if last or not self.context.distributed else (
+                cast(DistributedDataParallel, self.network).no_sync())
             with sync:
                 result = self._loss(self.network, batch, normalizers)
                 self.scaler.scale(result.total * self.context.world_size).backward()
@@ -358,7 +359,7 @@ class Trainer:
     def _global_normalizers(self, batches: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """Loss counts of the whole global batch (all micro-batches of all processes)."""
         parts = [loss_normalizers(batch) for batch in batches]
-        local = torch.stack([sum(part[key] for part in parts) for key in NORMALIZER_KEYS])
+        local = torch.stack([cast(Tensor, sum(part[key] for part in parts)) for key in NORMALIZER_KEYS])
         return dict(zip(NORMALIZER_KEYS, self.context.all_reduce_sum(local)))
 
     def _loss(self, network: nn.Module, batch: dict[str, Tensor], normalizers: dict[str, Tensor],
@@ -394,6 +395,7 @@ class Trainer:
     # ----------------------------------------------------------------------------- periodic work
     def _validate(self) -> None:
         """Validation loss: mean over ``val_batches`` fixed batches, BatchNorm in eval mode."""
+        assert self.val_samples is not None, "validation runs only with data.val"
         loader = stream_loader(self.val_samples, self.layout, 0, self.config.val_batches, self.config.workers,
                                pin_memory=self.device.type == "cuda")
         total = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=self.device)
@@ -412,6 +414,7 @@ class Trainer:
     def _evaluate(self) -> None:
         """COCO evaluation of the current weights on ``data.val`` (rank 0; the others wait)."""
         if self.context.is_main:
+            assert self.config.data.val is not None, "TrainConfig: eval_every needs data.val"
             detector = SaccadeDetector(self.model, mode=self.config.eval_mode, class_names=self.class_names)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
                                        self.config.eval_images, progress=False)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cornernet_saccade.errors import OutputError
 from cornernet_saccade.images import read_image
@@ -312,7 +312,7 @@ def detect_image(detector: SaccadeDetector, job: ImageJob, ids: Sequence[int],
 
 def detector_category_ids(detector: SaccadeDetector) -> list[int]:
     """The COCO category id of each of the detector's classes."""
-    return category_ids(detector.class_names, detector.model.num_classes)
+    return category_ids(detector.class_names, cast(int, detector.model.num_classes))
 
 
 def pending(jobs: Iterable[ImageJob], folder: OutputFolder) -> list[ImageJob]:

@@ -233,13 +233,13 @@ class SaccadeDetector(DetectorBase):
         keep, scores = keep[selected], scores[selected]
         order = torch.argsort(scores, descending=True, stable=True)
         keep, scores = keep[order], scores[order]
-        labels = labels[keep].cpu().numpy()
-        names = [self.class_names[i] for i in labels] if self.class_names is not None else None
+        label_ids = labels[keep].cpu().numpy()
+        names = [self.class_names[i] for i in label_ids] if self.class_names is not None else None
         boxes = detections[keep, :4].cpu().numpy()
         return Detections(
             boxes=clip_to_image(boxes, image_hw) if cfg.clip_boxes else boxes,
             scores=scores.cpu().numpy(),
-            labels=labels,
+            labels=label_ids,
             class_names=names,
             trace=trace,
         )

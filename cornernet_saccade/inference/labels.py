@@ -77,7 +77,7 @@ def read_class_names(path: str | Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def resolve_class_names(names_file: str | None, stored: list[str] | None, num_classes: int) -> list[str] | None:
+def resolve_class_names(names_file: str | Path | None, stored: list[str] | None, num_classes: int) -> list[str] | None:
     """The model's class names: from ``names_file`` when given, else those the weights carry, else
     COCO's for an 80-class model, else ``None`` (class indices). ConfigError on a count mismatch."""
     names = read_class_names(names_file) if names_file else stored

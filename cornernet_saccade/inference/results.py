@@ -70,7 +70,7 @@ class Detections:
     def to_dicts(self) -> list[dict[str, Any]]:
         """One dict per detection: ``box`` (x1, y1, x2, y2 image pixels), ``score``, ``label`` and
         ``class_name`` (None without names)."""
-        names = self.class_names or [None] * len(self)
+        names: Sequence[str | None] = self.class_names or [None] * len(self)
         return [{"box": [float(v) for v in box], "score": float(score), "label": int(label), "class_name": name}
                 for box, score, label, name in zip(self.boxes, self.scores, self.labels, names)]
 

@@ -105,8 +105,10 @@ def draw_detections(
     thickness = line_width(*picture.size)
     font = label_font(font_size(*picture.size))
     drawable = (detections.scores >= score_threshold) & np.isfinite(detections.boxes).all(axis=1)
-    boxes, labels, placed = {}, {}, []
-    for index in np.flatnonzero(drawable):  # best first: the best labels get the best places
+    boxes: dict[int, Rectangle] = {}
+    labels: dict[int, tuple[str, Rectangle]] = {}
+    placed: list[Rectangle] = []
+    for index in map(int, np.flatnonzero(drawable)):  # best first: the best labels get the best places
         x1, x2 = sorted(round(float(v)) for v in detections.boxes[index, [0, 2]])
         y1, y2 = sorted(round(float(v)) for v in detections.boxes[index, [1, 3]])
         boxes[index] = (x1, y1, x2, y2)
@@ -153,7 +155,7 @@ def _overlap(first: Rectangle, second: Rectangle) -> bool:
 
 
 def _bar_size(draw: ImageDraw.ImageDraw, text: str, font: Font) -> tuple[int, int]:
-    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    left, top, right, bottom = (round(v) for v in draw.textbbox((0, 0), text, font=font))
     pad = max(1, (bottom - top) // 5)
     return right - left + 2 * pad, bottom - top + 2 * pad
 
@@ -316,7 +318,7 @@ def _with_colour_bar(tile: Image.Image, peak: float) -> Image.Image:
     """``tile`` above a horizontal :data:`HEAT_COLOURS` bar labelled ``0`` and ``peak``."""
     font = label_font(max(10, tile.width // 30))
     measure = ImageDraw.Draw(tile)
-    text_height = measure.textbbox((0, 0), "0.00", font=font)[3]
+    text_height = round(measure.textbbox((0, 0), "0.00", font=font)[3])
     high = f"{peak:.2f}"
     margin = max(2, text_height // 3)
     low_w, high_w = measure.textlength("0", font=font), measure.textlength(high, font=font)
@@ -340,7 +342,7 @@ def _titled(tile: Image.Image, segments: Sequence[tuple[str, RGB]]) -> Image.Ima
     """``tile`` under a title strip; ``segments`` are pieces of title text with their colours."""
     font = label_font(max(11, tile.width // 26))
     measure = ImageDraw.Draw(tile)
-    text_height = measure.textbbox((0, 0), "Ag", font=font)[3]
+    text_height = int(measure.textbbox((0, 0), "Ag", font=font)[3])
     strip = text_height + 2 * max(2, text_height // 4)
     titled = Image.new("RGB", (tile.width, tile.height + strip), BACKGROUND)
     titled.paste(tile, (0, strip))

@@ -74,6 +74,14 @@ class CornerNetBase(nn.Module):
     attention heads (CornerNet-Saccade); the others always return empty ``attentions``.
     """
 
+    # per-stack heads, set in __init__ by name (declared for type checkers)
+    tl_heats: nn.ModuleList
+    br_heats: nn.ModuleList
+    tl_tags: nn.ModuleList
+    br_tags: nn.ModuleList
+    tl_offs: nn.ModuleList
+    br_offs: nn.ModuleList
+
     #: The configuration dataclass of the model (a subclass of :class:`HourglassConfig`).
     config_class: ClassVar[type[HourglassConfig]] = HourglassConfig
     #: Building block of the hourglass levels, their ``up2`` and the number of stride-2 residual

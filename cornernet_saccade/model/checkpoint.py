@@ -369,8 +369,9 @@ def model_from_checkpoint(
     check_model_fits(stored, cls, resolved, allow_class_change=config is not None or "num_classes" in overrides)
     model = cls(resolved)
     load_checkpoint(model, stored)
-    model.class_names = stored.class_names
-    model.test_settings = stored.test_settings
+    attributes: Any = model  # plain attributes (nn.Module types attribute assignment as Tensor | Module)
+    attributes.class_names = stored.class_names
+    attributes.test_settings = stored.test_settings
     return model.eval()
 
 

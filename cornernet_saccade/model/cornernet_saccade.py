@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from torch import Tensor, nn
 
@@ -58,4 +58,4 @@ class CornerNetSaccade(CornerNetBase):
 
     def _attention_outputs(self, stack: int, merge_maps: list[Tensor], out: HeadOutputs) -> None:
         """Append ``[coarse, middle, fine]`` attention logits of ``stack`` to ``out.attentions``."""
-        out.attentions.append([head(m) for head, m in zip(self.att_modules[stack], merge_maps)])
+        out.attentions.append([head(m) for head, m in zip(cast(nn.ModuleList, self.att_modules[stack]), merge_maps)])

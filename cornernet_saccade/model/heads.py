@@ -6,6 +6,7 @@ Names follow the official checkpoint (``tl_modules.i.p1_conv1`` ..., ``tl_heats.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -52,7 +53,7 @@ def prediction_head(
     """
     head = nn.Sequential(Convolution(kernel, in_dim, hidden_dim, with_bn=False), nn.Conv2d(hidden_dim, out_dim, 1))
     if bias is not None:
-        nn.init.constant_(head[-1].bias, bias)
+        nn.init.constant_(cast(Tensor, head[-1].bias), bias)
     return head
 
 

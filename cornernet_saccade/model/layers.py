@@ -135,14 +135,14 @@ class _RunningMax(torch.autograd.Function):
     """Running maximum along ``dim`` from index 0; ties route the gradient to the first element."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, dim: int) -> Tensor:  # type: ignore[override]
+    def forward(ctx, x: Tensor, dim: int) -> Tensor:
         running = x.cummax(dim).values
         ctx.dim = dim
         ctx.save_for_backward(running)
         return running
 
     @staticmethod
-    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+    def backward(ctx, grad_out: Tensor) -> tuple[Tensor, None]:
         (running,) = ctx.saved_tensors
         arg = _first_arg_of_running_max(running, ctx.dim)
         grad_in = torch.zeros_like(grad_out).scatter_add_(ctx.dim, arg, grad_out)
