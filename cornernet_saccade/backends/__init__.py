@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -140,6 +140,7 @@ def load_detector(
     if backend.startswith("fast") and isinstance(model, CornerNetSqueeze):
         raise ConfigError(f"{weights}: the fast backends do not fold CornerNet-Squeeze's fire modules yet "
                           f"(use --backend eager)")
-    config = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
+    tester = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
                               "detector settings")
-    return Detector(make_backend(model, backend), config)
+    # FastNetwork folds any CornerNetBase of residual blocks (its annotation names the saccade model)
+    return Detector(make_backend(cast(CornerNetSaccade, model), backend), tester)

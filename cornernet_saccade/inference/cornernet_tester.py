@@ -154,11 +154,11 @@ class CornerNetDetector(DetectorBase):
     ):
         if config is None:
             config = getattr(model, "test_settings", None) or CornerNetTestConfig.for_model(output_stride(model))
-        config = config_from_dict(CornerNetTestConfig, config, "cornernet test config")
+        resolved = config_from_dict(CornerNetTestConfig, config, "cornernet test config")
         if overrides:
-            config = config_from_dict(CornerNetTestConfig, {**dataclasses.asdict(config), **overrides},
-                                      "cornernet test config")
-        self.config: CornerNetTestConfig = config
+            resolved = config_from_dict(CornerNetTestConfig, {**dataclasses.asdict(resolved), **overrides},
+                                        "cornernet test config")
+        self.config: CornerNetTestConfig = resolved
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:
@@ -217,7 +217,7 @@ class CornerNetDetector(DetectorBase):
 def output_stride(model: nn.Module) -> int:
     """Output stride of a CornerNet-family network (or a backend wrapping one): 8 with the
     two-residual stem of CornerNet-Squeeze, else 4."""
-    stem = getattr(model, "stem_residuals", None)
+    stem: Any = getattr(model, "stem_residuals", None)
     if stem is None:
         stem = getattr(getattr(model, "source_model", None), "stem_residuals", 1)
     return 2 * 2 ** int(stem)

@@ -48,6 +48,9 @@ class DetectorBase:
     the model's, read from its weights file) and :meth:`detect_batch`. Subclasses set ``config``
     and implement ``__call__(image) -> Detections``."""
 
+    #: The detector's settings (a :class:`SaccadeConfig` or ``CornerNetTestConfig``).
+    config: Any
+
     def __init__(self, model: nn.Module, class_names: Sequence[str] | None = None):
         self.model = model.eval()
         if class_names is None:

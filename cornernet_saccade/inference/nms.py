@@ -214,7 +214,10 @@ def _suppress_after(
     """The inner loop of the Cython code for picked row ``i``: decay (and drop) the rows after it,
     merging their coordinates into row ``i`` when ``merge_weight_exp`` is set. Returns the new count."""
     f32 = np.float32
-    flags, decay = _pair_decay(boxes, i, method, sigma, overlap) if count > i + 1 else (None, None)
+    if count > i + 1:
+        flags, decay = _pair_decay(boxes, i, method, sigma, overlap)
+    else:
+        flags, decay = np.zeros(len(boxes), bool), np.ones(len(boxes), f32)
     merge = merge_weight_exp is not None
     if merge:
         t_i, b_i = boxes[i, 5], boxes[i, 6]
@@ -225,7 +228,7 @@ def _suppress_after(
             pos += 1
             continue
         weight = decay[pos]
-        if merge:
+        if merge_weight_exp is not None:
             mw = f32(float(f32(1.0) - weight) ** float(merge_weight_exp))
             t, b = boxes[pos, 5], boxes[pos, 6]
             terms = (boxes[pos, 0] * t * mw, boxes[pos, 1] * t * mw, boxes[pos, 2] * b * mw,
