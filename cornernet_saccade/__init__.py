@@ -9,7 +9,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from cornernet_saccade.inference.detector import SaccadeDetector
+    from cornernet_saccade.inference.cornernet_tester import CornerNetDetector
+    from cornernet_saccade.inference.detector import Detector, SaccadeDetector
+    from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
     from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
     from cornernet_saccade.model.cornernet import CornerNet, CornerNetConfig
     from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
@@ -28,6 +30,10 @@ _EXPORTS = {
     "HeadOutputs": "cornernet_saccade.model.heads",
     "ModelConfig": "cornernet_saccade.model.cornernet_saccade",
     "SaccadeDetector": "cornernet_saccade.inference.detector",
+    "Detector": "cornernet_saccade.inference.detector",
+    "CornerNetDetector": "cornernet_saccade.inference.cornernet_tester",
+    "CornerNetTestConfig": "cornernet_saccade.inference.settings",
+    "SaccadeConfig": "cornernet_saccade.inference.settings",
     "load_checkpoint": "cornernet_saccade.model.checkpoint",
     "read_checkpoint": "cornernet_saccade.model.checkpoint",
     "save_checkpoint": "cornernet_saccade.model.checkpoint",
@@ -36,10 +42,14 @@ _EXPORTS = {
 __all__ = [
     "CornerNet",
     "CornerNetConfig",
+    "CornerNetDetector",
+    "CornerNetTestConfig",
+    "Detector",
     "CornerNetSaccade",
     "CornerNetSqueeze",
     "HeadOutputs",
     "ModelConfig",
+    "SaccadeConfig",
     "SaccadeDetector",
     "SqueezeConfig",
     "load_checkpoint",

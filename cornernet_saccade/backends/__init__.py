@@ -13,21 +13,25 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
 """
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.config import config_from_dict
-from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.inference.detector import Detector, DetectorBase, SaccadeDetector
 from cornernet_saccade.inference.labels import resolve_class_names
-from cornernet_saccade.inference.settings import SaccadeConfig
-from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, resolve_weights_path
+from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
+from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase
+from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, read_checkpoint, resolve_weights_path, stored_architecture
+from cornernet_saccade.model.cornernet import CornerNet  # noqa: F401  (registers its architecture)
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
 from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 
 if TYPE_CHECKING:
@@ -88,6 +92,28 @@ def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size
     return make_backend(model, backend, input_size=mode_input_size(mode, full_size))
 
 
+def load_model(weights: str | Path) -> CornerNetBase:
+    """The network of a weights file, run folder or bundled name, of the class the file is for
+    (:func:`~cornernet_saccade.model.checkpoint.stored_architecture`: stored, or read from the
+    tensor names of an official ``.pkl``)."""
+    path = resolve_weights_path(weights)
+    architecture = stored_architecture(read_checkpoint(path))
+    if architecture not in MODEL_CLASSES:
+        raise CheckpointError(f"{path}: unknown network {architecture!r} (known: {', '.join(MODEL_CLASSES)})")
+    return MODEL_CLASSES[architecture].from_checkpoint(path)
+
+
+def _cornernet_settings(model: CornerNetBase, settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings that apply to the CornerNet tester: the saccade-only options (``mode``,
+    ``full_size``, ``att_max_crops``, ...) are dropped, the others must be its fields."""
+    from cornernet_saccade.inference.cornernet_tester import output_stride
+
+    fields = set(CornerNetTestConfig.__dataclass_fields__)
+    saccade_only = set(SaccadeConfig.__dataclass_fields__) - fields
+    base = dataclasses.asdict(CornerNetTestConfig.for_model(output_stride(model)))
+    return {**base, **{k: v for k, v in settings.items() if k not in saccade_only}}
+
+
 def load_detector(
     weights: str | Path,
     *,
@@ -95,7 +121,7 @@ def load_detector(
     device: str = "auto",
     class_names_file: str | Path | None = None,
     **settings: Any,
-) -> SaccadeDetector:
+) -> DetectorBase:
     """The detector of a weights file, run folder or bundled model name (see
     :meth:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade.from_checkpoint`), its network
     built by backend ``backend`` on ``device`` (``auto``: CUDA when available). With backend
@@ -104,7 +130,11 @@ def load_detector(
 
     Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
     :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
-    ``class_names_file``, else the weights', else COCO's for an 80-class model.
+    ``class_names_file``, else the weights', else COCO's for an 80-class model. The network is of
+    the class the file is for (:func:`load_model`): CornerNet-Saccade weights get a
+    :class:`SaccadeDetector`, CornerNet-Squeeze / CornerNet weights the CornerNet tester
+    (:class:`~cornernet_saccade.inference.settings.CornerNetTestConfig` settings; the saccade-only
+    ones such as ``mode`` are ignored; no onnxruntime backend, the input size varies per image).
     """
     path = resolve_weights_path(weights)
     if backend == "onnxruntime" and path.suffix == ONNX_SUFFIX:
@@ -112,9 +142,21 @@ def load_detector(
         config = _detector_settings(exported, class_names_file, settings)
         _check_exported_size(exported, path, config)
         return SaccadeDetector(exported, config)
-    model = CornerNetSaccade.from_checkpoint(path).to(resolve_device(device))
-    config = _detector_settings(model, class_names_file, settings)
-    return SaccadeDetector(network_for_mode(model, backend, config.mode, config.full_size), config)
+    model = load_model(path).to(resolve_device(device))
+    if isinstance(model, CornerNetSaccade):
+        config = _detector_settings(model, class_names_file, settings)
+        return SaccadeDetector(network_for_mode(model, backend, config.mode, config.full_size), config)
+    model.class_names = resolve_class_names(class_names_file, model.class_names, model.num_classes)
+    if backend == "onnxruntime":
+        raise ConfigError(f"{path}: the onnxruntime backend needs a fixed input size; "
+                          f"{type(model).__name__} runs the image at its own size (use eager or fast)")
+    if backend.startswith("fast") and isinstance(model, CornerNetSqueeze):
+        raise ConfigError(f"{path}: the fast backends do not fold CornerNet-Squeeze's fire modules yet "
+                          f"(use --backend eager)")
+    tester = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
+                              "detector settings")
+    # FastNetwork folds any CornerNetBase of residual blocks (its annotation names the saccade model)
+    return Detector(make_backend(cast(CornerNetSaccade, model), backend), tester)
 
 
 def _detector_settings(

@@ -43,11 +43,16 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.backends import load_detector
     from cornernet_saccade.data.load import load_dataset
     from cornernet_saccade.engine.analyze import analyze_records, cap_costs
+    from cornernet_saccade.errors import ConfigError
+    from cornernet_saccade.inference.detector import SaccadeDetector
     from cornernet_saccade.outputs import make_folder, write_text
 
     if args.out:
         make_folder(Path(args.out))
     detector = load_detector(args.weights, **runtime_settings(args), **detector_settings(args))
+    if not isinstance(detector, SaccadeDetector):
+        raise ConfigError(f"{args.weights}: analyze follows the saccade detector's stages; "
+                          f"{type(detector.model).__name__} has no attention or crops")
     dataset = load_dataset(args.data, image_root=args.image_root, class_names=detector.class_names)
     records = dataset.records[: args.max_images] if args.max_images else dataset.records
     report = analyze_records(detector, records, dataset.class_names)

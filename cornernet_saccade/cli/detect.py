@@ -40,7 +40,7 @@ from cornernet_saccade.inference.batch import (
 from cornernet_saccade.tables import format_table
 
 if TYPE_CHECKING:
-    from cornernet_saccade.inference.detector import SaccadeDetector
+    from cornernet_saccade.inference.detector import DetectorBase
     from cornernet_saccade.inference.results import Detections
 
 #: Pictures and results keep detections scoring at least this unless --score-threshold says otherwise.
@@ -129,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if done else 1
 
 
-def build_detector(args: argparse.Namespace, device: str) -> SaccadeDetector:
+def build_detector(args: argparse.Namespace, device: str) -> DetectorBase:
     """The detector the arguments ask for, on ``device``."""
     from cornernet_saccade.backends import load_detector
 
@@ -137,7 +137,7 @@ def build_detector(args: argparse.Namespace, device: str) -> SaccadeDetector:
     return load_detector(args.weights, class_names_file=args.class_names, **runtime, **detector_settings(args))
 
 
-def selection(args: argparse.Namespace, detector: SaccadeDetector) -> Any:
+def selection(args: argparse.Namespace, detector: DetectorBase) -> Any:
     """The ``--classes`` / ``--max-dets`` filter, as a function of one image's detections."""
     labels = None if args.classes is None else class_labels(args.classes, detector.class_names,
                                                               cast(int, detector.model.num_classes))
@@ -163,7 +163,7 @@ def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int)
     return labels
 
 
-def detect_all(detector: SaccadeDetector, jobs: Sequence[ImageJob], folder: OutputFolder, keep: Any) -> list[ImageRecord]:
+def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputFolder, keep: Any) -> list[ImageRecord]:
     """Detect on each job with a progress bar; report and skip the images that fail; stop on an
     output that cannot be written (what was written stays). Returns the records of this run."""
     from tqdm import tqdm

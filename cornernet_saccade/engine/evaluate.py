@@ -24,7 +24,7 @@ from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.data.load import detect_format, load_dataset
 from cornernet_saccade.data.records import ImageRecord
 from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError, OutputError
-from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
 from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
@@ -131,7 +131,7 @@ class _DetectionRun:
     views: int = 0
 
 
-def _detect_all(detector: SaccadeDetector, records: Sequence[ImageRecord], category_ids: Sequence[int],
+def _detect_all(detector: DetectorBase, records: Sequence[ImageRecord], category_ids: Sequence[int],
                 progress: bool) -> _DetectionRun:
     run = _DetectionRun()
     for record in tqdm(records, desc="evaluate", unit="img", disable=not progress, leave=False):
@@ -179,7 +179,7 @@ def _gathered(run: _DetectionRun) -> _DetectionRun:
 
 
 def evaluate_detector(
-    detector: SaccadeDetector,
+    detector: DetectorBase,
     annotations: str | Path,
     image_root: str | Path | None = None,
     max_images: int = 0,
@@ -219,7 +219,8 @@ def evaluate_detector(
         except OutputError as exc:
             write_error, target = str(exc), None
     metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
-    canvas = padded_input_size(detector.config.full_size) if detector.config.mode == "full" else CROP_SIZE
+    mode = getattr(detector.config, "mode", None)  # None: the CornerNet tester, whose canvas varies per image
+    canvas = padded_input_size(detector.config.full_size) if mode == "full" else CROP_SIZE if mode else 0
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=metrics, per_class=per_class, images=len(run.image_ids),

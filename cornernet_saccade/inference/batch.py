@@ -25,7 +25,7 @@ from cornernet_saccade.inference.results import Detections, coco_results
 from cornernet_saccade.outputs import atomic_write, make_folder, resolved_path, write_text
 
 if TYPE_CHECKING:
-    from cornernet_saccade.inference.detector import SaccadeDetector
+    from cornernet_saccade.inference.detector import DetectorBase
 
 #: File name endings of the images a folder is searched for (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -291,7 +291,7 @@ def per_image_text(name: str, record: ImageRecord, detections: Detections) -> st
     return "".join(line + "\n" for line in lines)
 
 
-def detect_image(detector: SaccadeDetector, job: ImageJob, ids: Sequence[int],
+def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
                  keep: Callable[[Detections], Detections] | None = None) -> tuple[ImageRecord, Detections, Any]:
     """Read and detect one image; its record, its detections (after ``keep``) and its pixels."""
     from cornernet_saccade.inference.visualize import detection_name
@@ -310,7 +310,7 @@ def detect_image(detector: SaccadeDetector, job: ImageJob, ids: Sequence[int],
     return record, detections, pixels
 
 
-def detector_category_ids(detector: SaccadeDetector) -> list[int]:
+def detector_category_ids(detector: DetectorBase) -> list[int]:
     """The COCO category id of each of the detector's classes."""
     return category_ids(detector.class_names, cast(int, detector.model.num_classes))
 

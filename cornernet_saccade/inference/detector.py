@@ -43,7 +43,47 @@ from cornernet_saccade.inference.views import (
 from cornernet_saccade.model.geometry import padded_input_size
 
 
-class SaccadeDetector:
+class DetectorBase:
+    """What every detector shares: the model in eval mode on its device, the class names (default:
+    the model's, read from its weights file) and :meth:`detect_batch`. Subclasses set ``config``
+    and implement ``__call__(image) -> Detections``."""
+
+    #: The detector's settings (a :class:`SaccadeConfig` or ``CornerNetTestConfig``).
+    config: Any
+
+    def __init__(self, model: nn.Module, class_names: Sequence[str] | None = None):
+        self.model = model.eval()
+        if class_names is None:
+            class_names = getattr(model, "class_names", None)
+        self.class_names = list(class_names) if class_names is not None else None
+        first = next(itertools.chain(model.parameters(), model.buffers()), None)
+        self.device = first.device if first is not None else torch.device("cpu")
+
+    def __call__(self, image: ImageSource) -> Detections:
+        raise NotImplementedError
+
+    def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
+        """:meth:`__call__` for each image (each image's crops depend on its own attention).
+
+        An image that cannot be read (:class:`~cornernet_saccade.errors.ImageError`) gives ``None``
+        in its place and a warning naming it (``on_error="skip"``), or stops the batch
+        (``on_error="raise"``); the other images' results are kept either way until then.
+        """
+        if on_error not in ("skip", "raise"):
+            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
+        results: list[Detections | None] = []
+        for index, image in enumerate(images):
+            try:
+                results.append(self(image))
+            except ImageError as exc:
+                if on_error == "raise":
+                    raise
+                warnings.warn(f"image {index} skipped: {exc}", stacklevel=2)
+                results.append(None)
+        return results
+
+
+class SaccadeDetector(DetectorBase):
     """Detect objects with a CornerNet-Saccade network, as the original test code does.
 
     ``SaccadeDetector(model, config=None, class_names=None, **overrides)``: ``model`` returns
@@ -70,12 +110,7 @@ class SaccadeDetector:
         if overrides:
             config = config_from_dict(SaccadeConfig, {**dataclasses.asdict(config), **overrides}, "saccade config")
         self.config: SaccadeConfig = config
-        self.model = model.eval()
-        if class_names is None:
-            class_names = getattr(model, "class_names", None)
-        self.class_names = list(class_names) if class_names is not None else None
-        first = next(itertools.chain(model.parameters(), model.buffers()), None)
-        self.device = first.device if first is not None else torch.device("cpu")
+        super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:
         # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
@@ -88,26 +123,6 @@ class SaccadeDetector:
                 detections = self._detect_saccade(pixels, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
             return self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
-
-    def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
-        """:meth:`__call__` for each image (each image's crops depend on its own attention).
-
-        An image that cannot be read (:class:`~cornernet_saccade.errors.ImageError`) gives ``None``
-        in its place and a warning naming it (``on_error="skip"``), or stops the batch
-        (``on_error="raise"``); the other images' results are kept either way until then.
-        """
-        if on_error not in ("skip", "raise"):
-            raise ValueError(f"on_error must be 'skip' or 'raise', got {on_error!r}")
-        results: list[Detections | None] = []
-        for index, image in enumerate(images):
-            try:
-                results.append(self(image))
-            except ImageError as exc:
-                if on_error == "raise":
-                    raise
-                warnings.warn(f"image {index} skipped: {exc}", stacklevel=2)
-                results.append(None)
-        return results
 
     def _detect_saccade(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
         """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""
@@ -231,3 +246,25 @@ class SaccadeDetector:
             class_names=names,
             trace=trace,
         )
+
+
+def has_attention_heads(model: nn.Module) -> bool:
+    """Whether ``model`` (a network or a backend wrapping one) predicts attention maps, i.e. is a
+    CornerNet-Saccade network: its ``has_attention`` attribute, else whether it has ``att_modules``."""
+    flag = getattr(model, "has_attention", None)
+    return bool(flag) if flag is not None else hasattr(model, "att_modules")
+
+
+def Detector(  # noqa: N802 - a factory named like the class it stands for
+    model: nn.Module, config: Any = None, class_names: Sequence[str] | None = None, **overrides: Any
+) -> DetectorBase:
+    """The detector for ``model``: models with attention heads (CornerNet-Saccade, see
+    :func:`has_attention_heads`) get :class:`SaccadeDetector` (attention-driven crops), the others
+    (CornerNet-Squeeze, CornerNet) the whole-image CornerNet tester
+    (:class:`~cornernet_saccade.inference.cornernet_tester.CornerNetDetector`). Arguments as those
+    classes; both return :class:`Detections`."""
+    if has_attention_heads(model):
+        return SaccadeDetector(model, config, class_names, **overrides)
+    from cornernet_saccade.inference.cornernet_tester import CornerNetDetector
+
+    return CornerNetDetector(model, config, class_names, **overrides)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -166,3 +167,80 @@ def _drop_by_last_swap(
     hole_rank = (torch.cumsum(holes.int(), 1) - 1).clamp(min=0)
     source = torch.where(holes, donors_back_to_front.gather(1, hole_rank), positions)
     return order.gather(1, source), scores.gather(1, source), counts
+
+
+def soft_nms_rows(
+    rows: np.ndarray,
+    *,
+    method: SoftNMSMethod = SoftNMSMethod.GAUSSIAN,
+    sigma: float = 0.5,
+    overlap_threshold: float = 0.5,
+    score_threshold: float = 0.001,
+    merge_weight_exp: float | None = None,
+) -> np.ndarray:
+    """The CornerNet tester's use of the Cython ``soft_nms`` / ``soft_nms_merge``: one class's
+    ``rows`` ``[N,7]`` (x1, y1, x2, y2, score, tl_score, br_score) processed in place and **all N
+    rows** returned, columns 0-4 ``[N,5]`` float32 (the tester ignores the keep list).
+
+    Beyond the kept boxes the result holds what the in-place algorithm left there: boxes moved over
+    dropped ones (with the score they had when moved) and dropped boxes. ``merge_weight_exp`` set:
+    ``soft_nms_merge`` (each picked box becomes the tl/br-score weighted mean of itself and its
+    overlapping later boxes, weights ``(1 - decay) ** merge_weight_exp``; columns 5-6 stay with
+    their row positions, as in the original, which swaps only columns 0-4). Float32 arithmetic as
+    the Cython code; the decay reuses :func:`soft_nms`'s IoU and decay functions.
+    """
+    boxes = np.array(rows, dtype=np.float32)[:, :7].copy()
+    count = len(boxes)
+    for i in range(len(boxes)):
+        if i < count:
+            best = i + int(np.argmax(boxes[i:count, 4]))
+            boxes[[i, best], :5] = boxes[[best, i], :5]
+        count = _suppress_after(boxes, i, count, method, sigma, overlap_threshold, score_threshold, merge_weight_exp)
+    return boxes[:, :5]
+
+
+def _pair_decay(boxes: np.ndarray, i: int, method: SoftNMSMethod, sigma: float, overlap: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Overlap flags and decay factors (float32) of every row against row ``i`` (+1-pixel IoU)."""
+    table = torch.from_numpy(boxes[:, :4])
+    overlaps, iou = _overlap_plus_one(table[i : i + 1].unsqueeze(0), table.unsqueeze(0))
+    return overlaps[0].numpy(), _decay(iou[0], method, sigma, overlap).numpy()
+
+
+def _suppress_after(
+    boxes: np.ndarray, i: int, count: int, method: SoftNMSMethod, sigma: float, overlap: float,
+    threshold: float, merge_weight_exp: float | None,
+) -> int:
+    """The inner loop of the Cython code for picked row ``i``: decay (and drop) the rows after it,
+    merging their coordinates into row ``i`` when ``merge_weight_exp`` is set. Returns the new count."""
+    f32 = np.float32
+    if count > i + 1:
+        flags, decay = _pair_decay(boxes, i, method, sigma, overlap)
+    else:
+        flags, decay = np.zeros(len(boxes), bool), np.ones(len(boxes), f32)
+    merge = merge_weight_exp is not None
+    if merge:
+        t_i, b_i = boxes[i, 5], boxes[i, 6]
+        acc = [boxes[i, 0] * t_i, boxes[i, 1] * t_i, boxes[i, 2] * b_i, boxes[i, 3] * b_i, t_i, b_i]
+    pos = i + 1
+    while pos < count:
+        if not flags[pos]:
+            pos += 1
+            continue
+        weight = decay[pos]
+        if merge_weight_exp is not None:
+            mw = f32(float(f32(1.0) - weight) ** float(merge_weight_exp))
+            t, b = boxes[pos, 5], boxes[pos, 6]
+            terms = (boxes[pos, 0] * t * mw, boxes[pos, 1] * t * mw, boxes[pos, 2] * b * mw,
+                     boxes[pos, 3] * b * mw, t * mw, b * mw)
+            acc = [a + term for a, term in zip(acc, terms)]
+        boxes[pos, 4] = weight * boxes[pos, 4]
+        if boxes[pos, 4] < threshold:
+            boxes[pos, :5] = boxes[count - 1, :5]
+            flags[pos], decay[pos] = flags[count - 1], decay[count - 1]
+            count -= 1
+        else:
+            pos += 1
+    if merge:
+        boxes[i, :4] = (acc[0] / acc[4], acc[1] / acc[4], acc[2] / acc[5], acc[3] / acc[5])
+    return count

@@ -26,12 +26,14 @@ class SaccadeTrace:
     probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), the
     locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score) and
     every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
-    image pixels, score, label)."""
+    image pixels, score, label). ``padded_views``: the views are whole-image padded canvases (the
+    CornerNet tester, one per test scale), which the picture shows instead of attention maps."""
 
     crops: list[CropView] = field(default_factory=list)
     attention_maps: list[np.ndarray] = field(default_factory=list)
     proposals: list[np.ndarray] = field(default_factory=list)
     candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
+    padded_views: bool = False
 
 
 @dataclass(frozen=True)

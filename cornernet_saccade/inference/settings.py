@@ -77,3 +77,63 @@ class SaccadeConfig:
                 raise ValueError(f"top-k {k} and num_dets {num}: need k >= 1 and 1 <= num_dets <= k*k")
         if self.nms_sigma <= 0:
             raise ValueError("nms_sigma must be positive")
+
+
+@dataclass(frozen=True)
+class CornerNetTestConfig:
+    """Test-time settings of the CornerNet tester (CornerNet-Squeeze and CornerNet, Hourglass-104).
+
+    The defaults are the original CornerNet (Hourglass-104) ones; :meth:`squeeze` gives the
+    CornerNet-Squeeze ones and :meth:`for_model` picks by the network's output stride. Per entry of
+    ``test_scales`` the image is resized by that factor, padded to ``(h | 127, w | 127)`` and centred;
+    ``flip`` adds the mirrored canvas (its corners are mapped back and pooled with the others).
+    Decoding: ``top_k`` corners per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance,
+    ``num_dets`` boxes per network image. Merge: per-class soft-NMS ``nms_method`` with
+    ``nms_sigma`` (0.5 here, 0.7 in the saccade tester) / ``nms_overlap`` / ``nms_score_threshold``;
+    ``merge_bbox`` averages near-duplicate boxes with weights ``(1 - decay) ** weight_exp`` (the
+    original's multi-scale setting: ``merge_bbox=True, weight_exp=10``); then the
+    ``max_per_image`` best (ties kept) and ``score_threshold`` as :class:`SaccadeConfig`. Boxes are
+    always clipped to the image, as the original does.
+    """
+
+    test_scales: tuple[float, ...] = (1.0,)
+    flip: bool = True
+    top_k: int = 100
+    nms_kernel: int = 3
+    ae_threshold: float = 0.5
+    num_dets: int = 1000
+    nms_method: Literal["gaussian", "linear", "hard"] = "gaussian"
+    nms_sigma: float = 0.5
+    nms_overlap: float = 0.5
+    nms_score_threshold: float = 0.001
+    merge_bbox: bool = False
+    weight_exp: float = 8.0
+    max_per_image: int = 100
+    score_threshold: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
+            raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
+        if not self.test_scales or not all(s > 0 for s in self.test_scales):
+            raise ValueError("test_scales must list at least one positive scale")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError("nms_kernel must be odd and positive")
+        if self.top_k < 1 or not 1 <= self.num_dets <= self.top_k * self.top_k:
+            raise ValueError(f"top-k {self.top_k} and num_dets {self.num_dets}: need k >= 1 and 1 <= num_dets <= k*k")
+        if self.max_per_image < 1 or self.nms_sigma <= 0 or self.weight_exp < 0:
+            raise ValueError("max_per_image must be >= 1, nms_sigma > 0, weight_exp >= 0")
+
+    @classmethod
+    def squeeze(cls) -> CornerNetTestConfig:
+        """The original CornerNet-Squeeze settings: top-20 corners, 100 boxes, no flip."""
+        return cls(flip=False, top_k=20, num_dets=100)
+
+    @classmethod
+    def multi_scale(cls) -> CornerNetTestConfig:
+        """The original ``CornerNet-multi_scale`` settings: five scales, flip, merged boxes."""
+        return cls(test_scales=(0.5, 0.75, 1.0, 1.25, 1.5), merge_bbox=True, weight_exp=10.0)
+
+    @classmethod
+    def for_model(cls, output_stride: int) -> CornerNetTestConfig:
+        """The original defaults of the network with this output stride (8: Squeeze, 4: CornerNet)."""
+        return cls.squeeze() if output_stride == 8 else cls()

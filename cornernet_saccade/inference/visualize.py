@@ -33,6 +33,8 @@ ZOOMED_CROP_COLOUR: RGB = (255, 60, 170)
 ROUND_COLOURS: tuple[RGB, ...] = (INITIAL_VIEW_COLOUR, ZOOMED_CROP_COLOUR, (255, 215, 0), (120, 255, 120))
 #: Names of the first-round attention maps, in the order of ``SaccadeTrace.attention_maps``.
 ATTENTION_NAMES = ("coarse", "middle", "fine")
+#: Padded views drawn at most (one per test scale of the CornerNet tester).
+MAX_PADDED_TILES = 3
 #: :func:`render_panel` shows the image with its long side scaled into this range (pixels).
 MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE = 480, 1600
 #: Panel background and title text colours.
@@ -203,7 +205,22 @@ def render_panel(
     trace = detections.trace
     tiles = [crops_tile(thumbnail, trace.crops, (height, width))]
     tiles += [attention_tile(thumbnail, trace, index, (height, width)) for index in range(len(trace.attention_maps))]
+    if trace.padded_views:  # the CornerNet tester: what the network saw
+        tiles += [padded_view_tile(thumbnail, crop, (height, width)) for crop in trace.crops[:MAX_PADDED_TILES]]
     return _compose(annotated, tiles)
+
+
+def padded_view_tile(thumbnail: Image.Image, crop: CropView, image_hw: tuple[int, int]) -> Image.Image:
+    """The padded canvas of a whole-image view: ``thumbnail`` (the whole image, any size) pasted
+    where the view's ``region_xyxy`` (image pixels, reaching into the padding) puts it on a black
+    canvas at the thumbnail's scale."""
+    factor = thumbnail.width / image_hw[1]
+    x0, y0, x1, y1 = crop.region_xyxy
+    size = (max(1, round((x1 - x0) * factor)), max(1, round((y1 - y0) * factor)))
+    tile = Image.new("RGB", size)
+    tile.paste(thumbnail, (round(-x0 * factor), round(-y0 * factor)))
+    ImageDraw.Draw(tile).text((2, 2), f"padded view, scale {crop.scale:g}", fill=(255, 255, 255))
+    return tile
 
 
 def crops_tile(thumbnail: Image.Image, crops: Sequence[CropView], image_hw: tuple[int, int]) -> Image.Image:

@@ -267,9 +267,9 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
 
 
 #: ``model_config`` key naming the network (``saccade``, ``squeeze`` or ``cornernet``); files
-#: without it are CornerNet-Saccade ones (written before the other networks existed).
+#: without it (the original ``.pkl``, our files written before the other networks existed) are
+#: recognised by their tensor names (:func:`stored_architecture`).
 ARCHITECTURE_KEY = "architecture"
-DEFAULT_ARCHITECTURE = "saccade"
 
 
 def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
@@ -282,13 +282,22 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
 
 
 def stored_architecture(stored: StoredCheckpoint) -> str:
-    """The network a weights file was written by (its ``model_config["architecture"]``; ``saccade``
-    when the file does not say). CheckpointError naming the file when the entry is not a string."""
+    """The network a weights file was written by: its ``model_config["architecture"]``, else read
+    from the tensor names: attention heads -> ``saccade``, fire modules -> ``squeeze``, otherwise
+    ``cornernet``. CheckpointError naming the file when the entry is not a string."""
     config = stored.model_config if isinstance(stored.model_config, dict) else {}  # malformed: reported later
-    name = config.get(ARCHITECTURE_KEY, DEFAULT_ARCHITECTURE)
+    name = config.get(ARCHITECTURE_KEY, _architecture_of_tensors(stored.state_dict))
     if not isinstance(name, str):
         raise CheckpointError(f"{stored.path}: model_config.{ARCHITECTURE_KEY} must be a string, got {name!r}")
     return name
+
+
+def _architecture_of_tensors(state_dict: dict[str, Tensor]) -> str:
+    if any(k.startswith("att_modules.") for k in state_dict):
+        return "saccade"
+    if any(".conv_3x3." in k for k in state_dict):
+        return "squeeze"
+    return "cornernet"
 
 
 def _check_architecture(stored: StoredCheckpoint, cls: Any) -> None:

@@ -1,0 +1,223 @@
+"""The CornerNet tester (CornerNet-Squeeze and CornerNet, Hourglass-104): whole image, optional
+flip, several scales, per-class soft-NMS, as the original ``cornernet_inference`` does.
+
+Frames: **image pixels** of the input; **canvas pixels** (the resized image centred on a zero canvas
+of ``(h | 127, w | 127)``, so the hourglass sizes fit); **output-map cells** (canvas / stride, 8
+for Squeeze, 4 for CornerNet). Per scale ``s``: resize to ``(int(h*s), int(w*s))`` (OpenCV's uint8
+bilinear), centre on the canvas, run the network on it (and on its mirror image when flipping),
+decode, map back (``/ (out/inp)``, minus the border, clipped to the resized image, ``/ s``); then
+all scales' boxes are merged per class by soft-NMS (:func:`~cornernet_saccade.inference.nms.soft_nms_rows`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.images import ImageSource, read_image
+from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
+from cornernet_saccade.inference.detector import DetectorBase
+from cornernet_saccade.inference.nms import best_per_image, soft_nms_rows
+from cornernet_saccade.inference.preprocess import normalize_bgr
+from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.settings import NMS_METHODS, CornerNetTestConfig
+
+#: Fixed-point precision of OpenCV's uint8 bilinear resize weights.
+_RESIZE_BITS = 11
+
+
+@dataclass(frozen=True)
+class PaddedView:
+    """One scale's canvas: the resized image ``resized_hw`` pasted at canvas rows/columns
+    ``border`` (y0, y1, x0, x1) of a ``canvas_hw`` zero canvas (the original ``crop_image``)."""
+
+    scale: float
+    resized_hw: tuple[int, int]
+    canvas_hw: tuple[int, int]
+    border: tuple[int, int, int, int]
+
+
+def padded_view(image_hw: tuple[int, int], scale: float) -> PaddedView:
+    """Geometry of scale ``scale`` for an ``image_hw`` image: the canvas is ``(h | 127, w | 127)``
+    and the image is centred on it; when a resized side is already 127 mod 128 the canvas equals it
+    and the last row/column is dropped, as in the original."""
+    new_h, new_w = int(image_hw[0] * scale), int(image_hw[1] * scale)
+    canvas_h, canvas_w = new_h | 127, new_w | 127
+
+    def axis(size: int, canvas: int) -> tuple[int, int]:
+        centre, half = size // 2, canvas // 2
+        low, high = max(0, centre - half), min(centre + half, size)
+        return half - (centre - low), half + (high - centre)
+
+    y0, y1 = axis(new_h, canvas_h)
+    x0, x1 = axis(new_w, canvas_w)
+    return PaddedView(scale, (new_h, new_w), (canvas_h, canvas_w), (y0, y1, x0, x1))
+
+
+def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's INTER_LINEAR taps along one axis: source indices (low, high) and 11-bit weights."""
+    scale = 1.0 / (out_size / in_size)
+    f = ((np.arange(out_size) + 0.5) * scale - 0.5).astype(np.float32)
+    low = np.floor(f).astype(np.int64)
+    f = f - low.astype(np.float32)
+    f[low < 0] = 0
+    low[low < 0] = 0
+    last = low >= in_size - 1
+    f[last] = 0
+    low[last] = in_size - 1
+    one = 1 << _RESIZE_BITS
+    w_high = np.rint(f.astype(np.float64) * one).astype(np.int64)
+    w_low = np.rint((1.0 - f.astype(np.float64)) * one).astype(np.int64)
+    return low, np.minimum(low + 1, in_size - 1), w_low, w_high
+
+
+def resize_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """``cv2.resize(image, (w, h))`` with INTER_LINEAR for a uint8 ``[H,W,C]`` image: fixed-point
+    weights, OpenCV's vectorised rounding; an exact halving is its 2x2 box average, as OpenCV does."""
+    height, width = image.shape[:2]
+    out_h, out_w = size_hw
+    if (out_h, out_w) == (height, width):
+        return image.copy()
+    if height == 2 * out_h and width == 2 * out_w:
+        blocks = image.astype(np.int32).reshape(out_h, 2, out_w, 2, -1).sum((1, 3))
+        return ((blocks + 2) >> 2).astype(np.uint8)
+    x_low, x_high, wx_low, wx_high = _linear_taps(width, out_w)
+    rows = image.astype(np.int64)
+    horizontal = rows[:, x_low] * wx_low[None, :, None] + rows[:, x_high] * wx_high[None, :, None]
+    y_low, y_high, wy_low, wy_high = _linear_taps(height, out_h)
+    top = ((horizontal[y_low] >> 4) * wy_low[:, None, None]) >> 16
+    bottom = ((horizontal[y_high] >> 4) * wy_high[:, None, None]) >> 16
+    return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
+
+
+def padded_canvas(image: np.ndarray, view: PaddedView) -> np.ndarray:
+    """The uint8 ``[canvas_h, canvas_w, 3]`` canvas of ``view`` for ``image`` ``[H,W,3]``."""
+    resized = resize_uint8(image, view.resized_hw)
+    y0, y1, x0, x1 = view.border
+    canvas = np.zeros((*view.canvas_hw, image.shape[2]), dtype=np.uint8)
+    centre_y, centre_x = view.resized_hw[0] // 2, view.resized_hw[1] // 2
+    half_y, half_x = view.canvas_hw[0] // 2, view.canvas_hw[1] // 2
+    canvas[y0:y1, x0:x1] = resized[y0 - half_y + centre_y : y1 - half_y + centre_y,
+                                   x0 - half_x + centre_x : x1 - half_x + centre_x]
+    return canvas
+
+
+def unflip(detections: Tensor, map_width: int) -> Tensor:
+    """``[2,K,8]`` detections of (canvas, mirrored canvas) -> ``[2K,8]``, the mirrored image's boxes
+    mapped back: ``x1' = W - x2``, ``x2' = W - x1`` with ``W`` the map width (output-map cells)."""
+    mirrored = detections[1].clone()
+    mirrored[:, 0], mirrored[:, 2] = map_width - detections[1, :, 2], map_width - detections[1, :, 0]
+    return torch.cat((detections[0], mirrored))
+
+
+def map_to_image_pixels(detections: Tensor, view: PaddedView, map_hw: tuple[int, int]) -> Tensor:
+    """Box columns of ``detections`` ``[N,8]`` from output-map cells to image pixels (the
+    original ``rescale_dets_``): ``/ float32(out / inp)``, minus the border, clipped to the resized
+    image ``[0, size]``, ``/ scale``; float32 results."""
+    ratios = (np.float32(map_hw[1] / view.canvas_hw[1]), np.float32(map_hw[0] / view.canvas_hw[0]))
+    boxes = detections[:, :4].double() / torch.tensor([ratios[0], ratios[1]] * 2, dtype=torch.float64,
+                                                       device=detections.device)
+    boxes = boxes.float()
+    y0, _, x0, _ = view.border
+    boxes = boxes - torch.tensor([x0, y0, x0, y0], dtype=torch.float32, device=boxes.device)
+    height, width = view.resized_hw
+    upper = torch.tensor([width, height, width, height], dtype=torch.float32, device=boxes.device)
+    boxes = torch.minimum(boxes.clamp(min=0), upper)
+    boxes = (boxes.double() / float(np.float32(view.scale))).float()
+    return torch.cat((boxes, detections[:, 4:]), dim=1)
+
+
+class CornerNetDetector(DetectorBase):
+    """Detect objects with CornerNet-Squeeze or CornerNet, as the original ``cornernet_inference``.
+
+    ``CornerNetDetector(model, config=None, class_names=None, **overrides)``: ``model`` returns
+    :class:`~cornernet_saccade.model.heads.HeadOutputs` for normalised BGR images; ``config`` a
+    :class:`CornerNetTestConfig` or mapping (default: the weights file's ``test_settings``, else the
+    original settings of the model: :meth:`CornerNetTestConfig.for_model` by output stride).
+    ``detector(image)`` -> :class:`Detections` (boxes in image pixels, best score first); its trace
+    holds one :class:`CropView` per scale (the image region the padded canvas covers) and the
+    detections before the merge.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: CornerNetTestConfig | Mapping[str, Any] | None = None,
+        class_names: Sequence[str] | None = None,
+        **overrides: Any,
+    ):
+        if config is None:
+            config = getattr(model, "test_settings", None) or CornerNetTestConfig.for_model(output_stride(model))
+        resolved = config_from_dict(CornerNetTestConfig, config, "cornernet test config")
+        if overrides:
+            resolved = config_from_dict(CornerNetTestConfig, {**dataclasses.asdict(resolved), **overrides},
+                                        "cornernet test config")
+        self.config: CornerNetTestConfig = resolved
+        super().__init__(model, class_names)
+
+    def __call__(self, image: ImageSource) -> Detections:
+        pixels = read_image(image)
+        trace = SaccadeTrace(padded_views=True)
+        with torch.inference_mode():
+            found = [self._detect_scale(pixels, padded_view(pixels.shape[:2], s), trace) for s in self.config.test_scales]
+            detections = torch.cat(found)
+            detections = detections[detections[:, 4] > REJECTED_SCORE]
+        trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
+        return self._merge(detections.cpu().numpy(), trace)
+
+    def _detect_scale(self, image: np.ndarray, view: PaddedView, trace: SaccadeTrace) -> Tensor:
+        """Detections ``[B*num_dets, 8]`` (image pixels, rejected rows included) of one scale."""
+        cfg = self.config
+        canvas = torch.from_numpy(padded_canvas(image, view)).to(self.device).permute(2, 0, 1)
+        batch = canvas.unsqueeze(0).to(torch.float64) / 255.0
+        if cfg.flip:
+            batch = torch.cat((batch, batch.flip(-1)))
+        out = self.model(normalize_bgr(batch), with_attention=False)
+        dets = decode_detections(
+            out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],
+            k=cfg.top_k, kernel=cfg.nms_kernel, ae_threshold=cfg.ae_threshold, num_dets=cfg.num_dets,
+        )
+        map_hw = (out.tl_heats[-1].shape[-2], out.tl_heats[-1].shape[-1])
+        dets = unflip(dets, map_hw[1]) if cfg.flip else dets.reshape(-1, 8)
+        y0, _, x0, _ = view.border
+        region = (round(-x0 / view.scale), round(-y0 / view.scale),
+                  round((view.canvas_hw[1] - x0) / view.scale), round((view.canvas_hw[0] - y0) / view.scale))
+        trace.crops.append(CropView(0, (image.shape[0] / 2, image.shape[1] / 2), view.scale, region))
+        return map_to_image_pixels(dets, view, map_hw)
+
+    def _merge(self, detections: np.ndarray, trace: SaccadeTrace) -> Detections:
+        """Per-class soft-NMS (every row the in-place algorithm leaves), ``max_per_image``,
+        ``score_threshold``; best score first (class order, then soft-NMS order, on ties)."""
+        cfg = self.config
+        labels = detections[:, 7].astype(np.int64)
+        rows, row_labels = [np.zeros((0, 5), np.float32)], [np.zeros(0, np.int64)]
+        for label in np.unique(labels):
+            merged = soft_nms_rows(
+                detections[labels == label, :7], method=NMS_METHODS[cfg.nms_method], sigma=cfg.nms_sigma,
+                overlap_threshold=cfg.nms_overlap, score_threshold=cfg.nms_score_threshold,
+                merge_weight_exp=cfg.weight_exp if cfg.merge_bbox else None,
+            )
+            rows.append(merged)
+            row_labels.append(np.full(len(merged), label, np.int64))
+        boxes, labels = np.concatenate(rows), np.concatenate(row_labels)
+        scores = boxes[:, 4]
+        keep = best_per_image(torch.from_numpy(scores), cfg.max_per_image).numpy() & (scores >= cfg.score_threshold)
+        order = np.argsort(-scores[keep], kind="stable")
+        boxes, labels = boxes[keep][order], labels[keep][order]
+        names = [self.class_names[i] for i in labels] if self.class_names is not None else None
+        return Detections(boxes[:, :4].copy(), boxes[:, 4].copy(), labels, names, trace)
+
+
+def output_stride(model: nn.Module) -> int:
+    """Output stride of a CornerNet-family network (or a backend wrapping one): 8 with the
+    two-residual stem of CornerNet-Squeeze, else 4."""
+    stem: Any = getattr(model, "stem_residuals", None)
+    if stem is None:
+        stem = getattr(getattr(model, "source_model", None), "stem_residuals", 1)
+    return 2 * 2 ** int(stem)
