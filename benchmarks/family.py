@@ -1,0 +1,130 @@
+"""Per-image latency of the three CornerNet-Lite detectors side by side, in one run.
+
+Each network is the official architecture with the reference fill (docs/reference.md §B2), in eval
+mode; each detector runs with its original test settings: CornerNet-Saccade's saccade pipeline
+(2 downsized views + up to 30 crops of 255x255), CornerNet-Squeeze's tester (the image at its own
+size, padded, flip test off) and CornerNet's (the image at its own size, padded, with the flipped
+copy: a batch of 2). Per model, backend and image the table gives the median seconds of
+``--repeats`` detections after ``--warmup`` untimed ones, their spread (min-max), the GFLOP the
+convolutions execute per detection (counted on the eager network) and the rate that makes against
+the CPU's fp32 matrix-multiply rate measured at the start.
+
+The fast backends do not fold CornerNet-Squeeze's fire modules (its detector refuses them), so
+Squeeze runs eager only.
+
+    python benchmarks/family.py --repeats 3
+    python benchmarks/family.py --models squeeze saccade --images examples/shapes_scene.jpg --repeats 1
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from common import (
+    add_threads_argument,
+    argument_parser,
+    begin,
+    build_backend,
+    conv_gflop,
+    default_images,
+    load_images,
+    matmul_gflops,
+    run_seconds,
+)
+from torch import nn
+
+from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze
+from cornernet_saccade.inference.cornernet_tester import CornerNetDetector, output_stride
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.settings import CornerNetTestConfig
+from cornernet_saccade.tables import format_table
+from cornernet_saccade.testing import fill_model
+
+MODELS: dict[str, type[nn.Module]] = {"saccade": CornerNetSaccade, "squeeze": CornerNetSqueeze, "cornernet": CornerNet}
+BACKENDS = ("eager", "fast")
+
+
+@dataclass
+class Measurement:
+    model: str
+    backend: str
+    image: str
+    seconds: list[float]
+    gflop: float
+
+    def row(self, peak_gflops: float) -> list[str]:
+        median = statistics.median(self.seconds)
+        rate = self.gflop / median
+        return [self.model, self.backend, self.image, f"{median:.3f}", f"{min(self.seconds):.3f}-{max(self.seconds):.3f}",
+                f"{self.gflop:.1f}", f"{rate:.1f}", f"{rate / peak_gflops:.0%}"]
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argument_parser(__doc__ or "")
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--images", nargs="+", type=Path, help="images (default: demo.jpg if present, examples/)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed detections per image (default 3)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed detections first (default 1)")
+    add_threads_argument(parser)
+    return parser.parse_args(argv)
+
+
+def filled_model(name: str) -> nn.Module:
+    """The official architecture of ``name`` with the reference fill, in eval mode."""
+    model = MODELS[name]()
+    fill_model(model)
+    return model.eval()
+
+
+def detector_for(model: nn.Module, backend: str) -> Callable[[np.ndarray], object]:
+    """The detector of ``model`` with its original test settings, its network run by ``backend``."""
+    network = model if backend == "eager" else build_backend(backend, model, size=255)  # type: ignore[arg-type]
+    if isinstance(model, CornerNetSaccade):
+        return SaccadeDetector(network)
+    return CornerNetDetector(network, CornerNetTestConfig.for_model(output_stride(model)))
+
+
+def measure(name: str, backends: Sequence[str], images: list[tuple[str, np.ndarray]], repeats: int,
+            warmup: int) -> list[Measurement]:
+    model = filled_model(name)
+    results = []
+    for backend in backends:
+        if backend != "eager" and name == "squeeze":
+            continue
+        detect = detector_for(model, backend)
+        for image_name, pixels in images:
+            with torch.inference_mode():
+                gflop = conv_gflop(model, lambda: detector_for(model, "eager")(pixels))
+                seconds = run_seconds(lambda: detect(pixels), repeats, warmup)
+            results.append(Measurement(name, backend, image_name, seconds, gflop))
+            print(f"  {name} {backend} {image_name}: {statistics.median(seconds):.3f} s", file=sys.stderr)
+    return results
+
+
+HEADER = ("model", "backend", "image", "median s", "spread s", "GFLOP", "GFLOP/s", "of matmul")
+
+
+def table(measurements: Sequence[Measurement], peak_gflops: float) -> str:
+    rows = [m.row(peak_gflops) for m in measurements]
+    return format_table(HEADER, rows, (False, False, False, *[True] * 5))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    begin(args.threads, "official architectures, reference fill", args.repeats, args.warmup)
+    images = load_images(args.images or default_images(with_demo=True))
+    peak = matmul_gflops(torch.float32)
+    print(f"fp32 matrix-multiply rate: {peak:.1f} GFLOP/s")
+    measurements = [m for name in args.models for m in measure(name, args.backends, images, args.repeats, args.warmup)]
+    print(table(measurements, peak))
+
+
+if __name__ == "__main__":
+    main()
