@@ -28,7 +28,13 @@ from cornernet_saccade.inference.detector import Detector, DetectorBase, Saccade
 from cornernet_saccade.inference.labels import resolve_class_names
 from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
 from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase
-from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, read_checkpoint, resolve_weights_path, stored_architecture
+from cornernet_saccade.model.checkpoint import (
+    ONNX_SUFFIX,
+    model_from_stored,
+    read_checkpoint,
+    resolve_weights_path,
+    stored_architecture,
+)
 from cornernet_saccade.model.cornernet import CornerNet  # noqa: F401  (registers its architecture)
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
@@ -97,10 +103,11 @@ def load_model(weights: str | Path) -> CornerNetBase:
     (:func:`~cornernet_saccade.model.checkpoint.stored_architecture`: stored, or read from the
     tensor names of an official ``.pkl``)."""
     path = resolve_weights_path(weights)
-    architecture = stored_architecture(read_checkpoint(path))
+    stored = read_checkpoint(path)  # read once: it names the network and holds its weights
+    architecture = stored_architecture(stored)
     if architecture not in MODEL_CLASSES:
         raise CheckpointError(f"{path}: unknown network {architecture!r} (known: {', '.join(MODEL_CLASSES)})")
-    return MODEL_CLASSES[architecture].from_checkpoint(path)
+    return model_from_stored(MODEL_CLASSES[architecture], stored)
 
 
 def _cornernet_settings(model: CornerNetBase, settings: dict[str, Any]) -> dict[str, Any]:

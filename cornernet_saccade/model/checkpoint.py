@@ -395,7 +395,11 @@ def model_from_checkpoint(
     (:func:`check_model_fits`) before the model is built; the weights are loaded by
     :func:`load_checkpoint`.
     """
-    stored = read_checkpoint(resolve_weights_path(weights))
+    return model_from_stored(cls, read_checkpoint(resolve_weights_path(weights)), config, **overrides)
+
+
+def model_from_stored(cls: type[ModelT], stored: StoredCheckpoint, config: Any = None, **overrides: Any) -> ModelT:
+    """:func:`model_from_checkpoint` of a file already read (:func:`read_checkpoint`)."""
     resolved = _resolved_model_config(stored, cls, config, overrides)
     check_model_fits(stored, cls, resolved, allow_class_change=config is not None or "num_classes" in overrides)
     model = cls(resolved)
