@@ -198,3 +198,23 @@ def test_detect_and_evaluate_commands_take_squeeze_weights(tmp_path, capsys):
     assert "AP" in capsys.readouterr().out
     assert main(["detect", str(tmp_path / "data" / "images"), "--weights", str(weights), "--out",
                  str(tmp_path / "out2"), "--backend", "onnxruntime"]) != 0
+
+
+def test_trace_counts_the_network_input_pixels(tmp_path):
+    """The tester's input is the padded canvas (100x150 -> 127x255, the original's ``| 127`` rule),
+    twice with flip; evaluate reports the mean per image (it reported 0 for the tester before)."""
+    from engine_fixtures import CLASS_NAMES, write_box_dataset
+
+    from cornernet_saccade.engine.evaluate import evaluate_detector
+
+    tiny = {"num_classes": 3, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
+            "pool_dim": 4, "head_dim": 4}
+    model = CornerNetSqueeze(**tiny)
+    image = np.zeros((100, 150, 3), np.uint8)
+    assert Detector(model)(image).trace.network_pixels == 127 * 255
+    assert Detector(model, flip=True, test_scales=(1.0, 0.5))(image).trace.network_pixels == 2 * (127 * 255 + 127 * 127)
+    saccade = CornerNetSaccade(**tiny)
+    assert Detector(saccade, mode="full", full_size=255)(image).trace.network_pixels == 255 * 255
+    val_json = write_box_dataset(tmp_path / "data", 2, seed=3, name="val")  # 128x128 -> 255x255
+    result = evaluate_detector(Detector(model, class_names=list(CLASS_NAMES)), val_json, progress=False)
+    assert result.pixels_per_image == 255 * 255

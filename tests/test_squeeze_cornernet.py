@@ -148,15 +148,23 @@ def test_forward_statistics_of_every_stack_match_original(forward_outputs):
             assert np.abs(got - want).max() <= REL_TOL * scale, f"{key}: {got} vs {want}"
 
 
-def test_official_squeeze_checkpoint_loads_unchanged(tmp_path):
-    """A legacy-serialised state_dict with the ``module.`` prefix, as CornerNet_Squeeze_500000.pkl."""
-    filled = fill_model(CornerNetSqueeze())
-    path = tmp_path / "CornerNet_Squeeze_500000.pkl"
-    torch.save({"module." + k: v for k, v in filled.state_dict().items()}, path, _use_new_zipfile_serialization=False)
-    loaded = CornerNetSqueeze.from_checkpoint(path)
-    assert not loaded.training and isinstance(loaded, CornerNetSqueeze)
-    mine = loaded.state_dict()
-    assert all(torch.equal(v, mine[k]) for k, v in filled.state_dict().items())
+@pytest.mark.parametrize("name", MODELS)
+def test_official_checkpoint_loads_unchanged(tmp_path, name):
+    """A state_dict written the way the original writes it (``torch.save`` of the ``DataParallel``
+    model's ``state_dict()``: ``module.`` prefix, legacy serialisation), as CornerNet_Squeeze_500000.pkl
+    and CornerNet_500000.pkl: its class loads it, and ``load_model`` tells the network from its tensors."""
+    from cornernet_saccade.backends import load_model
+
+    cls = MODELS[name][0]
+    written = {k: torch.full(v.shape, float(i % 997), dtype=v.dtype)  # each tensor its own value (fast to make)
+               for i, (k, v) in enumerate(build_on_meta(cls).state_dict().items())}
+    path = tmp_path / f"{cls.__name__}_500000.pkl"
+    torch.save({"module." + k: v for k, v in written.items()}, path, _use_new_zipfile_serialization=False)
+    for loaded in (cls.from_checkpoint(path), load_model(path)):
+        assert not loaded.training and type(loaded) is cls
+        mine = loaded.state_dict()
+        assert mine.keys() == written.keys() and all(torch.equal(v, mine[k]) for k, v in written.items())
+        del loaded, mine
     with pytest.raises(CheckpointError, match="does not fit the model"):
         CornerNetSaccade.from_checkpoint(path)
 

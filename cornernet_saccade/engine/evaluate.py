@@ -27,7 +27,6 @@ from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError, Out
 from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
-from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 from cornernet_saccade.outputs import check_new_output, make_folder, write_text
 
 #: Names of ``COCOeval.stats[:6]``.
@@ -122,13 +121,13 @@ def coco_scores(
 @dataclass
 class _DetectionRun:
     """What :func:`_detect_all` gathered: COCO result entries, evaluated image ids, skipped images'
-    messages, seconds spent detecting and views looked at."""
+    messages, seconds spent detecting and network-input pixels."""
 
     results: list[dict[str, Any]] = field(default_factory=list)
     image_ids: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    views: int = 0
+    network_pixels: int = 0
 
 
 def _detect_all(detector: DetectorBase, records: Sequence[ImageRecord], category_ids: Sequence[int],
@@ -142,7 +141,7 @@ def _detect_all(detector: DetectorBase, records: Sequence[ImageRecord], category
             run.skipped.append(str(exc))
             continue
         run.seconds += time.perf_counter() - start
-        run.views += len(detections.trace.crops)
+        run.network_pixels += detections.trace.network_pixels
         run.image_ids.append(record.image_id)
         run.results.extend(coco_results(record.image_id, detections, category_ids))
     return run
@@ -174,7 +173,7 @@ def _gathered(run: _DetectionRun) -> _DetectionRun:
         merged.image_ids += part.image_ids
         merged.skipped += part.skipped
         merged.seconds += part.seconds
-        merged.views += part.views
+        merged.network_pixels += part.network_pixels
     return merged
 
 
@@ -219,13 +218,11 @@ def evaluate_detector(
         except OutputError as exc:
             write_error, target = str(exc), None
     metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
-    mode = getattr(detector.config, "mode", None)  # None: the CornerNet tester, whose canvas varies per image
-    canvas = padded_input_size(detector.config.full_size) if mode == "full" else CROP_SIZE if mode else 0
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=metrics, per_class=per_class, images=len(run.image_ids),
         detections=len(run.results), seconds_per_image=run.seconds / count,
-        pixels_per_image=run.views * canvas * canvas / count, skipped=run.skipped,
+        pixels_per_image=run.network_pixels / count, skipped=run.skipped,
         results_path=None if target is None else str(target), write_error=write_error,
     )
 

@@ -178,9 +178,6 @@ class TrainConfig:
         if not isinstance(self.sampling, SAMPLING_CLASSES[self.architecture]):
             raise ValueError(f"sampling: a {type(self.sampling).__name__}, but architecture {self.architecture!r} "
                              f"needs a {SAMPLING_CLASSES[self.architecture].__name__}")
-        if self.eval_every and self.architecture != "saccade":
-            raise ValueError(f"eval_every: evaluation during training is not available for {self.architecture!r} "
-                             f"networks yet (set eval_every: 0 and run evaluate on the checkpoints)")
         self._check_shapes()
 
     @property

@@ -54,7 +54,7 @@ from cornernet_saccade.engine.run_checkpoints import (
 )
 from cornernet_saccade.engine.train_config import TrainConfig
 from cornernet_saccade.errors import AnnotationError, CheckpointError, ConfigError, TrainingError
-from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.detector import Detector
 from cornernet_saccade.model.checkpoint import (
     StoredCheckpoint,
     check_model_fits,
@@ -419,10 +419,13 @@ class Trainer:
         self._say(f"iteration {self.iteration}: validation loss {losses['loss']:.4f}")
 
     def _evaluate(self) -> None:
-        """COCO evaluation of the current weights on ``data.val`` (rank 0; the others wait)."""
+        """COCO evaluation of the current weights on ``data.val`` (rank 0; the others wait): the
+        saccade detector in ``eval_mode`` for CornerNet-Saccade, the CornerNet tester (official test
+        settings of the network's stride) for the others."""
         if self.context.is_main:
             assert self.config.data.val is not None, "TrainConfig: eval_every needs data.val"
-            detector = SaccadeDetector(self.model, mode=self.config.eval_mode, class_names=self.class_names)
+            mode = {"mode": self.config.eval_mode} if self.config.architecture == "saccade" else {}
+            detector = Detector(self.model, class_names=self.class_names, **mode)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
                                        self.config.eval_images, progress=False)
             self.logger.log("eval", self.iteration, **result.as_dict())

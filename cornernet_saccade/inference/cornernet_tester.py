@@ -178,6 +178,7 @@ class CornerNetDetector(DetectorBase):
         batch = canvas.unsqueeze(0).to(torch.float64) / 255.0
         if cfg.flip:
             batch = torch.cat((batch, batch.flip(-1)))
+        trace.count_input(batch)
         out = self.model(normalize_bgr(batch), with_attention=False)
         dets = decode_detections(
             out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],

@@ -161,6 +161,7 @@ class SaccadeDetector(DetectorBase):
         scale = cfg.full_size / window.side
         trace.crops.append(CropView(0, (height / 2, width / 2), scale, (0, 0, window.side, window.side)))
         crops = paste_crops(image, [window], padded_input_size(cfg.full_size))
+        trace.count_input(crops)
         dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
         dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
         dets = dets.reshape(-1, 8)
@@ -177,6 +178,7 @@ class SaccadeDetector(DetectorBase):
             region = (w.offset_x, w.offset_y, w.offset_x + w.side, w.offset_y + w.side)
             trace.crops.append(CropView(round_index, (y, x), scale, region))
         crops = paste_crops(image, windows)
+        trace.count_input(crops)
         dets, attentions = self._run_network(crops, with_attention, self.config.top_k, self.config.num_dets, True)
         dets = crop_to_image_pixels(dets, locations[:, 2], offsets)
         return dets.reshape(-1, 8), attentions, offsets

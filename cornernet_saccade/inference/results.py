@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
 
 @dataclass(frozen=True)
@@ -27,13 +28,20 @@ class SaccadeTrace:
     locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score) and
     every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
     image pixels, score, label). ``padded_views``: the views are whole-image padded canvases (the
-    CornerNet tester, one per test scale), which the picture shows instead of attention maps."""
+    CornerNet tester, one per test scale), which the picture shows instead of attention maps.
+    ``network_pixels``: the pixels of every network input the views made (``N*H*W`` of each
+    ``[N,3,H,W]`` batch: padding and flipped copies included), see :meth:`count_input`."""
 
     crops: list[CropView] = field(default_factory=list)
     attention_maps: list[np.ndarray] = field(default_factory=list)
     proposals: list[np.ndarray] = field(default_factory=list)
     candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
     padded_views: bool = False
+    network_pixels: int = 0
+
+    def count_input(self, batch: Tensor) -> None:
+        """Add a network input batch ``[N,3,H,W]`` to :attr:`network_pixels`."""
+        self.network_pixels += batch.shape[0] * batch.shape[-2] * batch.shape[-1]
 
 
 @dataclass(frozen=True)
