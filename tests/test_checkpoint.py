@@ -329,3 +329,27 @@ def test_export_weights_never_replaces_its_input_or_an_existing_file(tmp_path, c
     assert main(["export-weights", "--weights", "shapes", "--out", str(mine)]) == 1
     assert "already exists" in capsys.readouterr().err and mine.read_text() == "keep"
     assert main(["export-weights", "--weights", "shapes", "--out", str(mine), "--overwrite"]) == 0
+
+
+def test_export_weights_takes_every_network_and_stores_test_settings(tmp_path, capsys):
+    """A Squeeze training checkpoint exports (CornerNetSaccade.from_checkpoint refused it before);
+    ``--set`` stores test settings that the detector then uses, and a setting the network's
+    detector does not have is refused."""
+    from cornernet_saccade import CornerNetSqueeze
+    from cornernet_saccade.backends import load_detector
+    from cornernet_saccade.cli import main
+
+    tiny = CornerNetSqueeze(num_classes=2, num_stacks=1, dims=(8, 8, 8, 8), modules=(1, 1, 1, 1), stem_dim=4,
+                            pool_dim=4, head_dim=4)
+    save_checkpoint(tmp_path / "run.pt", tiny, class_names=["a", "b"])
+    out = tmp_path / "w.safetensors"
+    assert main(["export-weights", "--weights", str(tmp_path / "run.pt"), "--out", str(out),
+                 "--set", "test_scales=[1, 1.5]", "--set", "max_per_image=50"]) == 0
+    loaded = CornerNetSqueeze.from_checkpoint(out)
+    assert loaded.class_names == ["a", "b"] and loaded.test_settings == {"test_scales": [1, 1.5], "max_per_image": 50}
+    detector = load_detector(out, device="cpu")
+    assert detector.config.test_scales == (1, 1.5) and detector.config.max_per_image == 50
+    assert main(["export-weights", "--weights", str(out), "--out", str(tmp_path / "x.safetensors"),
+                 "--set", "att_max_crops=3"]) == 1
+    err = capsys.readouterr().err
+    assert "att_max_crops" in err and "Traceback" not in err and not (tmp_path / "x.safetensors").exists()

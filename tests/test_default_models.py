@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from cornernet_saccade import CornerNetSaccade, SaccadeDetector
+from cornernet_saccade import CornerNetSaccade, CornerNetSqueeze, Detector
 from cornernet_saccade.datasets.shapes import CLASS_NAMES, SceneConfig, render_scene
+from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.model.checkpoint import bundled_weights_path, read_checkpoint
 
 #: Seeds never used by the training data (make-shapes --seed 1) nor by the bundled example.
@@ -27,7 +28,7 @@ def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
     return inter / (area(box) + area(boxes) - inter)
 
 
-def recall(detector: SaccadeDetector, min_score: float = 0.3, min_iou: float = 0.5) -> float:
+def recall(detector: DetectorBase, min_score: float = 0.3, min_iou: float = 0.5) -> float:
     """Share of ground-truth objects found by a same-class detection scoring >= ``min_score``."""
     found = total = 0
     for seed in UNSEEN_SEEDS:
@@ -41,17 +42,24 @@ def recall(detector: SaccadeDetector, min_score: float = 0.3, min_iou: float = 0
     return found / total
 
 
-@pytest.mark.parametrize("name, classes", [("shapes", list(CLASS_NAMES)), ("trees", ["tree"])])
-def test_bundled_models_load_by_name_with_class_names(name, classes):
-    model = CornerNetSaccade.from_pretrained(name)
+BUNDLED = {"shapes": (CornerNetSaccade, list(CLASS_NAMES)), "trees": (CornerNetSaccade, ["tree"]),
+           "shapes-squeeze": (CornerNetSqueeze, list(CLASS_NAMES))}
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_models_load_by_name_with_class_names(name):
+    cls, classes = BUNDLED[name]
+    model = cls.from_pretrained(name)
     assert model.num_classes == len(classes) and not model.training
     assert json.loads(read_checkpoint(bundled_weights_path(name)).metadata["class_names"]) == classes
 
 
-def test_shapes_model_finds_objects_a_random_model_misses():
-    trained = SaccadeDetector(CornerNetSaccade.from_pretrained("shapes"))
+@pytest.mark.parametrize("name, floor", [("shapes", 0.3), ("shapes-squeeze", 0.3)])
+def test_shapes_models_find_objects_a_random_model_misses(name, floor):
+    cls = BUNDLED[name][0]
+    trained = Detector(cls.from_pretrained(name))
     torch.manual_seed(0)
-    untrained = SaccadeDetector(CornerNetSaccade(trained.model.config).eval())
+    untrained = Detector(cls(trained.model.config).eval())
     trained_recall, untrained_recall = recall(trained), recall(untrained)
     assert untrained_recall < 0.05
-    assert trained_recall >= 0.3, trained_recall
+    assert trained_recall >= floor, trained_recall
