@@ -76,10 +76,9 @@ def _backend_network(model: CornerNetBase, name: str, input_size: int, onnx_path
 
         return FastNetwork(model, dtype=torch.bfloat16 if name == "fast-bf16" else torch.float32)
     if name == "onnxruntime":
-        from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
-
         if not isinstance(model, CornerNetSaccade):
             raise ConfigError(f"the onnxruntime backend runs CornerNet-Saccade only, not {type(model).__name__}")
+        from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
 
         threads = torch.get_num_threads()
         if onnx_path is not None:
