@@ -1,4 +1,5 @@
-"""The inference fast path: BatchNorm folding, fp32/bf16 outputs, compile fallback, detector backend."""
+"""The inference fast path: BatchNorm folding, fp32/bf16 outputs, compile fallback, detector backend;
+for CornerNet-Saccade and for CornerNet-Squeeze (fire modules) and CornerNet (Hourglass-104)."""
 from __future__ import annotations
 
 import numpy as np
@@ -16,12 +17,17 @@ from head_compare import (
 )
 from torch import nn
 
-from cornernet_saccade import CornerNetSaccade
+from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze, Detector
+from cornernet_saccade.backends import load_detector, make_backend
 from cornernet_saccade.backends.fast import FastNetwork, fold_batchnorm
 from cornernet_saccade.backends.winograd import WinogradConv2d
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.inference.detector import SaccadeDetector
+from cornernet_saccade.inference.settings import CornerNetTestConfig
+from cornernet_saccade.model.checkpoint import save_checkpoint
 from cornernet_saccade.model.heads import CornerPoolModule
 from cornernet_saccade.model.hourglass import _merge_projection
-from cornernet_saccade.model.layers import Convolution, CornerPool, Residual
+from cornernet_saccade.model.layers import Convolution, CornerPool, Fire, Residual
 from cornernet_saccade.testing import fill_model
 
 #: bf16 keeps 8 significant bits; through ~100 layers of random-weight networks the largest output
@@ -58,6 +64,9 @@ def reference(data_dir) -> dict[str, np.ndarray]:
         (lambda: Residual(4, 6, stride=2), 4),  # projection skip: conv + BN in a Sequential
         (lambda: CornerPoolModule(6, 4, "top", "left"), 6),  # p_conv1/p_bn1, conv1/bn1, two Convolutions
         (lambda: _merge_projection(6), 6),
+        (lambda: Fire(6, 6), 6),  # identity skip; bn2 split over conv_1x1 and the depthwise conv_3x3
+        (lambda: Fire(4, 6), 4),  # widening: no skip
+        (lambda: Fire(6, 8, stride=2), 6),  # strided: no skip
     ],
 )
 def test_folded_block_equals_block(build, channels):
@@ -75,6 +84,16 @@ def test_folded_block_equals_block(build, channels):
 def test_fold_refuses_a_batchnorm_without_a_convolution():
     with pytest.raises(ValueError, match="BatchNorm"):
         fold_batchnorm(nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 3, 1)))
+
+
+def test_fold_refuses_a_batchnorm_wider_or_narrower_than_its_convolutions():
+    fire = Fire(4, 6)
+    fire.conv_3x3 = nn.Conv2d(3, 2, 3, padding=1, bias=False)  # 3 + 2 channels under a 6-channel bn2
+    with pytest.raises(ValueError, match="bn2 has 6 channels"):
+        fold_batchnorm(fire)
+    fire.conv_3x3 = nn.Conv2d(3, 4, 3, padding=1, bias=False)  # 3 + 4 channels
+    with pytest.raises(ValueError, match="BatchNorm channels 3-6 of 6"):
+        fold_batchnorm(fire)
 
 
 @pytest.mark.parametrize("winograd", [True, False])
@@ -186,3 +205,87 @@ def test_cuda_graphs_replay_new_inputs(dtype, rel_tol, monkeypatch):
         with torch.inference_mode():
             expected = model(images)
         assert_heads_close(fast(images), expected, rel_tol)
+
+
+# ---------------------------------------------------------------- CornerNet-Squeeze and CornerNet
+
+#: Small Squeeze / CornerNet networks (2 stacks, so the inter-stack merge is folded too) whose stem,
+#: ``cnvs``, ``inters`` and corner-pool 3x3 convolutions are wide enough for Winograd; Squeeze's
+#: fire modules (48-64 wide halves, depthwise 3x3) and transposed convolutions are not replaced.
+FAMILY = {
+    "squeeze": (CornerNetSqueeze, dict(num_classes=3, dims=(96, 96, 128, 128), modules=(1, 1, 1, 2),
+                                        stem_dim=96, pool_dim=96, head_dim=32)),
+    "cornernet": (CornerNet, dict(num_classes=3, dims=(96, 96, 128), modules=(1, 1, 2),
+                                  stem_dim=96, pool_dim=96, head_dim=32)),
+}
+#: The small Squeeze configuration of the detector test (too narrow for Winograd).
+SMALL_SQUEEZE = dict(num_classes=3, dims=(32, 32, 48, 64), modules=(1, 1, 1, 2), stem_dim=16, pool_dim=16, head_dim=32)
+TINY = dict(num_classes=2, num_stacks=1, dims=(8, 8, 8, 8), modules=(1, 1, 1, 1), stem_dim=4, pool_dim=4, head_dim=4)
+
+
+@pytest.fixture(scope="module", params=list(FAMILY))
+def family_model(request) -> nn.Module:
+    """A filled (non-trivial BatchNorm statistics and affine terms) eval-mode network of ``FAMILY``."""
+    cls, config = FAMILY[request.param]
+    return fill_model(cls(**config)).eval()
+
+
+@pytest.mark.parametrize("winograd", [True, False])
+def test_fast_fp32_equals_eager_for_squeeze_and_cornernet(family_model, winograd):
+    images = random_images(1, size=127, seed=11)
+    with torch.inference_mode():
+        expected = family_model(images)
+    fast = FastNetwork(family_model, winograd=winograd)
+    assert (fast.winograd_convolutions > 0) == winograd
+    out = fast(images)
+    assert_heads_close(out, expected)
+    stride = 8 if isinstance(family_model, CornerNetSqueeze) else 4
+    assert out.tl_heats[0].shape == (1, 3, 128 // stride, 128 // stride) and out.attentions == []
+    assert not has_batchnorm(fast) and has_batchnorm(family_model)
+    assert [type(m) for m in fast.modules() if isinstance(m, nn.Upsample | nn.ConvTranspose2d)] == [
+        type(m) for m in family_model.modules() if isinstance(m, nn.Upsample | nn.ConvTranspose2d)
+    ]
+
+
+def test_squeeze_depthwise_convolutions_stay_direct_and_fold_into_a_bias():
+    cls, config = FAMILY["squeeze"]
+    fires = [m for m in FastNetwork(cls(**config).eval()).modules() if isinstance(m, Fire)]
+    assert fires and all(type(f.conv_3x3) is nn.Conv2d and f.conv_3x3.groups == f.conv_3x3.out_channels > 1
+                         for f in fires)
+    assert all(f.conv1.bias is not None and f.conv_1x1.bias is not None and f.conv_3x3.bias is not None
+               for f in fires)
+
+
+def test_fast_bf16_close_to_eager_squeeze():
+    model = fill_model(CornerNetSqueeze(**SMALL_SQUEEZE)).eval()
+    images = random_images(1, size=127, seed=4)
+    with torch.inference_mode():
+        expected = model(images)
+    assert_heads_close(FastNetwork(model, dtype=torch.bfloat16)(images), expected, BF16_REL_TOL)
+
+
+def test_load_detector_runs_squeeze_weights_on_the_fast_backend(tmp_path):
+    weights = tmp_path / "squeeze.safetensors"
+    save_checkpoint(weights, fill_model(CornerNetSqueeze(**SMALL_SQUEEZE)).eval(), class_names=["a", "b", "c"])
+    image = np.random.default_rng(2).integers(0, 256, size=(100, 130, 3), dtype=np.uint8)
+    # random weights: corners pair up only with a loose tag distance
+    expected = load_detector(weights, device="cpu", ae_threshold=5.0)(image)
+    fast = load_detector(weights, backend="fast", device="cpu", ae_threshold=5.0)
+    assert isinstance(fast.model, FastNetwork) and fast.class_names == ["a", "b", "c"]
+    got = fast(image)
+    assert len(expected.boxes) > 10
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    np.testing.assert_allclose(got.boxes, expected.boxes, atol=1e-3)
+    np.testing.assert_allclose(got.scores, expected.scores, atol=1e-5)
+
+
+def test_detector_of_a_fast_network_is_that_of_its_model():
+    squeeze = CornerNetSqueeze(**TINY).eval()
+    assert Detector(FastNetwork(squeeze)).config == CornerNetTestConfig.squeeze() == Detector(squeeze).config
+    assert Detector(FastNetwork(CornerNet(**TINY).eval())).config == CornerNetTestConfig()
+    assert isinstance(Detector(FastNetwork(CornerNetSaccade(**TINY).eval())), SaccadeDetector)
+
+
+def test_onnxruntime_backend_refuses_a_network_without_fixed_input_size():
+    with pytest.raises(ConfigError, match="CornerNet-Saccade only, not CornerNetSqueeze"):
+        make_backend(CornerNetSqueeze(**SMALL_SQUEEZE), "onnxruntime")

@@ -99,6 +99,18 @@ def test_use_winograd_leaves_narrow_convolutions_to_the_direct_algorithm():
     assert use_winograd(nn.Sequential(nn.Conv2d(64, 64, 3, padding=1))) == 0  # below the default
 
 
+def test_use_winograd_leaves_depthwise_and_transposed_convolutions_alone():
+    # CornerNet-Squeeze's fire modules (depthwise 3x3, stride 1, padding 1) and a 3x3 transposed
+    # convolution of the same geometry, wide enough to pass the channel threshold
+    network = nn.Sequential(
+        nn.Conv2d(128, 128, 3, padding=1, groups=128), nn.ConvTranspose2d(128, 128, 3, padding=1),
+        nn.Conv2d(128, 128, 3, padding=1),  # dense: replaced
+    )
+    assert not is_winograd_compatible(network[0]) and not is_winograd_compatible(network[1])
+    assert use_winograd(network) == 1
+    assert [type(m) for m in network] == [nn.Conv2d, nn.ConvTranspose2d, WinogradConv2d]
+
+
 def test_rejects_what_it_cannot_compute():
     assert not is_winograd_compatible(nn.Conv2d(2, 2, 3, padding=1, stride=2))
     with pytest.raises(ValueError, match="3x3 stride-1 padding-1"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -37,7 +37,7 @@ from cornernet_saccade.model.checkpoint import (
 )
 from cornernet_saccade.model.cornernet import CornerNet  # noqa: F401  (registers its architecture)
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
+from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze  # noqa: F401  (registers its architecture)
 from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 
 if TYPE_CHECKING:
@@ -47,9 +47,11 @@ BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 
 
 def make_backend(
-    model: CornerNetSaccade, name: str, *, input_size: int = 255, onnx_path: str | Path | None = None
+    model: CornerNetBase, name: str, *, input_size: int = 255, onnx_path: str | Path | None = None
 ) -> nn.Module:
-    """The network for backend ``name`` built from ``model`` (in eval mode, on its device).
+    """The network for backend ``name`` built from ``model`` (in eval mode, on its device): any
+    network of the family for ``eager`` and the ``fast`` backends, CornerNet-Saccade only for
+    ``onnxruntime`` (a ``ConfigError`` otherwise: the others run each image at its own size).
 
     ``onnxruntime`` uses ``onnx_path`` when given, else exports the model for ``input_size`` only to a
     temporary file, removed once the session is open (about half a minute for the official network); it runs with as many intra-op
@@ -66,7 +68,7 @@ def make_backend(
     return network
 
 
-def _backend_network(model: CornerNetSaccade, name: str, input_size: int, onnx_path: str | Path | None) -> nn.Module:
+def _backend_network(model: CornerNetBase, name: str, input_size: int, onnx_path: str | Path | None) -> nn.Module:
     if name == "eager":
         return model
     if name in ("fast", "fast-bf16"):
@@ -74,6 +76,8 @@ def _backend_network(model: CornerNetSaccade, name: str, input_size: int, onnx_p
 
         return FastNetwork(model, dtype=torch.bfloat16 if name == "fast-bf16" else torch.float32)
     if name == "onnxruntime":
+        if not isinstance(model, CornerNetSaccade):
+            raise ConfigError(f"the onnxruntime backend runs CornerNet-Saccade only, not {type(model).__name__}")
         from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
 
         threads = torch.get_num_threads()
@@ -157,13 +161,9 @@ def load_detector(
     if backend == "onnxruntime":
         raise ConfigError(f"{path}: the onnxruntime backend needs a fixed input size; "
                           f"{type(model).__name__} runs the image at its own size (use eager or fast)")
-    if backend.startswith("fast") and isinstance(model, CornerNetSqueeze):
-        raise ConfigError(f"{path}: the fast backends do not fold CornerNet-Squeeze's fire modules yet "
-                          f"(use --backend eager)")
     tester = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
                               "detector settings")
-    # FastNetwork folds any CornerNetBase of residual blocks (its annotation names the saccade model)
-    return Detector(make_backend(cast(CornerNetSaccade, model), backend), tester)
+    return Detector(make_backend(model, backend), tester)
 
 
 def _detector_settings(

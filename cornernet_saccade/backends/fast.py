@@ -1,13 +1,30 @@
 """Inference fast path: BatchNorm folded into the convolutions, reduced precision, compile, CUDA graphs.
 
-:class:`FastNetwork` wraps a copy of a :class:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade` (the
-original is left untouched) and is called like the model in eval mode::
+:class:`FastNetwork` wraps a copy of any network of the family, a
+:class:`~cornernet_saccade.model.base.CornerNetBase` (CornerNet-Saccade, CornerNet-Squeeze, CornerNet;
+the original is left untouched), and is called like the model in eval mode::
 
     fast = FastNetwork(model, dtype=torch.bfloat16)
     out = fast(images, with_attention=True)      # HeadOutputs, last stack only, float32
 
 Anything with that call signature is an :class:`InferenceNetwork`: the eager model in eval mode,
 :class:`FastNetwork`, and :class:`cornernet_saccade.backends.onnx.OnnxNetwork` (onnxruntime).
+
+What is folded, per network (:func:`fold_batchnorm`; a BatchNorm no rule covers is an error):
+
+* all three: the stem (7x7 :class:`~.layers.Convolution`, stride-2 :class:`~.layers.Residual` blocks
+  with their skip projections), the ``cnvs`` convolutions, the inter-stack merge (``inters``
+  residuals, ``inters_`` / ``cnvs_`` 1x1 projections) and the corner-pool modules (``p_conv1``/
+  ``p_bn1``, ``conv1``/``bn1`` and their :class:`~.layers.Convolution` branches). The prediction
+  heads have no BatchNorm (a biased conv + ReLU, then a 1x1 conv) and are kept as they are.
+* CornerNet-Saccade (Hourglass-54) and CornerNet (Hourglass-104): the hourglass levels are residual
+  blocks, ``conv1``/``bn1`` and ``conv2``/``bn2`` each folded; nearest upsampling has no weights.
+  Saccade's attention heads have no BatchNorm either.
+* CornerNet-Squeeze: every :class:`~.layers.Fire` module folds ``bn1`` into its squeeze ``conv1``
+  (which gains a bias), and ``bn2``, which normalises the concatenation ``[conv_1x1 | conv_3x3]``,
+  by halves: its first ``Cout/2`` channels into ``conv_1x1``, the rest into the depthwise
+  ``conv_3x3`` (a per-output-channel scale is valid for a grouped convolution too). The transposed
+  convolutions of ``up2`` have no BatchNorm and are kept as they are.
 
 What the fast path changes, and why the outputs stay those of the eager fp32 model:
 
@@ -18,17 +35,20 @@ What the fast path changes, and why the outputs stay those of the eager fp32 mod
 * **Corner pooling** uses the cummax-free form (identical forward values; see :mod:`.layers`), which
   is what the ONNX graph runs too.
 * **Reduced precision** (``dtype=torch.bfloat16``, or ``torch.float16`` on CUDA): the folded copy is
-  converted to that dtype. With BatchNorm gone, every op of the network is a convolution, ReLU,
-  addition, maximum or nearest upsampling, so this is what autocast would run, without re-casting
-  the 117M weights at every call. Outputs are returned as float32. bf16 is faster on a CPU only
-  where it multiplies bf16 faster than fp32 (AMX; on the AVX512_BF16-without-AMX development VM a
-  bf16 ``torch.mm`` ran at half the fp32 rate, and so did this network): see docs/benchmarks.md.
-* **Winograd convolutions** (``winograd``, on by default for float32 on the CPU): every 3x3
-  stride-1 convolution runs as Winograd F(4x4, 3x3) (:mod:`.winograd`), 4x fewer multiplications;
-  outputs stay within 1e-4 x abs max of eager (about 1e-5 measured on the official network). On
-  CUDA cuDNN chooses its own algorithms, and in bf16 the transforms lose too much precision, so
-  it is off there. The transformed filters take 4x the memory of the 3x3 weights (1.6 GB for the
-  official network): ``winograd=False`` where memory matters more than speed.
+  converted to that dtype. With BatchNorm gone, every op of the network is a convolution (plain,
+  depthwise or transposed), ReLU, addition, concatenation, maximum or nearest upsampling, so this is
+  what autocast would run, without re-casting the weights (117M for Saccade) at every call. Outputs
+  are returned as float32. bf16 is faster on a CPU only where it multiplies bf16 faster than fp32
+  (AMX; on the AVX512_BF16-without-AMX development VM a bf16 ``torch.mm`` ran at half the fp32
+  rate, and so did this network): see docs/benchmarks.md.
+* **Winograd convolutions** (``winograd``, on by default for float32 on the CPU): every dense 3x3
+  stride-1 convolution with at least 96 input and output channels runs as Winograd F(4x4, 3x3)
+  (:mod:`.winograd`), 4x fewer multiplications; grouped (Squeeze's depthwise), strided and
+  transposed convolutions are left to the direct algorithm. Outputs stay within 1e-4 x abs max of
+  eager (about 1e-5 measured on the official Saccade network). On CUDA cuDNN chooses its own
+  algorithms, and in bf16 the transforms lose too much precision, so it is off there. The
+  transformed filters take 4x the memory of the 3x3 weights (1.6 GB for the official Saccade
+  network): ``winograd=False`` where memory matters more than speed.
 * ``channels_last``: NHWC weights and activations (oneDNN / cuDNN prefer them for convolutions; on
   the development CPU the fp32 network ran a few per cent faster than in NCHW).
 * ``compile=True``: ``torch.compile`` of the folded copy with static shapes, so every new input shape
@@ -50,16 +70,20 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.backends.winograd import use_winograd
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
+from cornernet_saccade.model.base import CornerNetBase
 from cornernet_saccade.model.heads import CornerPoolModule, HeadOutputs
-from cornernet_saccade.model.layers import Convolution, Residual
+from cornernet_saccade.model.layers import Convolution, Fire, Residual
 
-#: (convolution, BatchNorm) attribute pairs that are folded, per module type. Sequential containers
-#: (the residual skip projection, the inter-stack merge projections) are handled by position.
-_BN_PAIRS: dict[type[nn.Module], tuple[tuple[str, str], ...]] = {
-    Convolution: (("conv", "bn"),),
-    Residual: (("conv1", "bn1"), ("conv2", "bn2")),
-    CornerPoolModule: (("p_conv1", "p_bn1"), ("conv1", "bn1")),
+#: The BatchNorms folded per module type, each as (the convolutions it follows, its attribute name):
+#: one convolution for a plain conv-BN pair, several when the BatchNorm normalises their outputs
+#: concatenated along channels in that order (each convolution takes the next ``out_channels`` of
+#: its channels). Sequential containers (the residual skip projection, the inter-stack merge
+#: projections) are handled by position.
+_BN_FOLDS: dict[type[nn.Module], tuple[tuple[tuple[str, ...], str], ...]] = {
+    Convolution: ((("conv",), "bn"),),
+    Residual: ((("conv1",), "bn1"), (("conv2",), "bn2")),
+    CornerPoolModule: ((("p_conv1",), "p_bn1"), (("conv1",), "bn1")),
+    Fire: ((("conv1",), "bn1"), (("conv_1x1", "conv_3x3"), "bn2")),
 }
 
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
@@ -69,7 +93,7 @@ _DTYPES = {"cpu": (torch.float32, torch.bfloat16), "cuda": (torch.float32, torch
 
 
 class InferenceNetwork(Protocol):
-    """A network backend for detection: the last stack's heads of CornerNet-Saccade.
+    """A network backend for detection: the last stack's heads of a network of the family.
 
     ``images``: float32 ``[B,3,H,W]`` normalised BGR (``[B,3,255,255]`` crops). Returns
     :class:`HeadOutputs` whose lists hold one element (the last stack), float32 logits;
@@ -81,15 +105,22 @@ class InferenceNetwork(Protocol):
     def __call__(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs: ...
 
 
-def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics).
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, first_channel: int = 0) -> nn.Conv2d:
+    """A convolution equal to ``bn(conv(x))`` with ``bn`` in eval mode (running statistics); with
+    ``first_channel``, to ``bn``'s channels ``first_channel .. first_channel + Cout - 1`` applied to
+    ``conv(x)`` (``conv``'s output is that slice of a concatenation ``bn`` normalises).
 
-    Weights ``[Cout,Cin,k,k]`` scaled per output channel by ``gamma / sqrt(var + eps)``; the bias
-    becomes ``(b - mean) * scale + beta``. Computed in float64, stored in ``conv``'s dtype.
+    Weights ``[Cout,Cin/groups,k,k]`` scaled per output channel by ``gamma / sqrt(var + eps)`` (so
+    grouped and depthwise convolutions fold too); the bias becomes ``(b - mean) * scale + beta``.
+    Computed in float64, stored in ``conv``'s dtype.
     """
     assert bn.weight is not None and bn.bias is not None, "fold_conv_bn needs an affine BatchNorm"
     assert bn.running_mean is not None and bn.running_var is not None, "fold_conv_bn needs running statistics"
-    scale = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    channels = slice(first_channel, first_channel + conv.out_channels)
+    if channels.stop > bn.num_features:
+        raise ValueError(f"{conv} takes BatchNorm channels {channels.start}-{channels.stop - 1} of {bn.num_features}")
+    mean, var = bn.running_mean[channels].double(), bn.running_var[channels].double()
+    scale = bn.weight[channels].double() / torch.sqrt(var + bn.eps)
     bias = conv.bias.double() if conv.bias is not None else torch.zeros_like(scale)
     # the stubs type Conv2d's kernel_size, stride, padding, dilation as _ConvNd's tuple[int, ...] (always 2 here)
     fused = nn.Conv2d(
@@ -99,7 +130,7 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     assert fused.bias is not None  # built with bias=True
     with torch.no_grad():
         fused.weight.copy_(conv.weight.double() * scale.view(-1, 1, 1, 1))
-        fused.bias.copy_((bias - bn.running_mean.double()) * scale + bn.bias.double())
+        fused.bias.copy_((bias - mean) * scale + bn.bias[channels].double())
     return fused
 
 
@@ -113,21 +144,37 @@ def _fold_sequential(seq: nn.Sequential) -> None:
             seq._modules[second] = nn.Identity()
 
 
-def fold_batchnorm(model: ModuleT) -> ModuleT:
-    """An eval-mode copy of ``model`` with every BatchNorm folded into its convolution.
+def _fold_into(module: nn.Module, conv_names: Sequence[str], bn_name: str) -> None:
+    """Fold ``module``'s BatchNorm ``bn_name`` into the convolutions ``conv_names``, whose outputs
+    it normalises concatenated in that order (one name: a plain conv-BN pair), and replace it by an
+    identity (in place; nothing happens if it is not a BatchNorm)."""
+    bn = getattr(module, bn_name)
+    if not isinstance(bn, nn.BatchNorm2d):
+        return
+    first_channel = 0
+    for name in conv_names:
+        conv = getattr(module, name)
+        setattr(module, name, fold_conv_bn(conv, bn, first_channel))
+        first_channel += conv.out_channels
+    if first_channel != bn.num_features:
+        raise ValueError(f"{type(module).__name__}.{bn_name} has {bn.num_features} channels, "
+                         f"its convolutions {list(conv_names)} give {first_channel}")
+    setattr(module, bn_name, nn.Identity())
 
-    ``model`` is not modified. Raises ``ValueError`` if a BatchNorm is left that no known
-    (conv, bn) pair covers, so a new block type cannot silently keep unfused BatchNorms.
+
+def fold_batchnorm(model: ModuleT) -> ModuleT:
+    """An eval-mode copy of ``model`` with every BatchNorm folded into the convolution(s) it follows.
+
+    ``model`` is not modified. Raises ``ValueError`` if a BatchNorm is left that no known rule
+    (:data:`_BN_FOLDS`, conv-BN pairs in a Sequential) covers, so a new block type cannot silently
+    keep unfused BatchNorms.
     """
     folded = copy.deepcopy(model).eval()
     for module in list(folded.modules()):
         if isinstance(module, nn.Sequential):
             _fold_sequential(module)
-        for conv_name, bn_name in _BN_PAIRS.get(type(module), ()):
-            bn = getattr(module, bn_name)
-            if isinstance(bn, nn.BatchNorm2d):
-                setattr(module, conv_name, fold_conv_bn(getattr(module, conv_name), bn))
-                setattr(module, bn_name, nn.Identity())
+        for conv_names, bn_name in _BN_FOLDS.get(type(module), ()):
+            _fold_into(module, conv_names, bn_name)
     left = [name for name, m in folded.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if left:
         raise ValueError(f"BatchNorm layers not preceded by a foldable convolution: {left[:5]}")
@@ -194,7 +241,8 @@ class _CapturedForward:
 
 
 class FastNetwork(nn.Module):
-    """Inference-only CornerNet-Saccade: a BatchNorm-folded copy of ``model`` (see the module docstring).
+    """Inference-only network of the family (CornerNet-Saccade, CornerNet-Squeeze, CornerNet): a
+    BatchNorm-folded copy of ``model`` (see the module docstring).
 
     ``FastNetwork(model, dtype=torch.float32, channels_last=True, winograd=None, compile=False,
     cuda_graphs=False)``;
@@ -205,12 +253,13 @@ class FastNetwork(nn.Module):
     F(4x4, 3x3); ``None`` (default) turns it on for float32 on the CPU; float32 only.
     ``cuda_graphs`` needs a CUDA model.
     It is an ``nn.Module`` so that code written for the model (``.eval()``, ``.parameters()`` for
-    the device) accepts it; it has no training mode.
+    the device) accepts it; it has no training mode. ``has_attention`` and ``stem_residuals`` are
+    the model's, so ``Detector(fast)`` is the detector ``Detector(model)`` would be.
     """
 
     def __init__(
         self,
-        model: CornerNetSaccade,
+        model: CornerNetBase,
         *,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = True,
@@ -243,6 +292,18 @@ class FastNetwork(nn.Module):
     @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
+
+    @property
+    def has_attention(self) -> bool:
+        """Whether the network has attention heads (CornerNet-Saccade): what
+        :func:`~cornernet_saccade.inference.detector.Detector` picks the detector by."""
+        return hasattr(self.network, "att_modules")
+
+    @property
+    def stem_residuals(self) -> int:
+        """The model's stem depth (2: CornerNet-Squeeze, output stride 8), which chooses the CornerNet
+        tester's default settings (:func:`~cornernet_saccade.inference.cornernet_tester.output_stride`)."""
+        return self.network.stem_residuals
 
     @property
     def compiled(self) -> bool:
