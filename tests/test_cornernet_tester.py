@@ -1,7 +1,8 @@
 """The CornerNet tester (CornerNet-Squeeze, CornerNet) against the original ``cornernet_inference``,
 recorded with crafted head weights (tests/cornernet_crafted.py, tests/data/make_tester_cases.py):
 whole runs on demo.jpg and on a 383x511 image (a size already 127 mod 128: the original drops its
-last row and column), and the multi-scale steps (canvas, map-back, soft_nms_merge, merge) alone."""
+last row and column), single scale and multi-scale, and the multi-scale steps (canvas, map-back,
+soft_nms_merge, merge) alone."""
 from __future__ import annotations
 
 import hashlib
@@ -70,15 +71,27 @@ def test_squeeze_tester_matches_original(references, squeeze_model, data_dir, im
     assert [c.scale for c in result.trace.crops] == [1.0] and result.trace.attention_maps == []
 
 
-def test_cornernet_tester_with_flip_matches_original(references, data_dir):
-    """Hourglass-104 with the flipped canvas on the 383x511 image (two 383x511 canvases). demo.jpg
-    (two 511x767 canvases) is left out for time: 20 s on 2 idle cores, over a minute on a busy
-    machine; it matched exactly (coordinates and scores) when checked."""
-    detector = Detector(crafted_model(CornerNet, "cornernet"))
+@pytest.fixture(scope="module")
+def cornernet_model():
+    return crafted_model(CornerNet, "cornernet")
+
+
+@pytest.mark.parametrize("image", list(IMAGES))
+def test_cornernet_tester_with_flip_matches_original(references, cornernet_model, data_dir, image):
+    """Hourglass-104 with the flipped canvas: two 511x767 canvases (demo.jpg), two 383x511 ones."""
+    detector = Detector(cornernet_model)
     assert detector.config == CornerNetTestConfig() and detector.config.flip
-    result = detector(data_dir / IMAGES["pad127"])
-    assert_same_detections(references["cornernet"]["pad127/default/final"], as_rows(result))
+    result = detector(data_dir / IMAGES[image])
+    assert_same_detections(references["cornernet"][f"{image}/default/final"], as_rows(result))
     assert np.all(np.diff(result.scores) <= 0)
+
+
+def test_cornernet_multi_scale_tester_matches_original(references, cornernet_model, data_dir):
+    """The whole multi-scale run on demo.jpg: scales 0.5, 1, 1.5 with flip (canvases 255x383,
+    511x767, 767x1023, two each), merged with soft_nms_merge (weight_exp 10)."""
+    result = Detector(cornernet_model, MULTI_SCALE)(data_dir / IMAGES["demo"])
+    assert_same_detections(references["cornernet"]["demo/multiscale/final"], as_rows(result))
+    assert [c.scale for c in result.trace.crops] == [0.5, 1.0, 1.5]
 
 
 @pytest.mark.parametrize("name", ["squeeze", "cornernet"])
@@ -125,8 +138,7 @@ def test_in_place_soft_nms_rows_match_original(references, run):
 
 
 def test_multi_scale_merge_matches_original(references):
-    """The merge of the three scales' detections (as recorded) gives the original's final boxes;
-    the whole multi-scale run is left out for time (about 75 s: 3 scales x 2 images of up to 767x1023)."""
+    """The merge alone: the three scales' detections as recorded give the original's final boxes."""
     ref = references["cornernet"]
     detections = np.concatenate([ref[f"demo/multiscale/scale{i}/dets_image_coords_valid"] for i in range(3)])
     detector = CornerNetDetector(torch.nn.Conv2d(1, 1, 1), MULTI_SCALE)
