@@ -42,6 +42,11 @@ def test_category_mapping() -> None:
         category_ids(None, 80, CATEGORIES, "val.json")
 
 
+def _class_recall(truth: list[dict], found: list[dict], category: int) -> float:
+    """Share of ``truth``'s objects of ``category`` in ``found`` (COCO averages recall per class)."""
+    return sum(r["category_id"] == category for r in found) / sum(r["category_id"] == category for r in truth)
+
+
 def test_metrics_of_perfect_and_missing_detections(tmp_path: Path) -> None:
     annotations = write_box_dataset(tmp_path, 4, seed=1, name="val")
     ground_truth = load_ground_truth(annotations)
@@ -51,8 +56,12 @@ def test_metrics_of_perfect_and_missing_detections(tmp_path: Path) -> None:
     perfect = coco_metrics(ground_truth, truth, image_ids)
     assert perfect["AP"] == pytest.approx(1.0) and perfect["AP50"] == pytest.approx(1.0)
     assert perfect["APl"] == -1  # no object above 96x96 px: undefined, as COCO reports it
+    assert perfect["AR100"] == pytest.approx(1.0)
+    half = coco_metrics(ground_truth, truth[::2], image_ids)  # every other object found
+    assert half["AR100"] == pytest.approx(np.mean([_class_recall(truth, truth[::2], c) for c in (1, 2, 3)]))
     shifted = [{**r, "bbox": [r["bbox"][0] + 60, r["bbox"][1] + 60, *r["bbox"][2:]]} for r in truth]
     assert coco_metrics(ground_truth, shifted, image_ids)["AP50"] == pytest.approx(0.0)
+    assert coco_metrics(ground_truth, shifted, image_ids)["AR100"] == pytest.approx(0.0)
     assert coco_metrics(ground_truth, [], image_ids) == {name: 0.0 for name in COCO_METRICS}
     first_class_only = [r for r in truth if r["category_id"] == 1] + [r for r in shifted if r["category_id"] != 1]
     _, per_class = coco_scores(ground_truth, first_class_only, image_ids)

@@ -29,8 +29,10 @@ from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
 from cornernet_saccade.outputs import check_new_output, make_folder, write_text
 
-#: Names of ``COCOeval.stats[:6]``.
-COCO_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+#: The reported ``COCOeval.stats`` by name and index: AP (IoU 0.50:0.95), AP50, AP75, AP small /
+#: medium / large, and AR100 (recall with up to 100 detections per image, IoU 0.50:0.95).
+COCO_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5, "AR100": 8}
+COCO_METRICS = tuple(COCO_STATS)
 
 
 @dataclass
@@ -89,7 +91,7 @@ def load_ground_truth(path: str | Path) -> Any:
 
 
 def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]) -> dict[str, float]:
-    """AP, AP50, AP75, AP small/medium/large of ``results`` on ``image_ids`` (all 0 without results)."""
+    """:data:`COCO_METRICS` of ``results`` on ``image_ids`` (all 0 without results)."""
     return coco_scores(ground_truth, results, image_ids)[0]
 
 
@@ -115,7 +117,7 @@ def coco_scores(
         values = precision[:, :, index]
         per_class[names.get(int(category_id), str(category_id))] = (
             float(values[values > -1].mean()) if (values > -1).any() else -1.0)
-    return {name: float(value) for name, value in zip(COCO_METRICS, evaluation.stats[:6])}, per_class
+    return {name: float(evaluation.stats[index]) for name, index in COCO_STATS.items()}, per_class
 
 
 @dataclass
