@@ -3,11 +3,12 @@
 Any of the three networks exports (CornerNet-Saccade, CornerNet-Squeeze, CornerNet). The graph is
 what detection runs: the last stack's corner heads and, for CornerNet-Saccade, its three attention
 heads (``all_stacks=False``), BatchNorm folded into the convolutions (in float64, by
-:func:`~cornernet_saccade.backends.fast.fold_batchnorm`, where it knows the block; the exporter's
-optimiser folds the others), corner pooling in its cummax-free form (ONNX has no cummax; forward
-values are identical). Input ``images``: float32 ``[batch,3,H,W]`` normalised BGR. ``batch`` is
-dynamic; so are ``H`` and ``W`` (independently) unless exported with ``dynamic_size=False``: they
-take every side the network's detector feeds (:func:`size_step`), up to ``max_size``:
+:func:`~cornernet_saccade.backends.fast.fold_batchnorm`, where it knows the block; the others stay
+inference ``BatchNormalization`` nodes, e.g. in CornerNet-Squeeze's fire modules), corner pooling
+in its cummax-free form (ONNX has no cummax; forward values are identical). Input ``images``:
+float32 ``[batch,3,H,W]`` normalised BGR. ``batch`` is dynamic; so are ``H`` and ``W``
+(independently) unless exported with ``dynamic_size=False``: they take every side the network's
+detector feeds (:func:`size_step`), up to ``max_size``:
 
 * CornerNet-Saccade: ``32k - 1`` (:func:`~cornernet_saccade.model.geometry.is_input_size`: 31, 63,
   ..., 255, ..., 511, ...), so 255 crops and full mode's padded canvas
@@ -115,7 +116,7 @@ def size_step(network: type[CornerNetBase]) -> int:
 def _folded(model: CornerNetBase) -> CornerNetBase:
     """An eval-mode copy of ``model`` with BatchNorm folded; a network with blocks
     :func:`~cornernet_saccade.backends.fast.fold_batchnorm` does not fold keeps its BatchNorms (in
-    eval mode the exporter writes them as inference BatchNorm, which its optimiser folds)."""
+    eval mode the exporter writes them as inference ``BatchNormalization`` with the running statistics)."""
     try:
         return fold_batchnorm(model)
     except ValueError:
@@ -244,9 +245,9 @@ class OnnxNetwork(nn.Module):
     parameters) accepts it. Like a model read from a weights file, it carries the export's
     ``class_names``, ``test_settings`` and ``num_classes``, and its ``architecture``,
     ``has_attention`` and ``stem_residuals`` (those of the exported network's class: which detector
-    runs it, at which output stride); ``input_size`` is the side it was exported at. A file without the metadata
-    (written before it existed) is a CornerNet-Saccade export that takes its graph's fixed input
-    size and has no class names or test settings.
+    runs it, at which output stride); ``input_size`` is the side it was exported at. A file without
+    the metadata (written before it existed) is a CornerNet-Saccade export that takes its graph's
+    fixed input size and has no class names or test settings.
     """
 
     def __init__(
