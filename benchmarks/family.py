@@ -10,7 +10,9 @@ convolutions execute per detection (counted on the eager network) and the rate t
 the CPU's fp32 matrix-multiply rate measured at the start.
 
 ``fast`` is :class:`~cornernet_saccade.backends.fast.FastNetwork` for all three (BatchNorm folded,
-fire modules included; Winograd for the dense 3x3 convolutions).
+fire modules included; Winograd for the dense 3x3 convolutions). ``onnxruntime`` exports the network
+first (untimed; for the tester models with every canvas side up to 2047, which takes minutes for
+CornerNet) and runs the graph with ``--threads`` intra-op threads.
 
     python benchmarks/family.py --repeats 3
     python benchmarks/family.py --models squeeze saccade --images examples/shapes_scene.jpg --repeats 1
@@ -47,7 +49,7 @@ from cornernet_saccade.tables import format_table
 from cornernet_saccade.testing import fill_model
 
 MODELS: dict[str, type[CornerNetBase]] = {"saccade": CornerNetSaccade, "squeeze": CornerNetSqueeze, "cornernet": CornerNet}
-BACKENDS = ("eager", "fast")
+BACKENDS = ("eager", "fast", "onnxruntime")
 
 
 @dataclass
@@ -68,7 +70,7 @@ class Measurement:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argument_parser(__doc__ or "")
     parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
-    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
+    parser.add_argument("--backends", nargs="+", choices=BACKENDS, default=["eager", "fast"])
     parser.add_argument("--images", nargs="+", type=Path, help="images (default: demo.jpg if present, examples/)")
     parser.add_argument("--repeats", type=int, default=3, help="timed detections per image (default 3)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed detections first (default 1)")

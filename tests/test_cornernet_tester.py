@@ -207,9 +207,7 @@ def test_detect_and_evaluate_commands_take_squeeze_weights(tmp_path, capsys):
                  str(tmp_path / "out"), "--device", "cpu"]) == 0
     assert (tmp_path / "out" / "detections.json").is_file()
     assert main(["evaluate", "--weights", str(weights), "--data", str(val_json), "--device", "cpu"]) == 0
-    assert "AP" in capsys.readouterr().out
-    assert main(["detect", str(tmp_path / "data" / "images"), "--weights", str(weights), "--out",
-                 str(tmp_path / "out2"), "--backend", "onnxruntime"]) != 0
+    assert "AP" in capsys.readouterr().out  # the onnxruntime backend on such weights: tests/test_export.py
 
 
 def test_trace_counts_the_network_input_pixels(tmp_path):

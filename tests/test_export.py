@@ -1,11 +1,13 @@
 """ONNX export and the onnxruntime backend: outputs equal torch's, dynamic batch and size, the
-metadata, CLI (export, then detect with the exported file), errors."""
+metadata, CLI (export, then detect with the exported file), errors; CornerNet-Squeeze and CornerNet
+exports run by the CornerNet tester (detections equal eager's, images too large for the export)."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import io
 import json
+import shutil
 
 import numpy as np
 import onnx
@@ -20,15 +22,18 @@ from head_compare import (
     golden_input,
     random_images,
 )
+from PIL import Image
 
-from cornernet_saccade import CornerNetSaccade, save_checkpoint
-from cornernet_saccade.backends import mode_input_size, network_for_mode
+from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze, save_checkpoint
+from cornernet_saccade.backends import load_detector, mode_input_size, network_for_mode
 from cornernet_saccade.backends import onnx as onnx_backend
 from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
 from cornernet_saccade.backends.onnx import InputSizes, OnnxNetwork, export_input_sizes, export_onnx
 from cornernet_saccade.cli import main
-from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.errors import CheckpointError, ConfigError, ImageError
+from cornernet_saccade.inference.cornernet_tester import CornerNetDetector
 from cornernet_saccade.model.geometry import padded_input_size
+from cornernet_saccade.testing import fill_model
 
 
 def op_types(path) -> set[str]:
@@ -221,3 +226,118 @@ def test_onnx_network_rejects_foreign_files_and_wrong_sizes(small_onnx, tmp_path
     for size in (100, 256):  # 256 gives a 64x64 map too, but is not a side the network takes (32k-1)
         with pytest.raises(ConfigError, match="takes sides 32k-1"):
             export_onnx(CornerNetSaccade(**SMALL), tmp_path / "x.onnx", size=size)
+
+
+# --- CornerNet-Squeeze and CornerNet: the CornerNet tester on an export (canvases 128k-1) ---------
+
+#: Tiny one-stack networks (every hourglass level halves a 128k-1 canvas's map) and their classes.
+TESTER_NETWORKS = {
+    "squeeze": (CornerNetSqueeze, dict(num_classes=3, num_stacks=1, dims=(16, 16, 24, 32), modules=(1, 1, 1, 2),
+                                       stem_dim=8, pool_dim=8, head_dim=16)),
+    "cornernet": (CornerNet, dict(num_classes=3, num_stacks=1, dims=(16, 16, 24, 32), modules=(1, 1, 1, 2),
+                                  stem_dim=8, pool_dim=8, head_dim=16)),
+}
+TESTER_CLASSES = ["ant", "bee", "cat"]
+#: The largest side of the tester exports: tester_pad127.png (383x511) at scale 1 fits, at 1.5 not.
+TESTER_MAX_SIZE = 511
+
+
+def detecting_network(name: str) -> torch.nn.Module:
+    """The tiny ``name`` network with the reference fill and its tag heads' last weights zeroed
+    (every corner pair matches), so that it finds boxes on tester_pad127.png."""
+    network, config = TESTER_NETWORKS[name]
+    model = fill_model(network(**config))
+    with torch.no_grad():
+        for head in (*model.tl_tags, *model.br_tags):
+            head[-1].weight.zero_()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def tester_exports(tmp_path_factory):
+    """Per network name: (weights file, export written by the CLI with --verify, exit code, printed text)."""
+    folder = tmp_path_factory.mktemp("tester")
+    exports = {}
+    for name in TESTER_NETWORKS:
+        weights, path = folder / f"{name}.safetensors", folder / f"{name}.onnx"
+        save_checkpoint(weights, detecting_network(name), class_names=TESTER_CLASSES)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            code = main(["export-onnx", "--weights", str(weights), "--out", str(path), "--verify",
+                         "--max-size", str(TESTER_MAX_SIZE)])
+        exports[name] = (weights, path, code, printed.getvalue())
+    return exports
+
+
+@pytest.mark.parametrize("name", list(TESTER_NETWORKS))
+def test_cli_exports_and_verifies_tester_networks(tester_exports, name):
+    weights, path, code, printed = tester_exports[name]
+    assert code == 0, printed
+    assert f"H, W = 128k-1 up to {TESTER_MAX_SIZE}" in printed and "onnxruntime vs torch" in printed
+    assert [o.name for o in onnx.load(str(path)).graph.output] == list(HEAD_OUTPUT_NAMES[:6])  # no attention maps
+    assert "BatchNormalization" not in op_types(path)  # folded, fire modules included
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert metadata["architecture"] == name and json.loads(metadata["class_names"]) == TESTER_CLASSES
+    network = OnnxNetwork(path)
+    assert network.input_sizes == InputSizes(128, TESTER_MAX_SIZE) and not network.has_attention
+    assert network.stem_residuals == TESTER_NETWORKS[name][0].stem_residuals
+
+
+def assert_same_detections(got, expected) -> None:
+    """Every detection of ``got`` is one of ``expected`` (same class, box within 0.02 pixel, score within
+    1e-4), as many of each; the order may differ where scores differ by less than the tolerance."""
+    assert len(got.boxes) == len(expected.boxes) > 0 and got.class_names == expected.class_names
+    for box, score, label in zip(got.boxes, got.scores, got.labels):
+        same = (expected.labels == label) & (np.abs(expected.scores - score) <= 1e-4)
+        assert (np.abs(expected.boxes[same] - box) <= 0.02).all(1).any(), (box, score, label)
+
+
+@pytest.mark.parametrize("name", list(TESTER_NETWORKS))
+def test_onnxruntime_tester_detections_equal_eager(tester_exports, data_dir, name):
+    weights, path = tester_exports[name][:2]
+    scales = {"test_scales": (1.0, 0.5)}  # canvases 383x511 and 255x255 (CornerNet: and their mirror images)
+    exported, eager = load_detector(path, backend="onnxruntime", **scales), load_detector(weights, **scales)
+    assert isinstance(exported, CornerNetDetector) and isinstance(exported.model, OnnxNetwork)
+    assert exported.config == eager.config and exported.config.flip == (name == "cornernet")
+    assert exported.class_names == eager.class_names == TESTER_CLASSES
+    image = data_dir / "tester_pad127.png"
+    assert_same_detections(exported(image), eager(image))
+
+
+def test_tester_refuses_an_image_larger_than_the_export(tester_exports, data_dir, tmp_path, capsys):
+    path = tester_exports["squeeze"][1]
+    image = data_dir / "tester_pad127.png"
+    with pytest.raises(ImageError) as caught:
+        load_detector(path, backend="onnxruntime", test_scales=(1.0, 1.5))(image)
+    message = str(caught.value)
+    assert message.startswith(f"{image}: at scale 1.5 the 383x511 image is padded to a 639x767 canvas")
+    assert f"128k-1 up to {TESTER_MAX_SIZE}" in message and "--max-size 767 or more" in message
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((400, 600, 3), np.uint8)).save(big)
+    main(["detect", str(big), "--weights", str(path), "--backend", "onnxruntime", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert f"skipped {big}: at scale 1 the 400x600 image is padded to a 511x639 canvas" in err and "Traceback" not in err
+
+
+def test_onnxruntime_backend_exports_tester_weights_for_every_canvas(tester_exports, monkeypatch):
+    weights, exported = tester_exports["cornernet"][:2]
+    calls = []
+
+    def recorded_export(model, path, **options):  # the real export is the CLI's above; this one reuses it
+        calls.append(options)
+        shutil.copyfile(exported, path)
+        return path
+
+    monkeypatch.setattr(onnx_backend, "export_onnx", recorded_export)
+    detector = load_detector(weights, backend="onnxruntime", device="cpu")
+    assert calls == [{"size": 255, "dynamic_size": True}]
+    assert isinstance(detector, CornerNetDetector) and isinstance(detector.model, OnnxNetwork)
+    assert detector.class_names == TESTER_CLASSES and detector.config.flip
+
+
+def test_tester_export_sizes_and_refusals(tmp_path):
+    squeeze = CornerNetSqueeze(**TESTER_NETWORKS["squeeze"][1])
+    assert export_input_sizes(squeeze, 383, True, 2047) == InputSizes(128, 2047)
+    with pytest.raises(ConfigError, match="takes sides 128k-1 .*the CornerNet tester pads images to one"):
+        export_onnx(squeeze, tmp_path / "x.onnx", size=319)  # a saccade side (32k-1), not a tester canvas
+    assert not (tmp_path / "x.onnx").exists()

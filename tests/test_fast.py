@@ -18,10 +18,9 @@ from head_compare import (
 from torch import nn
 
 from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze, Detector
-from cornernet_saccade.backends import load_detector, make_backend
+from cornernet_saccade.backends import load_detector
 from cornernet_saccade.backends.fast import FastNetwork, fold_batchnorm
 from cornernet_saccade.backends.winograd import WinogradConv2d
-from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.settings import CornerNetTestConfig
 from cornernet_saccade.model.checkpoint import save_checkpoint
@@ -285,7 +284,3 @@ def test_detector_of_a_fast_network_is_that_of_its_model():
     assert Detector(FastNetwork(CornerNet(**TINY).eval())).config == CornerNetTestConfig()
     assert isinstance(Detector(FastNetwork(CornerNetSaccade(**TINY).eval())), SaccadeDetector)
 
-
-def test_onnxruntime_backend_refuses_a_network_without_fixed_input_size():
-    with pytest.raises(ConfigError, match="CornerNet-Saccade only, not CornerNetSqueeze"):
-        make_backend(CornerNetSqueeze(**SMALL_SQUEEZE), "onnxruntime")

@@ -8,8 +8,9 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
                  3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
 ``onnxruntime``  :class:`~cornernet_saccade.backends.onnx.OnnxNetwork` over a graph exported for input size
-                 ``S`` (255 for saccade crops, ``full_size`` for full-image mode), CPU; or over a ``.onnx``
-                 file written by ``export-onnx``, given as the weights (:func:`load_detector`).
+                 ``S`` (255 for saccade crops, ``full_size`` for full-image mode; for CornerNet-Squeeze and
+                 CornerNet, whose tester pads each image to its own canvas, every ``128k-1`` up to 2047), CPU;
+                 or over a ``.onnx`` file written by ``export-onnx``, given as the weights (:func:`load_detector`).
 """
 from __future__ import annotations
 
@@ -49,13 +50,14 @@ BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
 def make_backend(
     model: CornerNetBase, name: str, *, input_size: int = 255, onnx_path: str | Path | None = None
 ) -> nn.Module:
-    """The network for backend ``name`` built from ``model`` (in eval mode, on its device): any
-    network of the family for ``eager`` and the ``fast`` backends, CornerNet-Saccade only for
-    ``onnxruntime`` (a ``ConfigError`` otherwise: the others run each image at its own size).
+    """The network for backend ``name`` built from ``model`` (any network of the family, in eval
+    mode, on its device).
 
-    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model for ``input_size`` only to a
-    temporary file, removed once the session is open (about half a minute for the official network); it runs with as many intra-op
-    threads as torch (``torch.get_num_threads()``).
+    ``onnxruntime`` uses ``onnx_path`` when given, else exports the model to a temporary file, removed
+    once the session is open (about half a minute for the official network): for ``input_size`` only,
+    or, for a network without attention heads (run by the CornerNet tester, whose canvas varies per
+    image), for every canvas side up to :data:`~cornernet_saccade.backends.onnx.DEFAULT_MAX_SIZE`. It
+    runs with as many intra-op threads as torch (``torch.get_num_threads()``).
     """
     model = model.eval()
     network = _backend_network(model, name, input_size, onnx_path)
@@ -76,16 +78,15 @@ def _backend_network(model: CornerNetBase, name: str, input_size: int, onnx_path
 
         return FastNetwork(model, dtype=torch.bfloat16 if name == "fast-bf16" else torch.float32)
     if name == "onnxruntime":
-        if not isinstance(model, CornerNetSaccade):
-            raise ConfigError(f"the onnxruntime backend runs CornerNet-Saccade only, not {type(model).__name__}")
-        from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
+        from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx, has_attention
 
         threads = torch.get_num_threads()
         if onnx_path is not None:
             return OnnxNetwork(onnx_path, intra_op_threads=threads)
+        fixed = has_attention(type(model))  # the CornerNet tester's canvas varies per image
         with tempfile.TemporaryDirectory(prefix="cornernet_saccade_") as folder:
             # the session holds the graph in memory once created: the file can go
-            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size, dynamic_size=False)
+            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size, dynamic_size=not fixed)
             return OnnxNetwork(path, intra_op_threads=threads)
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
@@ -114,7 +115,7 @@ def load_model(weights: str | Path) -> CornerNetBase:
     return model_from_stored(MODEL_CLASSES[architecture], stored)
 
 
-def _cornernet_settings(model: CornerNetBase, settings: dict[str, Any]) -> dict[str, Any]:
+def _cornernet_settings(model: nn.Module, settings: dict[str, Any]) -> dict[str, Any]:
     """The settings that apply to the CornerNet tester: the saccade-only options (``mode``,
     ``full_size``, ``att_max_crops``, ...) are dropped, the others must be its fields."""
     from cornernet_saccade.inference.cornernet_tester import output_stride
@@ -137,7 +138,8 @@ def load_detector(
     :meth:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade.from_checkpoint`), its network
     built by backend ``backend`` on ``device`` (``auto``: CUDA when available). With backend
     ``onnxruntime``, ``weights`` may also be a ``.onnx`` file written by ``export-onnx``, run as it is
-    (on the CPU); other backends refuse one with a ``CheckpointError`` naming the backend that runs it.
+    (on the CPU) by the detector of the network it was exported from; other backends refuse one with
+    a ``CheckpointError`` naming the backend that runs it.
 
     Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
     :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
@@ -145,11 +147,14 @@ def load_detector(
     the class the file is for (:func:`load_model`): CornerNet-Saccade weights get a
     :class:`SaccadeDetector`, CornerNet-Squeeze / CornerNet weights the CornerNet tester
     (:class:`~cornernet_saccade.inference.settings.CornerNetTestConfig` settings; the saccade-only
-    ones such as ``mode`` are ignored; no onnxruntime backend, the input size varies per image).
+    ones such as ``mode`` are ignored; an image whose padded canvas an ONNX export does not take is
+    refused with an ``ImageError`` naming it).
     """
     path = resolve_weights_path(weights)
     if backend == "onnxruntime" and path.suffix == ONNX_SUFFIX:
         exported = _exported_network(path)
+        if not exported.has_attention:
+            return Detector(exported, _tester_settings(exported, class_names_file, settings))
         config = _detector_settings(exported, class_names_file, settings)
         _check_exported_size(exported, path, config)
         return SaccadeDetector(exported, config)
@@ -157,12 +162,7 @@ def load_detector(
     if isinstance(model, CornerNetSaccade):
         config = _detector_settings(model, class_names_file, settings)
         return SaccadeDetector(network_for_mode(model, backend, config.mode, config.full_size), config)
-    model.class_names = resolve_class_names(class_names_file, model.class_names, model.num_classes)
-    if backend == "onnxruntime":
-        raise ConfigError(f"{path}: the onnxruntime backend needs a fixed input size; "
-                          f"{type(model).__name__} runs the image at its own size (use eager or fast)")
-    tester = config_from_dict(CornerNetTestConfig, _cornernet_settings(model, {**(model.test_settings or {}), **settings}),
-                              "detector settings")
+    tester = _tester_settings(model, class_names_file, settings)
     return Detector(make_backend(model, backend), tester)
 
 
@@ -173,6 +173,16 @@ def _detector_settings(
     its stored test settings with ``settings`` on top."""
     source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
     return config_from_dict(SaccadeConfig, {**(source.test_settings or {}), **settings}, "detector settings")
+
+
+def _tester_settings(
+    source: CornerNetBase | OnnxNetwork, class_names_file: str | Path | None, settings: dict[str, Any]
+) -> CornerNetTestConfig:
+    """Set ``source.class_names`` (see :func:`load_detector`) and return its CornerNet tester settings:
+    its stored test settings with ``settings`` on top (:func:`_cornernet_settings`)."""
+    source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
+    merged = _cornernet_settings(source, {**(source.test_settings or {}), **settings})
+    return config_from_dict(CornerNetTestConfig, merged, "detector settings")
 
 
 def _exported_network(path: Path) -> OnnxNetwork:

@@ -11,6 +11,7 @@ all scales' boxes are merged per class by soft-NMS (:func:`~cornernet_saccade.in
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.detector import DetectorBase
@@ -27,6 +29,7 @@ from cornernet_saccade.inference.nms import best_per_image, soft_nms_rows
 from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
 from cornernet_saccade.inference.settings import NMS_METHODS, CornerNetTestConfig
+from cornernet_saccade.model.geometry import tester_canvas_size
 
 #: Fixed-point precision of OpenCV's uint8 bilinear resize weights.
 _RESIZE_BITS = 11
@@ -48,7 +51,7 @@ def padded_view(image_hw: tuple[int, int], scale: float) -> PaddedView:
     and the image is centred on it; when a resized side is already 127 mod 128 the canvas equals it
     and the last row/column is dropped, as in the original."""
     new_h, new_w = int(image_hw[0] * scale), int(image_hw[1] * scale)
-    canvas_h, canvas_w = new_h | 127, new_w | 127
+    canvas_h, canvas_w = tester_canvas_size(new_h), tester_canvas_size(new_w)
 
     def axis(size: int, canvas: int) -> tuple[int, int]:
         centre, half = size // 2, canvas // 2
@@ -163,13 +166,34 @@ class CornerNetDetector(DetectorBase):
 
     def __call__(self, image: ImageSource) -> Detections:
         pixels = read_image(image)
+        views = [padded_view(pixels.shape[:2], s) for s in self.config.test_scales]
+        self._check_canvases(views, pixels.shape[:2], image)
         trace = SaccadeTrace(padded_views=True)
         with torch.inference_mode():
-            found = [self._detect_scale(pixels, padded_view(pixels.shape[:2], s), trace) for s in self.config.test_scales]
+            found = [self._detect_scale(pixels, view, trace) for view in views]
             detections = torch.cat(found)
             detections = detections[detections[:, 4] > REJECTED_SCORE]
         trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
         return self._merge(detections.cpu().numpy(), trace)
+
+    def _check_canvases(self, views: Sequence[PaddedView], image_hw: tuple[int, ...], image: ImageSource) -> None:
+        """ImageError (naming ``image`` when it is a path; callers that read the file name it) when a
+        canvas of ``views`` has a side the network does not take. Only a network with ``input_sizes``
+        (an ONNX export: sides ``128k-1`` up to its max size, or one fixed size) limits them; the
+        models take every canvas."""
+        sizes = getattr(self.model, "input_sizes", None)
+        if sizes is None:
+            return
+        for view in views:
+            if not all(sizes.accepts(side) for side in view.canvas_hw):
+                (height, width), (canvas_h, canvas_w) = image_hw[:2], view.canvas_hw
+                named = f"{image}: " if isinstance(image, (str, os.PathLike)) else ""
+                raise ImageError(
+                    f"{named}at scale {view.scale:g} the {height}x{width} image is padded to a "
+                    f"{canvas_h}x{canvas_w} canvas, which this ONNX export does not take (it takes sides {sizes}); export the "
+                    f"network again without --fixed-size and with --max-size {max(canvas_h, canvas_w)} or more, "
+                    f"choose smaller test scales, or use another backend"
+                )
 
     def _detect_scale(self, image: np.ndarray, view: PaddedView, trace: SaccadeTrace) -> Tensor:
         """Detections ``[B*num_dets, 8]`` (image pixels, rejected rows included) of one scale."""

@@ -53,6 +53,19 @@ def padded_input_size(size: int) -> int:
     return -(-(size + 1) // INPUT_SIZE_STEP) * INPUT_SIZE_STEP - 1
 
 
+#: The CornerNet tester (CornerNet-Squeeze, CornerNet) centres each resized image on a canvas of
+#: sides ``TESTER_SIZE_STEP * k - 1`` (pixels: 127, 255, 383, 511, ...; the original's ``side | 127``),
+#: whose output maps (``16k`` cells at Squeeze's stride 8, ``32k`` at CornerNet's stride 4) every
+#: level of their official hourglasses can halve. An ONNX export of those networks takes these sides.
+TESTER_SIZE_STEP = 128
+
+
+def tester_canvas_size(side: int) -> int:
+    """The CornerNet tester's canvas side (pixels) for a resized image side: the smallest
+    ``TESTER_SIZE_STEP * k - 1 >= side`` (``side | 127``: ``383 -> 383``, ``384 -> 511``)."""
+    return side | (TESTER_SIZE_STEP - 1)
+
+
 def attention_map_sizes(input_size: int, ratios: tuple[int, ...] = ATTENTION_RATIOS) -> list[int]:
     """Side of each attention map in cells: ``ceil(input_size / ratio)`` (16, 32, 64 for 255)."""
     return [-(-input_size // ratio) for ratio in ratios]
