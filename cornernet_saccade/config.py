@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -149,6 +149,39 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with ``key.sub=value`` overrides applied (values parsed as YAML: ``1e-4``, ``[1, 2]``,
+    ``null``); a copy, nested mappings are created as needed."""
+    result = _copy_mapping(data)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
+        value = _parse_value(text, item)
+        *parents, leaf = key.split(".")
+        node = result
+        for depth, part in enumerate(parents):
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {item!r}: {'.'.join(parents[:depth + 1])} is not a section")
+        node[leaf] = value
+    return result
+
+
+def _parse_value(text: str, item: str) -> Any:
+    """A ``--set`` value as YAML, with ``1e-4`` read as a number."""
+    import yaml
+
+    try:
+        return parse_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+
+
+def _copy_mapping(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: _copy_mapping(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def bundled_config_dir() -> Path:

@@ -131,7 +131,7 @@ def detections_of(out) -> list[dict]:
     return json.loads((out / "detections.json").read_text())
 
 
-@pytest.mark.parametrize("mode", [["saccade"], ["full"], ["full", "--full-size", "500"]])
+@pytest.mark.parametrize("mode", [["saccade"], ["full"], ["full", "--full-size", "500"], ["tiled", "--tile-size", "255"]])
 def test_detect_runs_the_exported_file_like_eager(shapes_export, data_dir, tmp_path, monkeypatch, mode):
     image = str(data_dir.parent.parent / "examples" / "shapes_scene.jpg")
 

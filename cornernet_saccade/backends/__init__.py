@@ -91,16 +91,22 @@ def _backend_network(model: CornerNetBase, name: str, input_size: int, onnx_path
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
 
-def mode_input_size(mode: str, full_size: int | None = None) -> int:
-    """The network input side the detector feeds in ``mode``: 255 crops, or the canvas
+def mode_input_size(mode: str, full_size: int | None = None, tile_size: int | None = None) -> int:
+    """The network input side the detector feeds in ``mode``: 255 crops, the canvas
     :func:`~cornernet_saccade.model.geometry.padded_input_size` of ``full_size`` (by default
-    :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s): 500 -> 511, 1000 -> 1023."""
-    return CROP_SIZE if mode == "saccade" else padded_input_size(full_size or SaccadeConfig().full_size)
+    :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s): 500 -> 511, 1000 -> 1023, or in
+    tiled mode the tiles of side ``tile_size`` (by default SaccadeConfig's, 511)."""
+    defaults = SaccadeConfig()
+    if mode == "tiled":
+        return tile_size or defaults.tile_size
+    return CROP_SIZE if mode == "saccade" else padded_input_size(full_size or defaults.full_size)
 
 
-def network_for_mode(model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None) -> nn.Module:
+def network_for_mode(
+    model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None, tile_size: int | None = None
+) -> nn.Module:
     """:func:`make_backend` with the input size the detector mode feeds (:func:`mode_input_size`)."""
-    return make_backend(model, backend, input_size=mode_input_size(mode, full_size))
+    return make_backend(model, backend, input_size=mode_input_size(mode, full_size, tile_size))
 
 
 def load_model(weights: str | Path) -> CornerNetBase:
@@ -161,7 +167,8 @@ def load_detector(
     model = load_model(path).to(resolve_device(device))
     if isinstance(model, CornerNetSaccade):
         config = _detector_settings(model, class_names_file, settings)
-        return SaccadeDetector(network_for_mode(model, backend, config.mode, config.full_size), config)
+        network = network_for_mode(model, backend, config.mode, config.full_size, config.tile_size)
+        return SaccadeDetector(network, config)
     tester = _tester_settings(model, class_names_file, settings)
     return Detector(make_backend(model, backend), tester)
 
@@ -195,11 +202,13 @@ def _exported_network(path: Path) -> OnnxNetwork:
 def _check_exported_size(network: OnnxNetwork, path: Path, config: SaccadeConfig) -> None:
     """ConfigError unless the exported ``network`` (of file ``path``) takes the inputs ``config``'s
     mode feeds it (:func:`mode_input_size`)."""
-    size = mode_input_size(config.mode, config.full_size)
+    size = mode_input_size(config.mode, config.full_size, config.tile_size)
     if not network.input_sizes.accepts(size):
-        fed = f"full mode's canvas for --full-size {config.full_size}" if config.mode == "full" else "saccade crops"
+        fed, option = {
+            "full": (f"full mode's canvas for --full-size {config.full_size}", ", or choose a smaller --full-size"),
+            "tiled": (f"tiled mode's tiles of --tile-size {config.tile_size}", ", or choose a --tile-size it takes"),
+        }.get(config.mode, ("saccade crops", ""))
         raise ConfigError(
             f"{path}: this export takes inputs of side {network.input_sizes}, not {size} ({fed}); export it "
-            f"again without --fixed-size and with --max-size {size} or more"
-            + (", or choose a smaller --full-size" if config.mode == "full" else "")
+            f"again without --fixed-size and with --max-size {size} or more{option}"
         )

@@ -1,8 +1,8 @@
 """Options shared by the commands, defined once, with defaults read from the config objects.
 
 ``--weights``; the runtime (``--device``, ``--backend``, ``--threads``); the detector settings
-(``--mode``, ``--full-size``, ``--score-threshold``, ``--max-crops``), which default to the weights'
-stored test settings, else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
+(``--mode``, ``--full-size``, ``--tile-size``, ``--tile-overlap``, ``--score-threshold``, ``--max-crops``),
+which default to the weights' stored test settings, else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.inference.settings import SaccadeConfig
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
-DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "score_threshold": "score_threshold",
-                    "max_crops": "att_max_crops"}
+DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "tile_size": "tile_size", "tile_overlap": "tile_overlap",
+                    "score_threshold": "score_threshold", "max_crops": "att_max_crops"}
+#: Options that only one ``--mode`` reads -> that mode.
+MODE_OPTIONS = {"full_size": "full", "tile_size": "tiled", "tile_overlap": "tiled"}
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
 
 
@@ -61,10 +63,15 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
     """The detector settings a user most often changes; unset ones keep the weights' stored settings.
     ``score_threshold``: this command's own default for ``--score-threshold``."""
     group = parser.add_argument_group("detector settings (default: the weights' stored settings, else these)")
-    group.add_argument("--mode", choices=("saccade", "full"), default=None,
-                       help=f"saccade crops or one pass over the whole image (default: {_DEFAULTS['mode']})")
+    group.add_argument("--mode", choices=("saccade", "full", "tiled"), default=None,
+                       help="saccade crops, one pass over the whole image resized (full), or native-resolution "
+                            f"tiles (tiled) (default: {_DEFAULTS['mode']})")
     group.add_argument("--full-size", type=int, default=None,
                        help=f"full mode: long side the image is resized to (default: {_DEFAULTS['full_size']})")
+    group.add_argument("--tile-size", type=int, default=None,
+                       help=f"tiled mode: tile side in image pixels, 32k-1 (default: {_DEFAULTS['tile_size']})")
+    group.add_argument("--tile-overlap", type=int, default=None,
+                       help=f"tiled mode: least overlap of neighbouring tiles, pixels (default: {_DEFAULTS['tile_overlap']})")
     shown = _DEFAULTS["score_threshold"] if score_threshold is None else score_threshold
     group.add_argument("--score-threshold", type=probability, default=score_threshold, metavar="SCORE",
                        help=f"keep detections scoring at least this (default: {shown}; the Python API's "
@@ -74,11 +81,15 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
 
 
 def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The :class:`SaccadeConfig` fields the detector options set (only those given). A
-    ``--full-size`` without ``--mode full`` gets a warning on stderr: saccade mode ignores it."""
-    if getattr(args, "full_size", None) is not None and getattr(args, "mode", None) != "full":
-        print(f"warning: --full-size {args.full_size} only applies to full mode (--mode full); saccade mode "
-              f"ignores it", file=sys.stderr)
+    """The :class:`SaccadeConfig` fields the detector options set (only those given). An option of
+    one mode (:data:`MODE_OPTIONS`: ``--full-size`` of full mode, ``--tile-size`` / ``--tile-overlap``
+    of tiled mode) given without that ``--mode`` gets a warning on stderr: the other modes ignore it."""
+    mode = getattr(args, "mode", None)
+    for option, wanted in MODE_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is not None and mode != wanted:
+            print(f"warning: --{option.replace('_', '-')} {value} only applies to {wanted} mode (--mode {wanted}); "
+                  f"{mode or _DEFAULTS['mode']} mode ignores it", file=sys.stderr)
     return {field: getattr(args, option) for option, field in DETECTOR_OPTIONS.items()
             if getattr(args, option, None) is not None}
 

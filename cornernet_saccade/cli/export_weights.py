@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 
 from cornernet_saccade.backends import load_model
-from cornernet_saccade.engine.train_config import apply_overrides
+from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import Detector
 from cornernet_saccade.model.checkpoint import save_checkpoint

@@ -4,12 +4,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+#: The scene settings that have a command-line option (``--min-width`` etc.).
+SCENE_OPTIONS = ("min_width", "max_width", "min_height", "max_height", "max_objects", "min_object_size",
+                 "max_object_size")
+
 
 def register(subparsers: Any) -> None:
     """Add the ``make-shapes`` parser to ``subparsers``."""
     from cornernet_saccade.datasets.shapes import SceneConfig
 
-    defaults = SceneConfig()
+    defaults, large = SceneConfig(), SceneConfig.large()
     parser = subparsers.add_parser(
         "make-shapes",
         help="generate the synthetic shapes dataset (COCO JSON + JPEG images)",
@@ -21,22 +25,25 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--num", type=int, required=True, help="number of training images")
     parser.add_argument("--val-num", type=int, default=0, help="number of validation images")
-    for name in ("min_width", "max_width", "min_height", "max_height", "max_objects",
-                 "min_object_size", "max_object_size"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name),
-                            help=f"default: {getattr(defaults, name)}")
+    parser.add_argument("--large", action="store_true",
+                        help="large scenes: 2048-4096 x 1536-3072 px, the same object sizes and the same "
+                             "object and clutter densities (up to 307 objects); the options below still "
+                             "change single ranges")
+    for name in SCENE_OPTIONS:
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"default: {getattr(defaults, name)} (--large: {getattr(large, name)})")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Write the dataset and print where it went."""
+    import dataclasses
+
     from cornernet_saccade.datasets.shapes import SceneConfig, make_shapes_dataset
 
-    config = SceneConfig(
-        min_width=args.min_width, max_width=args.max_width, min_height=args.min_height,
-        max_height=args.max_height, max_objects=args.max_objects,
-        min_object_size=args.min_object_size, max_object_size=args.max_object_size,
-    )
+    base = SceneConfig.large() if args.large else SceneConfig()
+    given = {name: getattr(args, name) for name in SCENE_OPTIONS if getattr(args, name) is not None}
+    config = dataclasses.replace(base, **given)
     paths = make_shapes_dataset(args.out, args.seed, args.num, args.val_num, config, progress=True)
     for split, path in paths.items():
         print(f"{split}: {path}")

@@ -5,6 +5,8 @@ A scene is a large image (640x480 up to 1280x960 by default) holding 1-30 object
 are COCO-small (< 32 px) and lie in a big image: the case saccades are built for. Objects carry
 solid, striped, checkered or noisy textures and sit on backgrounds of gradients, blotches, pixel
 noise and clutter (lines, arcs, irregular blobs) that are not objects.
+:meth:`SceneConfig.large` gives scenes ten times that area (2048x1536 up to 4096x3072) with the
+same object sizes and densities: the case for tiling at native resolution.
 
 Later objects may overlap earlier ones. Each object is annotated with the tight box of its
 *visible* pixels in image pixels (x1, y1, x2, y2 with x2, y2 exclusive, like COCO ``x + w``). A
@@ -42,9 +44,15 @@ MAX_OUTSIDE_FRACTION = 1.0 / 3.0
 JPEG_QUALITY = 92
 
 
+#: Mean image area of :meth:`SceneConfig.large` over the default's: ``(3072 * 2304) / (960 * 720)``.
+LARGE_AREA_RATIO = 3072 * 2304 / (960 * 720)
+
+
 @dataclass(frozen=True)
 class SceneConfig:
-    """Ranges of the scene generator; image sizes are drawn uniformly, object sizes log-uniformly."""
+    """Ranges of the scene generator; image sizes are drawn uniformly, object sizes log-uniformly, the
+    object count uniformly in ``1..max_objects``; ``clutter_scale`` multiplies the count of clutter
+    strokes (10-59 per image by default)."""
 
     min_width: int = 640
     max_width: int = 1280
@@ -53,6 +61,16 @@ class SceneConfig:
     max_objects: int = 30
     min_object_size: int = 10
     max_object_size: int = 400
+    clutter_scale: float = 1.0
+
+    @classmethod
+    def large(cls) -> SceneConfig:
+        """Large scenes (``make-shapes --large``): images of 2048-4096 x 1536-3072 px, 3.2 times the
+        default sides, with the same object sizes (10-400 px) and the same densities: the mean image
+        area is :data:`LARGE_AREA_RATIO` times the default one, and so are the object count (1-307
+        instead of 1-30, drawn the same way) and the clutter count (``clutter_scale``)."""
+        return cls(min_width=2048, max_width=4096, min_height=1536, max_height=3072,
+                   max_objects=round(cls.max_objects * LARGE_AREA_RATIO), clutter_scale=LARGE_AREA_RATIO)
 
     def __post_init__(self) -> None:
         checks = [
@@ -63,6 +81,7 @@ class SceneConfig:
              "need 4 <= min_object_size <= max_object_size"),
             (self.min_object_size <= min(self.min_width, self.min_height),
              "min_object_size must fit in the smallest image"),
+            (self.clutter_scale > 0, "need clutter_scale > 0"),
         ]
         for ok, message in checks:
             if not ok:
@@ -231,8 +250,9 @@ def _blob_outline(rng: np.random.Generator, count: int = 32) -> np.ndarray:
     return _regular_vertices(count, radius)
 
 
-def _draw_clutter(rng: np.random.Generator, canvas: Image.Image) -> None:
-    """Lines, arcs and irregular blobs (never one of the object classes) drawn onto ``canvas``."""
+def _draw_clutter(rng: np.random.Generator, canvas: Image.Image, scale: float = 1.0) -> None:
+    """Lines, arcs and irregular blobs (never one of the object classes) drawn onto ``canvas``:
+    10-59 of them, times ``scale``."""
     width, height = canvas.size
     draw = ImageDraw.Draw(canvas)
 
@@ -243,7 +263,7 @@ def _draw_clutter(rng: np.random.Generator, canvas: Image.Image) -> None:
         red, green, blue = (int(v) for v in rng.integers(0, 256, size=3))
         return red, green, blue
 
-    for _ in range(int(rng.integers(10, 60))):
+    for _ in range(round(int(rng.integers(10, 60)) * scale)):
         kind = rng.integers(3)
         if kind == 0:
             draw.line([point(), point()], fill=colour(), width=int(rng.integers(1, 5)))
@@ -258,10 +278,11 @@ def _draw_clutter(rng: np.random.Generator, canvas: Image.Image) -> None:
             draw.polygon([(x + dx, y + dy) for dx, dy in outline.tolist()], fill=colour())
 
 
-def background(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
-    """A cluttered textured background, uint8 RGB [height, width, 3]."""
+def background(rng: np.random.Generator, height: int, width: int, clutter_scale: float = 1.0) -> np.ndarray:
+    """A cluttered textured background, uint8 RGB [height, width, 3]; ``clutter_scale`` multiplies
+    the number of clutter strokes."""
     canvas = Image.fromarray(_base_background(rng, height, width))
-    _draw_clutter(rng, canvas)
+    _draw_clutter(rng, canvas, clutter_scale)
     return np.asarray(canvas).copy()
 
 
@@ -312,7 +333,7 @@ def sample_scene(rng: np.random.Generator, config: SceneConfig = SceneConfig()) 
     """Draw a background and 1..max_objects non-hidden sprites (see the module docstring)."""
     height = int(rng.integers(config.min_height, config.max_height + 1))
     width = int(rng.integers(config.min_width, config.max_width + 1))
-    base = background(rng, height, width)
+    base = background(rng, height, width, config.clutter_scale)
     owner = np.full((height, width), -1, dtype=np.int16)
     sprites: list[Sprite] = []
     visible = np.zeros(0, dtype=np.int64)

@@ -3,8 +3,9 @@
 Stages, each a fraction of the ground-truth objects (per COCO size and per class):
 
 ``covered``
-    some view the detector looked at contains the whole object at a zoom that brings its long side
-    into the range the model was trained on (:data:`TRAINED_LONG_SIDE`, crop pixels);
+    some view the detector looked at (a crop, the full-mode canvas, a tile: its ``region_xyxy``)
+    contains the whole object at a zoom that brings its long side into the range the model was
+    trained on (:data:`TRAINED_LONG_SIDE`, crop pixels);
 ``proposed``
     some proposed location (attention peak or reference detection, before the ``att_max_crops``
     cap) would show it that way;
@@ -54,17 +55,24 @@ def _matched(boxes: np.ndarray, labels: np.ndarray, found: np.ndarray, found_lab
     return ((box_iou(boxes, found) >= MATCH_IOU) & same_class).any(axis=1)
 
 
-def _shown(boxes: np.ndarray, centres_yx: np.ndarray, scales: np.ndarray) -> np.ndarray:
-    """Per box: some square view (centre ``y, x`` image pixels, side ``CROP_SIZE / scale``) holds
-    the whole box with its long side, zoomed, in :data:`TRAINED_LONG_SIDE`. ``[N]`` bool."""
+def _shown(boxes: np.ndarray, squares_xyxy: np.ndarray, scales: np.ndarray) -> np.ndarray:
+    """Per box: some view (its image-pixel square ``x0, y0, x1, y1``, zoom ``scale`` crop pixels per
+    image pixel) holds the whole box with its long side, zoomed, in :data:`TRAINED_LONG_SIDE`. ``[N]`` bool."""
     if len(scales) == 0 or len(boxes) == 0:
         return np.zeros(len(boxes), bool)
-    half = CROP_SIZE / scales / 2
-    inside = ((boxes[:, None, 0] >= centres_yx[None, :, 1] - half) & (boxes[:, None, 2] <= centres_yx[None, :, 1] + half)
-              & (boxes[:, None, 1] >= centres_yx[None, :, 0] - half) & (boxes[:, None, 3] <= centres_yx[None, :, 0] + half))
+    inside = ((boxes[:, None, 0] >= squares_xyxy[None, :, 0]) & (boxes[:, None, 2] <= squares_xyxy[None, :, 2])
+              & (boxes[:, None, 1] >= squares_xyxy[None, :, 1]) & (boxes[:, None, 3] <= squares_xyxy[None, :, 3]))
     long_side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])[:, None] * scales[None, :]
     in_range = (long_side >= TRAINED_LONG_SIDE[0]) & (long_side <= TRAINED_LONG_SIDE[1])
     return (inside & in_range).any(axis=1)
+
+
+def _location_squares(locations: np.ndarray) -> np.ndarray:
+    """``[P,4]`` image-pixel squares ``x0, y0, x1, y1`` of the crops of ``locations`` ``[P, >=3]``
+    (y, x, scale): side ``CROP_SIZE / scale`` centred on the location."""
+    centres = locations[:, :2].astype(np.float64)
+    half = CROP_SIZE / locations[:, 2].astype(np.float64) / 2
+    return np.stack((centres[:, 1] - half, centres[:, 0] - half, centres[:, 1] + half, centres[:, 0] + half), axis=1)
 
 
 def object_stages(detections: Detections, boxes: np.ndarray, labels: np.ndarray, score_threshold: float) -> np.ndarray:
@@ -76,11 +84,11 @@ def object_stages(detections: Detections, boxes: np.ndarray, labels: np.ndarray,
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     labels = np.asarray(labels, np.int64)
     trace = detections.trace
-    views = trace.crops
-    covered = _shown(boxes, np.array([v.center_yx for v in views], np.float64).reshape(-1, 2),
+    views = trace.crops  # their regions: the saccade crops, the full-mode canvas, the tiles
+    covered = _shown(boxes, np.array([v.region_xyxy for v in views], np.float64).reshape(-1, 4),
                      np.array([v.scale for v in views], np.float64))
     proposals = np.concatenate([p[:, :3] for p in trace.proposals]) if trace.proposals else np.zeros((0, 3))
-    proposed = _shown(boxes, proposals[:, :2].astype(np.float64), proposals[:, 2].astype(np.float64))
+    proposed = _shown(boxes, _location_squares(proposals), proposals[:, 2].astype(np.float64))
     candidates = trace.candidates
     detected = _matched(boxes, labels, candidates[:, :4].astype(np.float64), candidates[:, 5].astype(np.int64))
     kept = _matched(boxes, labels, detections.boxes.astype(np.float64), detections.labels)

@@ -18,9 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from cornernet_saccade.config import bundled_config_dir, bundled_config_names, config_from_dict, parse_yaml, read_yaml
+from cornernet_saccade.config import (
+    apply_overrides,
+    bundled_config_dir,
+    bundled_config_names,
+    config_from_dict,
+    read_yaml,
+)
 from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import CornerNetSamplingConfig, SamplingConfig
 from cornernet_saccade.errors import ConfigError
@@ -206,37 +210,6 @@ class TrainConfig:
 def network_output_size(architecture: str, input_size: int) -> int:
     """Output-map side of the ``architecture`` network for a square input of ``input_size`` pixels."""
     return output_size(input_size, 1 + MODEL_CLASSES[architecture].stem_residuals)
-
-
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``data`` with ``key.sub=value`` overrides applied (values parsed as YAML: ``1e-4``, ``[1, 2]``,
-    ``null``); a copy, nested mappings are created as needed."""
-    result = _copy_mapping(data)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected key=value (e.g. optim.lr=1e-4)")
-        value = _parse_value(text, item)
-        *parents, leaf = key.split(".")
-        node = result
-        for depth, part in enumerate(parents):
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"--set {item!r}: {'.'.join(parents[:depth + 1])} is not a section")
-        node[leaf] = value
-    return result
-
-
-def _parse_value(text: str, item: str) -> Any:
-    """A ``--set`` value as YAML, with ``1e-4`` read as a number."""
-    try:
-        return parse_yaml(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
-
-
-def _copy_mapping(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: _copy_mapping(v) if isinstance(v, dict) else v for k, v in data.items()}
 
 
 def train_config_from_dict(data: dict[str, Any], source: str, overrides: Sequence[str] = ()) -> TrainConfig:

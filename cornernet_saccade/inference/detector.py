@@ -30,14 +30,16 @@ from cornernet_saccade.inference.locations import (
 from cornernet_saccade.inference.nms import best_per_image, soft_nms
 from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
-from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, NMS_METHODS, SaccadeConfig
+from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, GPU_TILE_BATCH_SIZE, NMS_METHODS, SaccadeConfig
 from cornernet_saccade.inference.views import (
+    CropWindow,
     clip_to_image,
     crop_to_image_pixels,
     full_image_window,
     location_windows,
     map_to_crop_pixels,
     paste_crops,
+    tile_grid,
     window_offsets,
 )
 from cornernet_saccade.model.geometry import padded_input_size
@@ -119,6 +121,8 @@ class SaccadeDetector(DetectorBase):
         with torch.inference_mode():
             if self.config.mode == "full":
                 detections = self._detect_full(pixels, trace)
+            elif self.config.mode == "tiled":
+                detections = self._detect_tiled(pixels, trace)
             else:
                 detections = self._detect_saccade(pixels, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
@@ -166,6 +170,49 @@ class SaccadeDetector(DetectorBase):
         dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
         dets = dets.reshape(-1, 8)
         return dets[dets[:, 4] > REJECTED_SCORE]
+
+    def _detect_tiled(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
+        """Detections ``[M,8]`` (image pixels) of the native-resolution tiles, before the merge.
+
+        Tiles of side ``tile_size`` (:func:`tile_grid`: row-major, overlapping by ``tile_overlap``
+        or more, the last ones at the image edge), one image pixel per crop pixel, are pasted and
+        run :meth:`_tile_batch_size` at a time. A tile is a CornerNet pass over a whole region with
+        any number of objects anywhere, as in full mode, so it is decoded with ``full_top_k`` /
+        ``full_num_dets`` (the crop settings' 12 boxes are for a zoom on one object and its
+        neighbours) and without ``no_border`` (it would drop the objects touching the image edge).
+        A tile keeps only the boxes whose centre lies in its core
+        (:func:`~cornernet_saccade.inference.views.tile_cores`): an object no longer than
+        ``tile_overlap`` is then kept from the one tile that shows it whole, neither cut by a tile
+        edge nor repeated by the overlapping neighbour; longer objects cut by every tile come in
+        pieces. Each tile then keeps its ``max_per_image`` best boxes (the most a full-mode pass
+        over it could return): soft-NMS takes time quadratic in its input, and 1000 boxes from each
+        of the 88 tiles of a 4096x3072 image would take minutes. ``_merge`` then merges the tiles'
+        boxes as it merges the crops'."""
+        cfg = self.config
+        windows, cores = tile_grid((image.shape[1], image.shape[2]), cfg.tile_size, cfg.tile_overlap)
+        trace.crops += [CropView(0, (w.offset_y + w.side / 2, w.offset_x + w.side / 2), 1.0,
+                                 (w.offset_x, w.offset_y, w.offset_x + w.side, w.offset_y + w.side)) for w in windows]
+        found = []
+        step = self._tile_batch_size(image.is_cuda)
+        for start in range(0, len(windows), step):
+            batch = windows[start : start + step]
+            dets = self._run_tiles(image, batch, trace)
+            kept = in_cores(dets, cores[start : start + step]) & (dets[..., 4] > REJECTED_SCORE)
+            found.append(dets[kept & (kept.cumsum(dim=1) <= cfg.max_per_image)])  # rows are best first
+        return torch.cat(found)
+
+    def _tile_batch_size(self, on_gpu: bool) -> int:
+        """Tiles pasted and run at once: ``batch_size``, else :data:`GPU_TILE_BATCH_SIZE` on a GPU
+        and :data:`CPU_BATCH_SIZE` on the CPU (tiles are pasted per batch, not all at once)."""
+        return self.config.batch_size or (GPU_TILE_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
+
+    def _run_tiles(self, image: Tensor, windows: Sequence[CropWindow], trace: SaccadeTrace) -> Tensor:
+        """Detections ``[N, full_num_dets, 8]`` in image pixels of the tile ``windows``."""
+        cfg = self.config
+        crops = paste_crops(image, windows, cfg.tile_size)
+        trace.count_input(crops)
+        dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
+        return crop_to_image_pixels(dets, np.ones(len(windows)), window_offsets(windows))
 
     def _look(
         self, image: Tensor, locations: np.ndarray, round_index: int, with_attention: bool, trace: SaccadeTrace
@@ -248,6 +295,17 @@ class SaccadeDetector(DetectorBase):
             class_names=names,
             trace=trace,
         )
+
+
+def in_cores(detections: Tensor, cores: np.ndarray) -> Tensor:
+    """``[N,K]`` bool: whether each box of ``detections`` ``[N,K,8]`` (image pixels) has its centre in
+    the core ``cores[n]`` = (x start, x end, y start, y end) of its tile (start inclusive, image
+    pixels, see :func:`~cornernet_saccade.inference.views.tile_cores`)."""
+    bounds = torch.as_tensor(cores, dtype=torch.float64, device=detections.device).unsqueeze(1)  # [N,1,4]
+    centre_x = (detections[..., 0].double() + detections[..., 2].double()) / 2
+    centre_y = (detections[..., 1].double() + detections[..., 3].double()) / 2
+    return ((centre_x >= bounds[..., 0]) & (centre_x < bounds[..., 1])
+            & (centre_y >= bounds[..., 2]) & (centre_y < bounds[..., 3]))
 
 
 def has_attention_heads(model: nn.Module) -> bool:

@@ -5,9 +5,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from cornernet_saccade.inference.nms import SoftNMSMethod
+from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, is_input_size
 
 #: Crops per network call on the CPU when ``SaccadeConfig.batch_size`` is None.
 CPU_BATCH_SIZE = 4
+#: Tiles per network call on a GPU in tiled mode when ``SaccadeConfig.batch_size`` is None: 8 tiles
+#: of 511 px are the pixels of the original's 32-crop batches of 255 px.
+GPU_TILE_BATCH_SIZE = 8
 
 
 NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaussian": SoftNMSMethod.GAUSSIAN}
@@ -19,26 +23,30 @@ class SaccadeConfig:
 
     ``mode="saccade"`` runs the attention-driven crops; ``mode="full"`` resizes the whole image so its
     long side is ``full_size``, pads it to a square and decodes one pass with ``full_top_k`` /
-    ``full_num_dets`` (CornerNet's values). Saccade rounds: one per entry of ``att_thresholds``
-    (attention probability a cell needs to propose a location) with the matching ``att_scales``
-    (zoom multipliers for the coarse, middle, fine maps); at most ``att_max_crops`` zoomed crops over
-    all rounds (the ``init_sizes`` views do not count). Decoding: ``top_k`` corners per type,
-    ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop. Merge:
-    soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
+    ``full_num_dets`` (CornerNet's values); ``mode="tiled"`` cuts the image at native resolution (one
+    image pixel per crop pixel) into square tiles of side ``tile_size`` (a network input side
+    ``32k - 1``, :func:`~cornernet_saccade.model.geometry.is_input_size`) overlapping by at least
+    ``tile_overlap`` pixels, decodes each with ``full_top_k`` / ``full_num_dets`` and merges them as the
+    other modes (see ``SaccadeDetector._detect_tiled``). Saccade rounds: one per entry of
+    ``att_thresholds`` (attention probability a cell needs to propose a location) with the matching
+    ``att_scales`` (zoom multipliers for the coarse, middle, fine maps); at most ``att_max_crops``
+    zoomed crops over all rounds (the ``init_sizes`` views do not count). Decoding: ``top_k`` corners
+    per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop.
+    Merge: soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
     ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
     ``score_threshold`` (a probability in ``[0, 1]``) are dropped. The Python API's default is the
     original's ``0.0`` (every box the merge keeps, as COCO evaluation wants); the ``detect`` command
     defaults to ``--score-threshold 0.3`` instead (``evaluate`` keeps ``0.0``); a weights file's stored
-    ``test_settings`` replace these defaults in both. ``clip_boxes`` (default, as torchvision) clips
-    the final boxes to the image (``0 <= x <= width``, ``0 <= y <= height``); ``False`` gives the
-    original's unclipped boxes, which the exactness tests use. ``batch_size`` crops go through the network at once; batching
-    changes no result. ``None`` (default): all crops of a round in one batch on a GPU (the original
-    batched up to 32), batches of :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the
-    caches (official network, fast path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8;
-    benchmarks/fast_inference.py).
+    ``test_settings`` replace these defaults in both. ``clip_boxes`` (default, as torchvision) clips the
+    final boxes to the image (``0 <= x <= width``, ``0 <= y <= height``); ``False`` gives the original's
+    unclipped boxes, which the exactness tests use. ``batch_size`` crops go through the network at once;
+    batching changes no result. ``None`` (default): all crops of a round in one batch on a GPU (the
+    original batched up to 32; tiles: :data:`GPU_TILE_BATCH_SIZE` at once), batches of
+    :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the caches (official network, fast
+    path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8; benchmarks/fast_inference.py).
     """
 
-    mode: Literal["saccade", "full"] = "saccade"
+    mode: Literal["saccade", "full", "tiled"] = "saccade"
     init_sizes: tuple[int, ...] = (192, 255)
     att_thresholds: tuple[float, ...] = (0.3,)
     att_scales: tuple[tuple[float, float, float], ...] = ((1.0, 2.0, 4.0),)
@@ -58,6 +66,8 @@ class SaccadeConfig:
     full_size: int = 511
     full_top_k: int = 100
     full_num_dets: int = 1000
+    tile_size: int = 511
+    tile_overlap: int = 128
     score_threshold: float = 0.0
     clip_boxes: bool = True
 
@@ -77,6 +87,11 @@ class SaccadeConfig:
                 raise ValueError(f"top-k {k} and num_dets {num}: need k >= 1 and 1 <= num_dets <= k*k")
         if self.nms_sigma <= 0:
             raise ValueError("nms_sigma must be positive")
+        if not is_input_size(self.tile_size):
+            raise ValueError(f"tile_size must be a network input side {INPUT_SIZE_STEP}k - 1 (255, 511, 767, ...), "
+                             f"got {self.tile_size}")
+        if not 0 <= self.tile_overlap < self.tile_size:
+            raise ValueError(f"tile_overlap must be in [0, tile_size) = [0, {self.tile_size}), got {self.tile_overlap}")
 
 
 @dataclass(frozen=True)

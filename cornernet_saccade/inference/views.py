@@ -80,6 +80,51 @@ def full_image_window(image_hw: tuple[int, int], canvas: int) -> CropWindow:
     )
 
 
+def tile_origins(length: int, tile: int, overlap: int) -> list[int]:
+    """Start pixels of the tiles of side ``tile`` that cover ``length`` image pixels along one axis,
+    neighbours sharing at least ``overlap`` pixels (``0 <= overlap < tile``).
+
+    The first tile starts at 0 and the last ends at the image edge (``length - tile``); the ``n``
+    origins in between are evenly spaced (``i * (length - tile) // (n - 1)``), with ``n`` the fewest
+    whose step is at most ``tile - overlap``. A ``length`` up to ``tile`` gives one tile at 0 (the
+    canvas pads the rest with zeros). ``800, 511, 128 -> [0, 289]``; ``1200 -> [0, 344, 689]``.
+    """
+    if length <= tile:
+        return [0]
+    count = 1 + -(-(length - tile) // (tile - overlap))
+    return [i * (length - tile) // (count - 1) for i in range(count)]
+
+
+def tile_cores(origins: Sequence[int], tile: int) -> np.ndarray:
+    """``[n, 2]`` float64 (start, end) of each tile's *core* along one axis, image pixels: the part of
+    the axis closer to that tile than to its neighbours, i.e. the overlaps split at their middle
+    (``-inf`` before the first tile, ``+inf`` after the last). The cores partition the axis, so a box
+    centre lies in exactly one tile's core; an object no longer than the overlap whose centre is in
+    a tile's core lies wholly inside that tile."""
+    starts = np.asarray(origins, np.float64)
+    middles = (starts[1:] + starts[:-1] + tile) / 2
+    return np.stack((np.concatenate(([-np.inf], middles)), np.concatenate((middles, [np.inf]))), axis=1)
+
+
+def tile_grid(image_hw: tuple[int, int], tile: int, overlap: int) -> tuple[list[CropWindow], np.ndarray]:
+    """The tiles covering the ``(height, width)`` image, row-major, at the :func:`tile_origins` of
+    each axis: their crop windows at native resolution (image pixels ``[y, y + tile) x [x, x + tile)``
+    cut to the image, pasted at the top-left of a ``tile`` canvas, so crop pixel = image pixel -
+    origin; a tile reaching past the image edge is padded with zeros) and their cores ``[N, 4]``
+    float64 (x start, x end, y start, y end; image pixels, :func:`tile_cores`)."""
+    height, width = image_hw
+    rows, cols = tile_origins(height, tile, overlap), tile_origins(width, tile, overlap)
+    row_cores, col_cores = tile_cores(rows, tile), tile_cores(cols, tile)
+    windows, cores = [], []
+    for y, row_core in zip(rows, row_cores):
+        for x, col_core in zip(cols, col_cores):
+            h, w = min(tile, height - y), min(tile, width - x)
+            windows.append(CropWindow(src_y0=y, src_y1=y + h, src_x0=x, src_x1=x + w, dst_y0=0, dst_y1=h,
+                                      dst_x0=0, dst_x1=w, offset_y=y, offset_x=x, side=tile))
+            cores.append((*col_core, *row_core))
+    return windows, np.array(cores, np.float64)
+
+
 def paste_crops(image: Tensor, windows: Sequence[CropWindow], canvas: int = CROP_SIZE) -> Tensor:
     """Cut and resize the views out of ``image`` ``[3,H,W]``: ``uint8`` (0-255) or float64 in [0, 1].
 
