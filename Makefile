@@ -26,7 +26,8 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m cornernet_saccade detect --weights shapes examples/shapes_scene.jpg --out demo_output/shapes --score-threshold 0.3
 	$(PY) -m cornernet_saccade detect --weights trees examples/trees_neon_yell.png --out demo_output/trees --score-threshold 0.3
-	@echo "pictures: demo_output/shapes/*.png demo_output/trees/*.png"
+	$(PY) -m cornernet_saccade detect --weights shapes-squeeze examples/shapes_scene.jpg --out demo_output/shapes-squeeze --score-threshold 0.3
+	@echo "pictures: demo_output/shapes/*.png demo_output/trees/*.png demo_output/shapes-squeeze/*.png"
 
 clean:
 	rm -rf $(VENV) demo_output

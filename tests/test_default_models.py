@@ -63,3 +63,12 @@ def test_shapes_models_find_objects_a_random_model_misses(name, floor):
     trained_recall, untrained_recall = recall(trained), recall(untrained)
     assert untrained_recall < 0.05
     assert trained_recall >= floor, trained_recall
+
+
+def test_bundled_squeeze_carries_its_test_settings():
+    """shapes-squeeze was exported with ``--set top_k=50`` (scenes hold up to 30 objects, more than
+    the official Squeeze K of 20 corners): its detector uses it, the rest stays official."""
+    model = CornerNetSqueeze.from_pretrained("shapes-squeeze")
+    assert model.test_settings == {"top_k": 50}
+    detector = Detector(model)
+    assert detector.config.top_k == 50 and detector.config.num_dets == 100 and not detector.config.flip

@@ -14,7 +14,6 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
 """
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +24,7 @@ from torch import nn
 from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.inference.cornernet_tester import tester_settings
 from cornernet_saccade.inference.detector import Detector, DetectorBase, SaccadeDetector
 from cornernet_saccade.inference.labels import resolve_class_names
 from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
@@ -121,17 +121,6 @@ def load_model(weights: str | Path) -> CornerNetBase:
     return model_from_stored(MODEL_CLASSES[architecture], stored)
 
 
-def _cornernet_settings(model: nn.Module, settings: dict[str, Any]) -> dict[str, Any]:
-    """The settings that apply to the CornerNet tester: the saccade-only options (``mode``,
-    ``full_size``, ``att_max_crops``, ...) are dropped, the others must be its fields."""
-    from cornernet_saccade.inference.cornernet_tester import output_stride
-
-    fields = set(CornerNetTestConfig.__dataclass_fields__)
-    saccade_only = set(SaccadeConfig.__dataclass_fields__) - fields
-    base = dataclasses.asdict(CornerNetTestConfig.for_model(output_stride(model)))
-    return {**base, **{k: v for k, v in settings.items() if k not in saccade_only}}
-
-
 def load_detector(
     weights: str | Path,
     *,
@@ -186,9 +175,9 @@ def _tester_settings(
     source: CornerNetBase | OnnxNetwork, class_names_file: str | Path | None, settings: dict[str, Any]
 ) -> CornerNetTestConfig:
     """Set ``source.class_names`` (see :func:`load_detector`) and return its CornerNet tester settings:
-    its stored test settings with ``settings`` on top (:func:`_cornernet_settings`)."""
+    its stored test settings with ``settings`` on top (:func:`~cornernet_saccade.inference.cornernet_tester.tester_settings`)."""
     source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
-    merged = _cornernet_settings(source, {**(source.test_settings or {}), **settings})
+    merged = tester_settings(source, {**(source.test_settings or {}), **settings})
     return config_from_dict(CornerNetTestConfig, merged, "detector settings")
 
 

@@ -28,7 +28,7 @@ from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.nms import best_per_image, soft_nms_rows
 from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
-from cornernet_saccade.inference.settings import NMS_METHODS, CornerNetTestConfig
+from cornernet_saccade.inference.settings import NMS_METHODS, CornerNetTestConfig, SaccadeConfig
 from cornernet_saccade.model.geometry import tester_canvas_size
 
 #: Fixed-point precision of OpenCV's uint8 bilinear resize weights.
@@ -136,6 +136,15 @@ def map_to_image_pixels(detections: Tensor, view: PaddedView, map_hw: tuple[int,
     return torch.cat((boxes, detections[:, 4:]), dim=1)
 
 
+def tester_settings(model: nn.Module, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The tester settings of ``model``: its original ones (:meth:`CornerNetTestConfig.for_model`
+    by output stride) with ``settings`` on top, the saccade-only options (``mode``, ``full_size``,
+    ``att_max_crops``, ...) dropped; the others must be :class:`CornerNetTestConfig` fields."""
+    saccade_only = set(SaccadeConfig.__dataclass_fields__) - set(CornerNetTestConfig.__dataclass_fields__)
+    base = dataclasses.asdict(CornerNetTestConfig.for_model(output_stride(model)))
+    return {**base, **{k: v for k, v in settings.items() if k not in saccade_only}}
+
+
 class CornerNetDetector(DetectorBase):
     """Detect objects with CornerNet-Squeeze or CornerNet, as the original ``cornernet_inference``.
 
@@ -156,7 +165,7 @@ class CornerNetDetector(DetectorBase):
         **overrides: Any,
     ):
         if config is None:
-            config = getattr(model, "test_settings", None) or CornerNetTestConfig.for_model(output_stride(model))
+            config = tester_settings(model, getattr(model, "test_settings", None) or {})
         resolved = config_from_dict(CornerNetTestConfig, config, "cornernet test config")
         if overrides:
             resolved = config_from_dict(CornerNetTestConfig, {**dataclasses.asdict(resolved), **overrides},
