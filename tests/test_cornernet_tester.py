@@ -228,3 +228,15 @@ def test_trace_counts_the_network_input_pixels(tmp_path):
     val_json = write_box_dataset(tmp_path / "data", 2, seed=3, name="val")  # 128x128 -> 255x255
     result = evaluate_detector(Detector(model, class_names=list(CLASS_NAMES)), val_json, progress=False)
     assert result.pixels_per_image == 255 * 255
+
+
+def test_trace_names_the_first_views_as_the_picture_titles_them():
+    """The picture's legend said "initial views" for the tester's padded canvases and for tiles."""
+    tiny = {"num_classes": 3, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
+            "pool_dim": 4, "head_dim": 4}
+    image = np.zeros((100, 150, 3), np.uint8)
+    assert Detector(CornerNetSqueeze(**tiny))(image).trace.view_kind == "padded views"
+    saccade = CornerNetSaccade(**tiny)
+    kinds = {mode: Detector(saccade, mode=mode, full_size=255, tile_size=127, tile_overlap=32)(image).trace.view_kind
+             for mode in ("saccade", "full", "tiled")}
+    assert kinds == {"saccade": "initial views", "full": "whole image", "tiled": "tiles"}

@@ -177,7 +177,7 @@ class CornerNetDetector(DetectorBase):
         pixels = read_image(image)
         views = [padded_view(pixels.shape[:2], s) for s in self.config.test_scales]
         self._check_canvases(views, pixels.shape[:2], image)
-        trace = SaccadeTrace(padded_views=True)
+        trace = SaccadeTrace(padded_views=True, view_kind="padded views")
         with torch.inference_mode():
             found = [self._detect_scale(pixels, view, trace) for view in views]
             detections = torch.cat(found)

@@ -44,6 +44,9 @@ from cornernet_saccade.inference.views import (
 )
 from cornernet_saccade.model.geometry import padded_input_size
 
+#: What the first round's views of each mode are (:attr:`SaccadeTrace.view_kind`).
+VIEW_KINDS = {"saccade": "initial views", "full": "whole image", "tiled": "tiles"}
+
 
 class DetectorBase:
     """What every detector shares: the model in eval mode on its device, the class names (default:
@@ -117,7 +120,7 @@ class SaccadeDetector(DetectorBase):
     def __call__(self, image: ImageSource) -> Detections:
         # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
         pixels = torch.from_numpy(read_image(image)).to(self.device).permute(2, 0, 1)
-        trace = SaccadeTrace()
+        trace = SaccadeTrace(view_kind=VIEW_KINDS[self.config.mode])
         with torch.inference_mode():
             if self.config.mode == "full":
                 detections = self._detect_full(pixels, trace)

@@ -29,6 +29,8 @@ class SaccadeTrace:
     every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
     image pixels, score, label). ``padded_views``: the views are whole-image padded canvases (the
     CornerNet tester, one per test scale), which the picture shows instead of attention maps.
+    ``view_kind``: what the first round's views are, as the picture titles them (``initial views``
+    of saccade mode, ``whole image``, ``tiles``, ``padded views`` of the tester).
     ``network_pixels``: the pixels of every network input the views made (``N*H*W`` of each
     ``[N,3,H,W]`` batch: padding and flipped copies included), see :meth:`count_input`."""
 
@@ -37,6 +39,7 @@ class SaccadeTrace:
     proposals: list[np.ndarray] = field(default_factory=list)
     candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
     padded_views: bool = False
+    view_kind: str = "initial views"
     network_pixels: int = 0
 
     def count_input(self, batch: Tensor) -> None:

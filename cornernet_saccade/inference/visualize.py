@@ -203,7 +203,7 @@ def render_panel(
     annotated = draw_detections(np.asarray(shown), scaled, class_names, score_threshold)
     thumbnail = original.resize((max(1, display_size[0] // 2), max(1, display_size[1] // 2)), Image.Resampling.LANCZOS)
     trace = detections.trace
-    tiles = [crops_tile(thumbnail, trace.crops, (height, width))]
+    tiles = [crops_tile(thumbnail, trace.crops, (height, width), trace.view_kind)]
     tiles += [attention_tile(thumbnail, trace, index, (height, width)) for index in range(len(trace.attention_maps))]
     if trace.padded_views:  # the CornerNet tester: what the network saw
         tiles += [padded_view_tile(thumbnail, crop, (height, width)) for crop in trace.crops[:MAX_PADDED_TILES]]
@@ -223,10 +223,12 @@ def padded_view_tile(thumbnail: Image.Image, crop: CropView, image_hw: tuple[int
     return tile
 
 
-def crops_tile(thumbnail: Image.Image, crops: Sequence[CropView], image_hw: tuple[int, int]) -> Image.Image:
+def crops_tile(thumbnail: Image.Image, crops: Sequence[CropView], image_hw: tuple[int, int],
+               first_views: str = "initial views") -> Image.Image:
     """``thumbnail`` (the whole image, any size) with the rectangle of every view, clipped to the
     image, in the colour of its round (:func:`round_colour`; the first views drawn last, on top);
-    titled with a legend: the number of views of each round in its colour."""
+    titled with a legend: the number of views of each round in its colour, the first round's
+    called ``first_views``."""
     tile = thumbnail.convert("RGB")
     draw = ImageDraw.Draw(tile)
     thickness = max(1, round(max(tile.size) / 250))
@@ -235,7 +237,7 @@ def crops_tile(thumbnail: Image.Image, crops: Sequence[CropView], image_hw: tupl
         if rectangle is not None:
             draw.rectangle(rectangle, outline=round_colour(crop.round), width=thickness)
     counts = Counter(crop.round for crop in crops)
-    title = [(f"{'initial views' if number == 0 else f'  round {number}'}: {counts[number]}", round_colour(number))
+    title = [(f"{first_views if number == 0 else f'  round {number}'}: {counts[number]}", round_colour(number))
              for number in sorted(counts)]
     return _titled(tile, title or [("no views", TITLE_COLOUR)])
 
