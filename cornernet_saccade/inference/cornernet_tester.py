@@ -20,11 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
-from cornernet_saccade.inference.detector import DetectorBase
+from cornernet_saccade.inference.detector import DetectorBase, resolve_settings
 from cornernet_saccade.inference.nms import best_per_image, soft_nms_rows
 from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
@@ -166,11 +165,8 @@ class CornerNetDetector(DetectorBase):
     ):
         if config is None:
             config = tester_settings(model, getattr(model, "test_settings", None) or {})
-        resolved = config_from_dict(CornerNetTestConfig, config, "cornernet test config")
-        if overrides:
-            resolved = config_from_dict(CornerNetTestConfig, {**dataclasses.asdict(resolved), **overrides},
-                                        "cornernet test config")
-        self.config: CornerNetTestConfig = resolved
+        self.config: CornerNetTestConfig = resolve_settings(CornerNetTestConfig, config, overrides,
+                                                            "cornernet test config")
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:

@@ -9,7 +9,7 @@ import dataclasses
 import itertools
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,16 @@ from cornernet_saccade.model.geometry import padded_input_size
 
 #: What the first round's views of each mode are (:attr:`SaccadeTrace.view_kind`).
 VIEW_KINDS = {"saccade": "initial views", "full": "whole image", "tiled": "tiles"}
+
+
+SettingsT = TypeVar("SettingsT")
+
+
+def resolve_settings(cls: type[SettingsT], config: Any, overrides: Mapping[str, Any], source: str) -> SettingsT:
+    """``config`` (a ``cls``, a mapping of its fields or ``None`` for the defaults) as a ``cls``, with
+    the single fields ``overrides`` on top; ``ConfigError`` naming ``source`` for a bad value."""
+    resolved = config_from_dict(cls, config, source)
+    return config_from_dict(cls, {**dataclasses.asdict(resolved), **overrides}, source) if overrides else resolved
 
 
 class DetectorBase:
@@ -111,10 +121,7 @@ class SaccadeDetector(DetectorBase):
     ):
         if config is None:
             config = getattr(model, "test_settings", None)
-        config = config_from_dict(SaccadeConfig, config, "saccade config")
-        if overrides:
-            config = config_from_dict(SaccadeConfig, {**dataclasses.asdict(config), **overrides}, "saccade config")
-        self.config: SaccadeConfig = config
+        self.config: SaccadeConfig = resolve_settings(SaccadeConfig, config, overrides, "saccade config")
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:
@@ -166,7 +173,7 @@ class SaccadeDetector(DetectorBase):
         height, width = image.shape[1:]
         window = full_image_window((height, width), cfg.full_size)
         scale = cfg.full_size / window.side
-        trace.crops.append(CropView(0, (height / 2, width / 2), scale, (0, 0, window.side, window.side)))
+        trace.crops.append(CropView(0, (height / 2, width / 2), scale, window.region_xyxy))
         crops = paste_crops(image, [window], padded_input_size(cfg.full_size))
         trace.count_input(crops)
         dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
@@ -193,8 +200,8 @@ class SaccadeDetector(DetectorBase):
         boxes as it merges the crops'."""
         cfg = self.config
         windows, cores = tile_grid((image.shape[1], image.shape[2]), cfg.tile_size, cfg.tile_overlap)
-        trace.crops += [CropView(0, (w.offset_y + w.side / 2, w.offset_x + w.side / 2), 1.0,
-                                 (w.offset_x, w.offset_y, w.offset_x + w.side, w.offset_y + w.side)) for w in windows]
+        trace.crops += [CropView(0, (w.offset_y + w.side / 2, w.offset_x + w.side / 2), 1.0, w.region_xyxy)
+                        for w in windows]
         found = []
         step = self._tile_batch_size(image.is_cuda)
         for start in range(0, len(windows), step):
@@ -225,8 +232,7 @@ class SaccadeDetector(DetectorBase):
         windows = location_windows(locations, (image.shape[1], image.shape[2]))
         offsets = window_offsets(windows)
         for (y, x, scale), w in zip(locations[:, :3].tolist(), windows):
-            region = (w.offset_x, w.offset_y, w.offset_x + w.side, w.offset_y + w.side)
-            trace.crops.append(CropView(round_index, (y, x), scale, region))
+            trace.crops.append(CropView(round_index, (y, x), scale, w.region_xyxy))
         crops = paste_crops(image, windows)
         trace.count_input(crops)
         dets, attentions = self._run_network(crops, with_attention, self.config.top_k, self.config.num_dets, True)

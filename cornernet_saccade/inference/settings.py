@@ -17,6 +17,12 @@ GPU_TILE_BATCH_SIZE = 8
 NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaussian": SoftNMSMethod.GAUSSIAN}
 
 
+def check_decode_caps(top_k: int, num_dets: int) -> None:
+    """ValueError unless decoding ``top_k`` corners per type can give ``num_dets`` boxes
+    (``top_k >= 1``, ``1 <= num_dets <= top_k ** 2``)."""
+    if top_k < 1 or not 1 <= num_dets <= top_k * top_k:
+        raise ValueError(f"top-k {top_k} and num_dets {num_dets}: need k >= 1 and 1 <= num_dets <= k*k")
+
 @dataclass(frozen=True)
 class SaccadeConfig:
     """Test-time settings; the defaults are the official CornerNet-Saccade ones (docs/reference.md §5).
@@ -83,8 +89,7 @@ class SaccadeConfig:
         if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size or 1, self.full_size) < 1:
             raise ValueError("att_max_crops must be >= 0; max_per_image, batch_size, full_size >= 1")
         for k, num in ((self.top_k, self.num_dets), (self.full_top_k, self.full_num_dets)):
-            if k < 1 or not 1 <= num <= k * k:
-                raise ValueError(f"top-k {k} and num_dets {num}: need k >= 1 and 1 <= num_dets <= k*k")
+            check_decode_caps(k, num)
         if self.nms_sigma <= 0:
             raise ValueError("nms_sigma must be positive")
         if not is_input_size(self.tile_size):
@@ -133,8 +138,7 @@ class CornerNetTestConfig:
             raise ValueError("test_scales must list at least one positive scale")
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             raise ValueError("nms_kernel must be odd and positive")
-        if self.top_k < 1 or not 1 <= self.num_dets <= self.top_k * self.top_k:
-            raise ValueError(f"top-k {self.top_k} and num_dets {self.num_dets}: need k >= 1 and 1 <= num_dets <= k*k")
+        check_decode_caps(self.top_k, self.num_dets)
         if self.max_per_image < 1 or self.nms_sigma <= 0 or self.weight_exp < 0:
             raise ValueError("max_per_image must be >= 1, nms_sigma > 0, weight_exp >= 0")
 

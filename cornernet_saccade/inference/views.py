@@ -36,6 +36,11 @@ class CropWindow:
     side: int
 
     @property
+    def region_xyxy(self) -> tuple[int, int, int, int]:
+        """The image square the canvas shows: x0, y0, x1, y1 image pixels (may reach outside the image)."""
+        return (self.offset_x, self.offset_y, self.offset_x + self.side, self.offset_y + self.side)
+
+    @property
     def is_empty(self) -> bool:
         """True when no image pixel lands on the canvas (location outside the image, tiny image)."""
         return min(self.src_y1 - self.src_y0, self.src_x1 - self.src_x0,
