@@ -16,12 +16,16 @@ Variants (``--variants``) change how the step runs, never what it computes:
 ``compile``        the training forward through ``torch.compile`` (compiles in its warm-up)
 =================  =========================================================================
 
-The table gives, per config and variant, the median seconds of each phase over ``--iterations``
+``--threads`` takes several counts (e.g. ``--threads 1 2``): each config and variant is measured
+with each, in this one run, so the thread layout of a 2-core machine can be compared side by side.
+
+The table gives, per config, variant and thread count, the median seconds of each phase over ``--iterations``
 timed iterations after ``--warmup`` untimed ones, the median and spread (min-max) of the whole
 iteration, and crops per second.
 
     python benchmarks/train_throughput.py
     python benchmarks/train_throughput.py --configs shapes_squeeze --variants baseline channels_last --iterations 5
+    python benchmarks/train_throughput.py --configs shapes_default --variants baseline --threads 1 2
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from common import add_threads_argument, argument_parser, begin
+from common import argument_parser, begin
 from torch import Tensor, nn
 
 from cornernet_saccade.backends.distributed import DistContext
@@ -52,6 +56,7 @@ class Measurement:
 
     config: str
     variant: str
+    threads: int
     batch_size: int
     seconds: dict[str, list[float]]
 
@@ -64,7 +69,7 @@ class Measurement:
     def row(self) -> list[str]:
         totals = self.totals()
         step = statistics.median([t - s for t, s in zip(totals, self.seconds["samples"])])
-        return [self.config, self.variant, *(f"{self.median(p):.3f}" for p in PHASES),
+        return [self.config, self.variant, str(self.threads), *(f"{self.median(p):.3f}" for p in PHASES),
                 f"{statistics.median(totals):.3f}", f"{min(totals):.3f}-{max(totals):.3f}",
                 f"{self.batch_size / statistics.median(totals):.2f}", f"{self.batch_size / step:.2f}"]
 
@@ -84,8 +89,10 @@ def prepared_network(model: nn.Module, variant: str) -> nn.Module:
     return model
 
 
-def measure(name: str, variant: str, iterations: int, warmup: int) -> Measurement:
-    """Build config ``name``'s training as ``train`` does and time ``iterations`` of its iterations."""
+def measure(name: str, variant: str, threads: int, iterations: int, warmup: int) -> Measurement:
+    """Build config ``name``'s training as ``train`` does and time ``iterations`` of its iterations
+    with ``threads`` torch CPU threads."""
+    torch.set_num_threads(threads)
     with tempfile.TemporaryDirectory() as out_dir:
         config = load_train_config(name, [f"out_dir={out_dir}", "workers=0"])
         trainer = Trainer(config, DistContext(0, 1, torch.device("cpu")))
@@ -106,7 +113,7 @@ def measure(name: str, variant: str, iterations: int, warmup: int) -> Measuremen
         if iteration >= warmup:
             for phase, value in zip(PHASES, (t_samples, t_forward, t_loss, t_backward, t_step)):
                 seconds[phase].append(value)
-    return Measurement(name, variant, batch_size, seconds)
+    return Measurement(name, variant, threads, batch_size, seconds)
 
 
 def _backward(result: LossOutput) -> None:
@@ -115,7 +122,7 @@ def _backward(result: LossOutput) -> None:
 
 
 def print_table(measurements: Sequence[Measurement]) -> None:
-    header = ["config", "variant", *(f"{p} s" for p in PHASES), "iteration s", "spread s", "crops/s", "step crops/s"]
+    header = ["config", "variant", "threads", *(f"{p} s" for p in PHASES), "iteration s", "spread s", "crops/s", "step crops/s"]
     print("| " + " | ".join(header) + " |")
     print("|" + " --- |" * len(header))
     for measurement in measurements:
@@ -130,14 +137,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="how the step runs (default: baseline channels_last; compile takes minutes)")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per row (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
-    add_threads_argument(parser)
+    parser.add_argument("--threads", type=int, nargs="+", default=[2],
+                        help="torch CPU threads; several counts give a row each (default 2)")
     args = parser.parse_args(argv)
-    begin(args.threads, "training configs " + ", ".join(args.configs), args.iterations, args.warmup)
+    begin(max(args.threads), "training configs " + ", ".join(args.configs), args.iterations, args.warmup)
     measurements = []
     for name in args.configs:
         for variant in args.variants:
-            torch.manual_seed(0)
-            measurements.append(measure(name, variant, args.iterations, args.warmup))
+            for threads in args.threads:
+                torch.manual_seed(0)
+                measurements.append(measure(name, variant, threads, args.iterations, args.warmup))
     print_table(measurements)
     return 0
 

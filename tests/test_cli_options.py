@@ -1,5 +1,5 @@
 """The commands' shared options and help texts: score thresholds refused at the command line,
-``--full-size`` outside full mode, ``--version``, the ``train`` and ``export-weights`` help, and
+``--full-size`` outside full mode, ``--set`` test settings, ``--version``, the ``train`` and ``export-weights`` help, and
 ``evaluate`` on data of another format."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import cornernet_saccade
 from cornernet_saccade.cli import main
-from cornernet_saccade.cli.common import detector_settings
+from cornernet_saccade.cli.common import add_detector_options, detector_settings
 
 
 @pytest.mark.parametrize("value", ["1.5", "nan", "-0.1", "inf", "high"])
@@ -28,6 +28,21 @@ def test_full_size_outside_full_mode_is_reported(capsys):
     args.mode = "full"
     assert detector_settings(args) == {"mode": "full", "full_size": 500}
     assert capsys.readouterr().err == ""
+
+
+def test_set_gives_any_test_setting_and_named_options_win():
+    parser = argparse.ArgumentParser()
+    add_detector_options(parser)
+    args = parser.parse_args(["--set", "init_sizes=[255, 383]", "--set", "att_max_crops=10", "--max-crops", "5",
+                              "--set", "nms_sigma=0.5"])
+    assert detector_settings(args) == {"init_sizes": [255, 383], "att_max_crops": 5, "nms_sigma": 0.5}
+
+
+def test_set_of_an_unknown_setting_is_refused_by_name(capsys):
+    code = main(["evaluate", "--weights", "shapes", "--data", "val.json", "--set", "init_size=[255]"])
+    assert code != 0
+    err = capsys.readouterr().err
+    assert "init_size" in err and "init_sizes" in err and "Traceback" not in err
 
 
 def test_version(capsys):

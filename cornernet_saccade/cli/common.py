@@ -1,8 +1,9 @@
 """Options shared by the commands, defined once, with defaults read from the config objects.
 
 ``--weights``; the runtime (``--device``, ``--backend``, ``--threads``); the detector settings
-(``--mode``, ``--full-size``, ``--tile-size``, ``--tile-overlap``, ``--score-threshold``, ``--max-crops``),
-which default to the weights' stored test settings, else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
+(``--mode``, ``--full-size``, ``--tile-size``, ``--tile-overlap``, ``--score-threshold``, ``--max-crops``,
+and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
+else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from typing import Any
 
 from cornernet_saccade.backends import BACKENDS
 from cornernet_saccade.backends.device import set_threads
+from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.inference.settings import SaccadeConfig
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
@@ -78,20 +80,26 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
                             f"SaccadeDetector default is {_DEFAULTS['score_threshold']})")
     group.add_argument("--max-crops", type=int, default=None,
                        help=f"most zoomed crops per image (default: {_DEFAULTS['att_max_crops']})")
+    group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
+                       help="any other test setting (a SaccadeConfig field for CornerNet-Saccade, a "
+                            "CornerNetTestConfig one for Squeeze and CornerNet), e.g. --set init_sizes=[255,383] "
+                            "--set top_k=50; repeatable; the options above win over it")
 
 
 def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The :class:`SaccadeConfig` fields the detector options set (only those given). An option of
     one mode (:data:`MODE_OPTIONS`: ``--full-size`` of full mode, ``--tile-size`` / ``--tile-overlap``
-    of tiled mode) given without that ``--mode`` gets a warning on stderr: the other modes ignore it."""
+    of tiled mode) given without that ``--mode`` gets a warning on stderr: the other modes ignore it.
+    ``--set KEY=VALUE`` items (values parsed as YAML) come first, the named options on top."""
     mode = getattr(args, "mode", None)
     for option, wanted in MODE_OPTIONS.items():
         value = getattr(args, option, None)
         if value is not None and mode != wanted:
             print(f"warning: --{option.replace('_', '-')} {value} only applies to {wanted} mode (--mode {wanted}); "
                   f"{mode or _DEFAULTS['mode']} mode ignores it", file=sys.stderr)
-    return {field: getattr(args, option) for option, field in DETECTOR_OPTIONS.items()
-            if getattr(args, option, None) is not None}
+    named = {field: getattr(args, option) for option, field in DETECTOR_OPTIONS.items()
+             if getattr(args, option, None) is not None}
+    return {**apply_overrides({}, getattr(args, "settings", [])), **named}
 
 
 def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
