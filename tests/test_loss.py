@@ -79,9 +79,16 @@ def golden_case(golden: dict[str, np.ndarray]) -> tuple[HeadOutputs, dict[str, t
     return outputs, targets
 
 
-def test_golden_total_and_components(golden: dict[str, np.ndarray], golden_case) -> None:
+@pytest.mark.parametrize("threads", [1, 2])
+def test_golden_total_and_components(golden: dict[str, np.ndarray], golden_case, threads: int) -> None:
+    """The golden holds at one thread and at two (the bundled recipes' layouts on a 2-core machine)."""
     outputs, targets = golden_case
-    result = CornerNetSaccadeLoss()(outputs, targets)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        result = CornerNetSaccadeLoss()(outputs, targets)
+    finally:
+        torch.set_num_threads(previous)
     meta = {k[len("meta/"):]: golden[k] for k in golden if k.startswith("meta/")}
     expected = {
         "focal": (meta["focal_tl_sum_over_stacks"] + meta["focal_br_sum_over_stacks"]) / 3,

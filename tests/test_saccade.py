@@ -95,6 +95,30 @@ def test_initial_locations_are_float32_like_original(data_dir):
     np.testing.assert_array_equal(locations[:, :3], np.load(data_dir / "saccade_demo.npz")["prepare_images_call0/locs"])
 
 
+def test_initial_size_above_the_canvas_is_a_grid_covering_the_image():
+    # 1000x2000 at 1020: zoom 0.51, windows of int(255 / 0.51) = 500 image pixels, 2 rows x 4 columns
+    locations = initial_locations(1000, 2000, (255, 1020))
+    expected = [[500, 1000, 255 / 2000, 1]] + [[y, x, 0.51, 1] for y in (250, 750) for x in (250, 750, 1250, 1750)]
+    np.testing.assert_allclose(locations, np.array(expected, np.float32), rtol=1e-7)
+    assert locations.dtype == np.float32
+
+
+@pytest.mark.parametrize("hw, size", [((1035, 1249), 383), ((3072, 4096), 1023), ((600, 601), 511), ((200, 5000), 700)])
+def test_initial_grid_covers_every_pixel_with_the_fewest_views(hw, size):
+    height, width = hw
+    locations = initial_locations(height, width, (size,))
+    windows = location_windows(locations, hw)
+    covered = np.zeros(hw, bool)
+    for window in windows:
+        x0, y0, x1, y1 = window.region_xyxy
+        covered[max(0, y0):y1, max(0, x0):x1] = True
+        assert not window.is_empty
+    assert covered.all()
+    side = windows[0].side
+    assert len(windows) == -(-height // side) * -(-width // side)
+    np.testing.assert_allclose(locations[:, 2], size / max(hw), rtol=1e-6)
+
+
 def test_crops_match_original(golden, data_dir):
     image = read_image(data_dir / "saccade_demo.jpg")
     image01 = torch.from_numpy(image).permute(2, 0, 1).to(torch.float64) / 255

@@ -36,7 +36,9 @@ class SaccadeConfig:
     other modes (see ``SaccadeDetector._detect_tiled``). Saccade rounds: one per entry of
     ``att_thresholds`` (attention probability a cell needs to propose a location) with the matching
     ``att_scales`` (zoom multipliers for the coarse, middle, fine maps); at most ``att_max_crops``
-    zoomed crops over all rounds (the ``init_sizes`` views do not count). Decoding: ``top_k`` corners
+    zoomed crops over all rounds (the ``init_sizes`` views do not count; a size above the 255 px crop
+    is a grid of first views covering the whole image at that zoom,
+    :func:`~cornernet_saccade.inference.locations.initial_locations`). Decoding: ``top_k`` corners
     per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop.
     Merge: soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
     ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
