@@ -22,11 +22,12 @@ test: $(STAMP)
 	$(VENV)/bin/mypy cornernet_saccade
 	$(PY) -m pytest -q tests
 
-# The bundled default models on the bundled images; pictures and detections.json go to demo_output/.
+# The bundled default models on the bundled images; pictures and detections.json go to demo_output/
+# (the demo's own folder: a second `make demo` replaces its files).
 demo: $(STAMP)
-	$(PY) -m cornernet_saccade detect --weights shapes examples/shapes_scene.jpg --out demo_output/shapes --score-threshold 0.3
-	$(PY) -m cornernet_saccade detect --weights trees examples/trees_neon_yell.png --out demo_output/trees --score-threshold 0.3
-	$(PY) -m cornernet_saccade detect --weights shapes-squeeze examples/shapes_scene.jpg --out demo_output/shapes-squeeze --score-threshold 0.3
+	$(PY) -m cornernet_saccade detect --weights shapes examples/shapes_scene.jpg --out demo_output/shapes --score-threshold 0.3 --overwrite
+	$(PY) -m cornernet_saccade detect --weights trees examples/trees_neon_yell.png --out demo_output/trees --score-threshold 0.3 --overwrite
+	$(PY) -m cornernet_saccade detect --weights shapes-squeeze examples/shapes_scene.jpg --out demo_output/shapes-squeeze --score-threshold 0.3 --overwrite
 	@echo "pictures: demo_output/shapes/*.png demo_output/trees/*.png demo_output/shapes-squeeze/*.png"
 
 clean:

@@ -123,3 +123,19 @@ def test_backends_give_the_eager_detections(weights, folder, tmp_path, backend):
     for a, b in zip(eager, other):
         assert a["category_id"] == b["category_id"] and a["file_name"] == b["file_name"]
         assert np.allclose(a["bbox"], b["bbox"], atol=0.02) and abs(a["score"] - b["score"]) <= 0.01
+
+
+def test_make_demo_can_be_run_twice(tmp_path):
+    """Every ``detect`` of the Makefile's demo replaces its own outputs: a second ``make demo`` failed
+    because the first run's pictures existed. Runs the Squeeze line (the quick one) twice."""
+    from cornernet_saccade.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    recipe = root.joinpath("Makefile").read_text().split("\ndemo:")[1].split("\n\n")[0]
+    lines = [line.split("-m cornernet_saccade ")[1].split() for line in recipe.splitlines() if " detect " in line]
+    assert len(lines) == 3 and all("--overwrite" in args for args in lines)
+    squeeze = next(args for args in lines if "shapes-squeeze" in args)
+    squeeze[squeeze.index("--out") + 1] = str(tmp_path / "demo")
+    squeeze = [str(root / a) if a.startswith("examples/") else a for a in squeeze]
+    assert main(squeeze) == 0
+    assert main(squeeze) == 0
