@@ -15,7 +15,7 @@ import numpy as np
 from torch import Tensor
 
 from cornernet_saccade.inference.decode import keep_peaks
-from cornernet_saccade.inference.views import tile_origins
+from cornernet_saccade.inference.views import tile_origins, window_side
 from cornernet_saccade.model.geometry import ATTENTION_RATIOS, CROP_SIZE, LARGE_OBJECT_MIN, SMALL_OBJECT_MAX
 
 #: First-round detections with a score above this are kept (the rest are left to the zoomed crops).
@@ -53,8 +53,8 @@ def initial_locations(height: int, width: int, sizes: Sequence[int], canvas: int
     A size up to ``canvas`` gives one view at the image centre ``(H // 2, W // 2)`` (the original;
     the official sizes are 192 and 255). A larger size would not fit one ``canvas`` crop (the
     original shows only its centre), so it gives the fewest views that cover the whole resized
-    image, row-major: the crop windows (:func:`~cornernet_saccade.inference.views.location_windows`,
-    side ``int(canvas / zoom)`` image pixels) start at the
+    image, row-major: the crop windows (side
+    :func:`~cornernet_saccade.inference.views.window_side` image pixels) start at the
     :func:`~cornernet_saccade.inference.views.tile_origins` of each axis without overlap, the first at
     the image's top-left, the last at its bottom-right edge. E.g. 1000x2000 at size 1020: zoom 0.51,
     a 2 x 4 grid.
@@ -65,10 +65,10 @@ def initial_locations(height: int, width: int, sizes: Sequence[int], canvas: int
         if size <= canvas:
             rows.append([height // 2, width // 2, scale, 1.0])
             continue
-        side = max(1, int(canvas / scale))  # as location_windows computes it
-        half = side // 2
+        half = window_side(scale, canvas) // 2
+        columns = tile_origins(width, 2 * half, 0)
         for y in tile_origins(height, 2 * half, 0):
-            rows.extend([y + half, x + half, scale, 1.0] for x in tile_origins(width, 2 * half, 0))
+            rows.extend([y + half, x + half, scale, 1.0] for x in columns)
     return np.array(rows, dtype=np.float32)
 
 

@@ -64,11 +64,16 @@ def crop_window(center_y: int, center_x: int, side: int, image_hw: tuple[int, in
     )
 
 
+def window_side(scale: float, canvas: int = CROP_SIZE) -> int:
+    """Side (image pixels) of the square a location of zoom ``scale`` shows: ``int(canvas / scale)``,
+    at least 1, computed in ``scale``'s dtype (float32 for the initial views, as the original)."""
+    return max(1, int(canvas / scale))
+
+
 def location_windows(locations: np.ndarray, image_hw: tuple[int, int], canvas: int = CROP_SIZE) -> list[CropWindow]:
-    """Crop windows of ``locations`` ``[N, >=3]`` (y, x, scale): side ``int(canvas / scale)``
-    computed in the locations' dtype (float32 for the initial views, as the original)."""
+    """Crop windows of ``locations`` ``[N, >=3]`` (y, x, scale), of side :func:`window_side`."""
     return [
-        crop_window(int(y), int(x), max(1, int(canvas / scale)), image_hw, canvas)
+        crop_window(int(y), int(x), window_side(scale, canvas), image_hw, canvas)
         for y, x, scale in locations[:, :3]
     ]
 
