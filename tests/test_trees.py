@@ -23,7 +23,6 @@ from cornernet_saccade.datasets.trees import (
 )
 from cornernet_saccade.errors import AnnotationError, ConfigError
 
-
 #: VOC boxes (1-based inclusive) of the 50x30 image "a.png", and where each must land with tile
 #: size 20 (columns cut at 0/17/33/50, rows at 0/15/30): (tile x0, tile y0, box in tile pixels).
 A_OBJECTS = [
