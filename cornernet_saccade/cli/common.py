@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from cornernet_saccade.backends import BACKENDS
+from cornernet_saccade.backends import BACKENDS, resolve_backend
 from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.inference.settings import SaccadeConfig
@@ -43,9 +43,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--backend`` and ``--threads``."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
-    group.add_argument("--backend", choices=BACKENDS, default="eager",
-                       help="network implementation: eager (the reference), fast (BatchNorm folded, Winograd "
-                            "convolutions on the CPU; same detections), fast-bf16, onnxruntime (default: eager)")
+    group.add_argument("--backend", choices=BACKENDS, default="auto",
+                       help="network implementation: auto (fast-bf16 on a CPU with AMX-BF16 or a GPU with bf16, "
+                            "else fast; onnxruntime for a .onnx file), eager (the fp32 reference), fast (BatchNorm "
+                            "folded, Winograd convolutions on the CPU; the same detections), fast-bf16, onnxruntime "
+                            "(default: auto; the start-up line says what it picked and why)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads (default: 0 = all cores; on a shared machine fewer are often faster)")
 
@@ -106,6 +108,7 @@ def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``backend`` and ``device`` for :func:`~cornernet_saccade.backends.load_detector`; applies
     ``--threads`` and reports the thread count on stderr."""
     threads = set_threads(args.threads)
-    print(f"device {args.device}, backend {args.backend}, {threads} CPU thread{'s' * (threads != 1)}",
-          file=sys.stderr)
-    return {"backend": args.backend, "device": args.device}
+    backend, why = resolve_backend(args.backend, args.device, args.weights)
+    chosen = f"{backend} (auto: {why})" if args.backend == "auto" else backend
+    print(f"device {args.device}, backend {chosen}, {threads} CPU thread{'s' * (threads != 1)}", file=sys.stderr)
+    return {"backend": backend, "device": args.device}
