@@ -141,18 +141,25 @@ def parse_rows(stdout: str) -> list[Row]:
     return [Row(**json.loads(line[len(ROW_PREFIX):])) for line in stdout.splitlines() if line.startswith(ROW_PREFIX)]
 
 
-def run_case(step: str, case: str, measure: Callable[[], tuple[str, str]]) -> Row:
-    """Run one case (``measure() -> (status, result)``), emit its row; an exception is a failed row."""
+def attempt(step: str, case: str, measure: Callable[[], tuple[str, str]]) -> Row:
+    """The row of one case (``measure() -> (status, result)``); an exception is a failed row."""
     start = time.perf_counter()
     try:
         status, result = measure()
     except Exception as exc:  # a failed case is reported and the step goes on
-        status, result = "failed", f"{type(exc).__name__}: {first_line(str(exc))}"
+        status, result = "failed", describe_error(exc)
     finally:
         release_memory()
-    row = Row(step, case, status, result, time.perf_counter() - start)
-    emit(row)
-    return row
+    return Row(step, case, status, result, time.perf_counter() - start)
+
+
+def run_case(step: str, case: str, measure: Callable[[], tuple[str, str]]) -> None:
+    """A worker's case: :func:`attempt` it and emit its row."""
+    emit(attempt(step, case, measure))
+
+
+def describe_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {first_line(str(exc))}"
 
 
 def first_line(text: str, limit: int = 300) -> str:
@@ -351,6 +358,7 @@ def training_case(plan: Plan, config_key: str, amp: str) -> tuple[str, str]:
 
 
 def training_worker(plan: Plan, config_key: str) -> None:
+    """Step 2 for one config: a row per ``amp`` setting."""
     for amp in TRAIN_AMPS:
         run_case(STEP_TRAINING, f"{TRAIN_CONFIGS[config_key][0]}, amp {amp}", lambda: training_case(plan, config_key, amp))
 
@@ -410,6 +418,7 @@ def ddp_group_case(plan: Plan) -> tuple[str, str]:
 
 
 def ddp_worker(plan: Plan) -> None:
+    """Step 3's second row: the Trainer with DDP in a process group of one."""
     run_case(STEP_DDP, "process group of 1, Trainer with DDP", lambda: ddp_group_case(plan))
 
 
@@ -474,6 +483,7 @@ def latency_case(plan: Plan, model: CornerNetBase, variant: str, pixels: np.ndar
 
 
 def latency_worker(plan: Plan, name: str) -> None:
+    """Step 4 for network ``name``: a row per variant, eager first (the ``x eager`` reference)."""
     image, pixels = latency_image(plan)
     model = latency_model(plan, name)
     eager: list[float] = []
@@ -520,7 +530,8 @@ def gpu_header() -> str:
     return "\n".join([
         f"GPU: {props.name}, {props.total_memory / 2**30:.0f} GiB, compute capability {props.major}.{props.minor}, "
         f"{torch.cuda.device_count()} visible",
-        f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, NCCL {nccl}",
+        f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, NCCL {nccl}; fp32 convolutions "
+        f"in TF32: {'yes' if torch.backends.cudnn.allow_tf32 else 'no'} (torch.backends.cudnn.allow_tf32)",
         f"on the GPU: backend auto = {resolve_backend('auto', 'cuda')[0]}, amp auto = {choose_amp(capability)[0]}",
     ])
 
@@ -531,19 +542,33 @@ def nccl_version() -> str:
     return ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
 
 
-def report(rows: Sequence[Row], plan: Plan, seconds: float) -> str:
-    """The markdown report: the machine, then the table."""
+def machine() -> str:
+    """The machine header (CPU, libraries, GPU), or why it could not be read: the run goes on."""
+    try:
+        return f"{machine_header(torch.get_num_threads())}\n{gpu_header()}"
+    except Exception as exc:
+        return f"the machine could not be described: {describe_error(exc)}"
+
+
+def report(rows: Sequence[Row], header: str, plan: Plan, seconds: float) -> str:
+    """The markdown report: the machine (``header``), then the table."""
     title = "`python benchmarks/gpu.py" + (" --dry-run`: the CPU rehearsal, not a measurement" if plan.dry_run else "`")
     return "\n".join([
-        f"### {title}", "", "```", machine_header(torch.get_num_threads()), gpu_header(), "```", "",
+        f"### {title}", "", "```", header, "```", "",
         markdown_table(HEADER, [row.cells() for row in rows]), "",
         f"{len(rows)} rows, {sum(row.status == 'failed' for row in rows)} failed; the whole run took {seconds:.0f} s.", "",
     ])
 
 
-def prepare(plan: Plan) -> None:
-    """The generated training data of steps 2 and 3."""
-    make_shapes_dataset(plan.work / "shapes", seed=0, num_train=8, config=SCENES)
+def prepare(plan: Plan) -> list[Row]:
+    """Generate the training data of steps 2 and 3; a failed row if that failed (those steps fail then too)."""
+
+    def generate() -> tuple[str, str]:
+        make_shapes_dataset(plan.work / "shapes", seed=0, num_train=8, config=SCENES)
+        return "ok", "8 scenes"
+
+    row = attempt("0 data", "generated shapes scenes", generate)
+    return [row] if row.status == "failed" else []
 
 
 def run_all(plan: Plan) -> list[Row]:
@@ -577,11 +602,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         WORKERS[args.worker](Plan(args.dry_run, args.work))
         return 0
     start = time.perf_counter()
+    header = machine()
+    print(header, file=sys.stderr, flush=True)  # first, so that a run cut short still shows the machine
     with tempfile.TemporaryDirectory(prefix="gpu_script_") as work:
         plan = Plan(args.dry_run, Path(work))
-        prepare(plan)
-        rows = run_all(plan)
-    text = report(rows, plan, time.perf_counter() - start)
+        rows = prepare(plan) + run_all(plan)
+    text = report(rows, header, plan, time.perf_counter() - start)
     print(text)
     if args.out:
         args.out.write_text(text)
