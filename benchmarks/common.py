@@ -191,6 +191,12 @@ def matmul_gflops(dtype: torch.dtype, n: int = MATMUL_SIZE, repeats: int = 5) ->
     return 2 * n**3 / 1e9 / min(run_seconds(lambda: torch.mm(a, b), repeats, warmup=1))
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table of ``rows`` under ``header`` (``|`` inside a cell escaped)."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines)
+
+
 # ---------------------------------------------------------------- machine facts
 
 

@@ -45,7 +45,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from common import argument_parser, begin
+from common import argument_parser, begin, markdown_table
 from torch import Tensor, nn
 
 from cornernet_saccade.backends.distributed import DistContext
@@ -147,10 +147,7 @@ def _backward(result: LossOutput) -> None:
 
 def print_table(measurements: Sequence[Measurement]) -> None:
     header = ["config", "variant", "threads", *(f"{p} s" for p in PHASES), "iteration s", "spread s", "crops/s", "step crops/s"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + " --- |" * len(header))
-    for measurement in measurements:
-        print("| " + " | ".join(measurement.row()) + " |", flush=True)
+    print(markdown_table(header, [measurement.row() for measurement in measurements]), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
