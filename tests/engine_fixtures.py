@@ -47,14 +47,15 @@ def write_box_dataset(root: Path, num_images: int, seed: int = 0, size: int = 12
 
 
 def tiny_config_dict(train: Path, out_dir: Path, **top: Any) -> dict[str, Any]:
-    """Plain config of the tiny network on 127x127 crops, 6 iterations of batch 4, no validation."""
+    """Plain config of the tiny network on 127x127 crops, 6 iterations of batch 4, no validation, in
+    fp32 (``amp: auto`` would make the tests' arithmetic depend on whether the CPU has AMX)."""
     config: dict[str, Any] = {
         "data": {"train": str(train)},
         "model": dict(TINY_MODEL),
         "sampling": {"input_size": 127, "output_size": 32, "num_classes": 3, "max_objects": 8},
         "optim": {"lr": 1e-3, "max_iter": 6, "decay_steps": [4]},
         "batch_size": 4, "workers": 0, "log_every": 1, "val_every": 0, "checkpoint_every": 3,
-        "out_dir": str(out_dir), "device": "cpu",
+        "out_dir": str(out_dir), "device": "cpu", "amp": "none",
     }
     config.update(top)
     return config

@@ -89,10 +89,12 @@ def test_train_then_evaluate_end_to_end(tmp_path: Path, capsys: pytest.CaptureFi
     assert all(name in printed for name in COCO_METRICS) and "3 images" in printed
     assert "skipped: " in printed and "val_004.png" in printed
     # one pass over the whole image keeps every decoded box (the saccade mode of an untrained
-    # network finds none above its first-round threshold), so the results file has entries
+    # network finds none above its first-round threshold), so the results file has entries; in fp32
+    # (bf16 rounds the untrained network's flat heatmaps into ties, and its top corners can all pair
+    # into inverted boxes)
     out = tmp_path / "results.json"
     assert main(["evaluate", "--weights", str(result.checkpoint), "--data", str(val_json), "--mode", "full",
-                 "--max-images", "2", "--out", str(out)]) == 0
+                 "--max-images", "2", "--out", str(out), "--backend", "eager"]) == 0
     assert "2 images" in capsys.readouterr().out
     detections = json.loads(out.read_text())
     assert detections and {d["image_id"] for d in detections} == {1, 2}
