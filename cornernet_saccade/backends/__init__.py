@@ -58,19 +58,12 @@ def make_backend(
     or, for a network without attention heads (run by the CornerNet tester, whose canvas varies per
     image), for every canvas side up to :data:`~cornernet_saccade.backends.onnx.DEFAULT_MAX_SIZE`. It
     runs with as many intra-op threads as torch (``torch.get_num_threads()``).
+
+    Every backend carries the model's ``class_names``, ``test_settings`` and ``num_classes`` (a
+    :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the model, an
+    ``OnnxNetwork`` from the export's metadata), so the detector runs it as it would the model.
     """
     model = model.eval()
-    network = _backend_network(model, name, input_size, onnx_path)
-    # what the weights file said about the model travels with the network the detector runs
-    attributes: Any = network  # plain attributes (nn.Module types attribute assignment as Tensor | Module)
-    attributes.class_names = model.class_names
-    attributes.test_settings = model.test_settings
-    if network is not model:
-        attributes.num_classes = model.num_classes
-    return network
-
-
-def _backend_network(model: CornerNetBase, name: str, input_size: int, onnx_path: str | Path | None) -> nn.Module:
     if name == "eager":
         return model
     if name in ("fast", "fast-bf16"):
