@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from detect_fixtures import NAMES, detect, tiny_model
 
-from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.backends import load_detector
+from cornernet_saccade.errors import ConfigError, ImageError
+from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.batch import find_images, image_ids, output_stems
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, category_ids, resolve_class_names
@@ -139,3 +141,17 @@ def test_make_demo_can_be_run_twice(tmp_path):
     squeeze = [str(root / a) if a.startswith("examples/") else a for a in squeeze]
     assert main(squeeze) == 0
     assert main(squeeze) == 0
+
+
+def test_max_pixels_lets_detect_and_the_detector_take_a_larger_image(weights, folder, tmp_path, capsys):
+    """The decompression-bomb limit is a setting: ``--max-pixels`` (or ``--set max_pixels=``) and
+    ``max_pixels=`` of the Python detector raise it; below the image's size it is refused by name."""
+    image = folder / "first.png"  # 160 x 120 = 19200 pixels
+    assert detect(image, "--weights", weights, "--out", tmp_path / "low", "--max-pixels", "19199") == 1
+    assert f"{image}: image is 160x120 = 19200 pixels" in capsys.readouterr().err
+    assert detect(image, "--weights", weights, "--out", tmp_path / "enough", "--set", "max_pixels=19200") == 0
+    low = load_detector(weights, max_pixels=19199)
+    with pytest.raises(ImageError, match="--max-pixels 19200"):
+        low(image)
+    assert low(read_image(image)).boxes.shape[1] == 4  # an array in memory is not limited
+    assert load_detector(weights, max_pixels=19200).config.max_pixels == 19200

@@ -2,7 +2,7 @@
 
 ``--weights``; the runtime (``--device``, ``--backend``, ``--threads``); the detector settings
 (``--mode``, ``--full-size``, ``--tile-size``, ``--tile-overlap``, ``--score-threshold``, ``--max-crops``,
-and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
+``--max-pixels`` and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
 else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
 """
 from __future__ import annotations
@@ -15,11 +15,12 @@ from typing import Any
 from cornernet_saccade.backends import BACKENDS
 from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.config import apply_overrides
+from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.settings import SaccadeConfig
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
 DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "tile_size": "tile_size", "tile_overlap": "tile_overlap",
-                    "score_threshold": "score_threshold", "max_crops": "att_max_crops"}
+                    "score_threshold": "score_threshold", "max_crops": "att_max_crops", "max_pixels": "max_pixels"}
 #: Options that only one ``--mode`` reads -> that mode.
 MODE_OPTIONS = {"full_size": "full", "tile_size": "tiled", "tile_overlap": "tiled"}
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
@@ -37,6 +38,14 @@ def add_dataset_options(parser: argparse.ArgumentParser, data_help: str) -> None
     parser.add_argument("--image-root", help="folder the image file names are relative to (default: per format, "
                                              "e.g. the JSON file's folder)")
     parser.add_argument("--max-images", type=int, default=0, help="use only the first N images (default: all)")
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: int | None) -> None:
+    """``--max-pixels``: the largest image (width x height) decoded (``default``: this command's
+    default, None to keep the detector's stored or default setting)."""
+    parser.add_argument("--max-pixels", type=int, default=default, metavar="N",
+                        help=f"largest image (width x height) to decode, a guard against decompression bombs; "
+                             f"raise it for a larger image you trust (default: {DEFAULT_MAX_PIXELS})")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +89,7 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
                             f"SaccadeDetector default is {_DEFAULTS['score_threshold']})")
     group.add_argument("--max-crops", type=int, default=None,
                        help=f"most zoomed crops per image (default: {_DEFAULTS['att_max_crops']})")
+    add_max_pixels_option(group, None)
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                        help="any other test setting (a SaccadeConfig field for CornerNet-Saccade, a "
                             "CornerNetTestConfig one for Squeeze and CornerNet), e.g. --set init_sizes=[255,383] "

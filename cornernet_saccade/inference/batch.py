@@ -296,7 +296,7 @@ def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
     """Read and detect one image; its record, its detections (after ``keep``) and its pixels."""
     from cornernet_saccade.inference.visualize import detection_name
 
-    pixels = read_image(job.path)
+    pixels = read_image(job.path, max_pixels=detector.config.max_pixels)
     start = time.perf_counter()
     detections = detector(pixels)
     seconds = time.perf_counter() - start

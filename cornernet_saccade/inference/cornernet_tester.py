@@ -170,7 +170,7 @@ class CornerNetDetector(DetectorBase):
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:
-        pixels = read_image(image)
+        pixels = read_image(image, max_pixels=self.config.max_pixels)
         views = [padded_view(pixels.shape[:2], s) for s in self.config.test_scales]
         self._check_canvases(views, pixels.shape[:2], image)
         trace = SaccadeTrace(padded_views=True, view_kind="padded views")

@@ -126,7 +126,7 @@ class SaccadeDetector(DetectorBase):
 
     def __call__(self, image: ImageSource) -> Detections:
         # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
-        pixels = torch.from_numpy(read_image(image)).to(self.device).permute(2, 0, 1)
+        pixels = torch.from_numpy(read_image(image, max_pixels=self.config.max_pixels)).to(self.device).permute(2, 0, 1)
         trace = SaccadeTrace(view_kind=VIEW_KINDS[self.config.mode])
         with torch.inference_mode():
             if self.config.mode == "full":
