@@ -36,12 +36,12 @@ from cornernet_saccade.inference.batch import (
     find_images,
     pending,
     plan_jobs,
+    run_description,
 )
 from cornernet_saccade.tables import format_table
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import DetectorBase
-    from cornernet_saccade.inference.results import Detections
 
 #: Pictures and results keep detections scoring at least this unless --score-threshold says otherwise.
 DEFAULT_SCORE_THRESHOLD = 0.3
@@ -79,7 +79,8 @@ def register(subparsers: Any) -> None:
                               "(OUT/labels/<stem>.txt: label cx cy w h score, fractions of the image); repeatable")
     outputs.add_argument("--overwrite", action="store_true", help="replace existing output files in OUT")
     outputs.add_argument("--resume", action="store_true",
-                         help="continue an earlier run in OUT: skip images already in OUT/detections.jsonl")
+                         help="continue an earlier run in OUT: skip images already in OUT/detections.jsonl "
+                              "(refused when its weights, classes or settings differ, see OUT/detect_run.json)")
     parser.add_argument("--recursive", action="store_true", help="also search sub-folders for images "
                         "(never the output folder)")
     parser.set_defaults(func=run)
@@ -109,11 +110,13 @@ def run(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, resume=args.resume, lines_name=lines,
                           writes_results=context.is_main)
     detector = build_detector(args, str(context.device))
+    labels = class_selection(args, detector)
+    folder.check_run(run_description(detector, args.weights, labels, args.max_dets), args.resume)
     todo = pending(mine, folder)
     if len(todo) < len(mine):
         print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
     try:
-        processed = detect_all(detector, todo, folder, selection(args, detector))
+        processed = detect_all(detector, todo, folder, lambda found: found.filter(labels, args.max_dets))
     finally:
         folder.close()
     print(summary_table(processed))
@@ -137,15 +140,11 @@ def build_detector(args: argparse.Namespace, device: str) -> DetectorBase:
     return load_detector(args.weights, class_names_file=args.class_names, **runtime, **detector_settings(args))
 
 
-def selection(args: argparse.Namespace, detector: DetectorBase) -> Any:
-    """The ``--classes`` / ``--max-dets`` filter, as a function of one image's detections."""
-    labels = None if args.classes is None else class_labels(args.classes, detector.class_names,
-                                                              cast(int, detector.model.num_classes))
-
-    def keep(detections: Detections) -> Detections:
-        return detections.filter(labels, args.max_dets)
-
-    return keep
+def class_selection(args: argparse.Namespace, detector: DetectorBase) -> list[int] | None:
+    """The labels ``--classes`` keeps (None: all)."""
+    if args.classes is None:
+        return None
+    return class_labels(args.classes, detector.class_names, cast(int, detector.model.num_classes))
 
 
 def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int) -> list[int]:

@@ -3,12 +3,15 @@ writing results as each image finishes, so that a crash or a failed write keeps 
 
 An output folder holds ``detections.jsonl`` (one line per finished image, written and flushed as it
 finishes), ``detections.json`` (the COCO results of every finished image, written at the end),
+``detect_run.json`` (what made the results: weights, class names, settings, selection; a resumed run
+must match it),
 ``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
 ``labels/<stem>.txt``). No output ever replaces an input image of the run; an existing file is
 replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -31,6 +34,10 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RESULTS_NAME = "detections.json"
 LINES_NAME = "detections.jsonl"
+RUN_NAME = "detect_run.json"
+#: Detector settings that change no detection (only which images can be read, or speed): a resumed
+#: run may change them (e.g. raise max_pixels for an image the first run skipped).
+RESULT_NEUTRAL_SETTINGS = frozenset({"max_pixels", "batch_size"})
 #: The lines files of a run: ``detections.jsonl``, or one ``detections.rank<N>.jsonl`` per process.
 LINES_GLOB = "detections*.jsonl"
 #: Per-image output formats: sub-folder and file suffix.
@@ -184,7 +191,8 @@ class OutputFolder:
     def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
         inputs = {resolved_path(job.path) for job in jobs}
         planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
-        planned += [self.folder / RESULTS_NAME, self.lines_path] if self.writes_results else [self.lines_path]
+        planned += ([self.folder / RESULTS_NAME, self.folder / RUN_NAME, self.lines_path] if self.writes_results
+                    else [self.lines_path])
         for path in planned:
             if resolved_path(path) in inputs:
                 raise OutputError(f"{path}: an output would replace an input image of this run; choose "
@@ -224,6 +232,23 @@ class OutputFolder:
         except OSError as exc:
             raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
         self.records[record.file_name] = record
+
+    def check_run(self, description: dict[str, Any], resume: bool) -> None:
+        """Make sure every result in the folder comes from the run ``description``
+        (:func:`run_description`): with ``resume``, an earlier ``detect_run.json`` that differs is an
+        OutputError naming what differs (a folder of a version that wrote none is resumed as it is);
+        then the description is written (by the process that writes the results)."""
+        path = self.folder / RUN_NAME
+        if resume and path.is_file():
+            differences = run_differences(_read_json(path), description)
+            if differences:
+                raise OutputError(
+                    f"{self.folder}: --resume would mix results of different runs; that run differs in "
+                    f"{'; '.join(differences)}. Rerun with its options, choose another output folder, or "
+                    f"use --overwrite to start over"
+                )
+        if self.writes_results:
+            write_text(path, json.dumps(description, indent=1) + "\n")
 
     def read_all_records(self) -> dict[str, ImageRecord]:
         """The finished images in every lines file of the folder (all processes of the run)."""
@@ -270,6 +295,36 @@ def read_records(path: Path) -> dict[str, ImageRecord]:
             raise OutputError(f"{path}: line {number} is not a result line of this program") from None
         records[record.file_name] = record
     return records
+
+
+def run_description(detector: DetectorBase, weights: str | Path, labels: Sequence[int] | None,
+                    max_dets: int | None) -> dict[str, Any]:
+    """What makes a detection run's results (``detect_run.json``): the weights file, the class names,
+    the detector settings and the class / count selection. JSON types only."""
+    from cornernet_saccade.model.checkpoint import resolve_weights_path
+
+    settings = json.loads(json.dumps(dataclasses.asdict(detector.config)))  # tuples as lists, as read back
+    return {"weights": str(resolve_weights_path(weights).resolve()), "class_names": detector.class_names,
+            "settings": settings, "classes": None if labels is None else list(labels), "max_dets": max_dets}
+
+
+def run_differences(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """``key: earlier value then, value now`` for each entry of a run description (settings one by
+    one, except :data:`RESULT_NEUTRAL_SETTINGS`) that differs; a malformed ``earlier`` is one difference."""
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("settings"), dict):
+        return [f"{RUN_NAME} (not a run description of this program)"]
+    pairs = [(key, earlier.get(key), value) for key, value in now.items() if key != "settings"]
+    pairs += [(key, earlier["settings"].get(key), value) for key, value in now["settings"].items()
+              if key not in RESULT_NEUTRAL_SETTINGS]
+    return [f"{key}: {then!r} then, {value!r} now" for key, then, value in pairs if then != value]
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON document of ``path``; OutputError naming it when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the earlier run's description ({exc})") from None
 
 
 def results_json(results: Sequence[dict[str, Any]]) -> str:
