@@ -72,13 +72,13 @@ def test_export_weights_help_is_a_description_not_a_docstring(capsys):
     assert ".safetensors" in text and "class names" in text
 
 
-def test_evaluate_names_the_format_it_needs(weights, tmp_path, capsys):
-    data = tmp_path / "a.csv"
-    data.write_text("image_path,xmin,ymin,xmax,ymax,label\nx.png,1,1,5,5,circle\n")
+def test_evaluate_names_the_formats_it_takes(weights, tmp_path, capsys):
+    data = tmp_path / "a.xml"
+    data.write_text("<annotation/>")
     assert main(["evaluate", "--weights", str(weights), "--data", str(data), "--threads", "1"]) == 1
     err = capsys.readouterr().err
-    assert "needs a COCO JSON annotation file" in err and "not a CSV dataset" in err
-    assert "not valid JSON" not in err
+    assert f"{data}: cannot tell the annotation format from the extension '.xml'" in err
+    assert "coco, voc, csv" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("config", [None, ""])

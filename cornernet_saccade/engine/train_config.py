@@ -173,7 +173,7 @@ class TrainConfig:
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
         if self.eval_every and not self.data.val:
-            raise ValueError("eval_every needs data.val (a COCO JSON file of the evaluation images)")
+            raise ValueError("eval_every needs data.val (the evaluation set: COCO JSON, VOC or CSV)")
         if not _DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not isinstance(self.model, self.model_class.config_class):

@@ -36,7 +36,7 @@ from cornernet_saccade.backends.distributed import DistContext, setup, teardown
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
-from cornernet_saccade.engine.evaluate import evaluate_detector
+from cornernet_saccade.engine.evaluate import evaluate_detector, evaluation_set
 from cornernet_saccade.engine.loader import StreamLayout, stream_loader
 from cornernet_saccade.engine.loss import (
     NORMALIZER_KEYS,
@@ -205,6 +205,9 @@ class Trainer:
         self.val_samples = (
             self._samples(config.data.val, config.data.val_image_root, self.class_names) if config.data.val else None
         )
+        if config.eval_every and config.data.val:  # what evaluation needs, checked before any training
+            evaluation_set(config.data.val, config.data.val_image_root, config.data.format, self.class_names,
+                           config.model.num_classes)
         self.model = build_model(config, context, init_weights=resume is None)
         optim = config.optim
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -427,7 +430,7 @@ class Trainer:
             mode = {"mode": self.config.eval_mode} if self.config.architecture == "saccade" else {}
             detector = Detector(self.model, class_names=self.class_names, **mode)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
-                                       self.config.eval_images, progress=False)
+                                       self.config.eval_images, progress=False, format=self.config.data.format)
             self.logger.log("eval", self.iteration, **result.as_dict())
             self._say(f"iteration {self.iteration}:\n{result.table()}")
         set_train_mode(self.model, self.config.batchnorm)
