@@ -5,7 +5,8 @@ A config file has the sections ``data``, ``model`` (the network's config: ``Mode
 or ``cornernet``), ``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`, or
 :class:`~cornernet_saccade.data.samples.CornerNetSamplingConfig` for ``squeeze`` / ``cornernet``) and
 ``optim``, plus the top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO
-values (docs/reference.md §2).
+values (docs/reference.md §2), except that with ``init_weights`` the network (``architecture`` and the
+``model`` keys) is the weights file's, under the keys the config gives.
 ``--set optim.lr=1e-4`` style overrides are applied to the raw mapping before validation, so they go
 through the same checks. Unknown keys, wrong types and inconsistent values raise
 :class:`~cornernet_saccade.errors.ConfigError` naming the file and the key.
@@ -29,6 +30,12 @@ from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import CornerNetSamplingConfig, SamplingConfig
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase, HourglassConfig
+from cornernet_saccade.model.checkpoint import (
+    read_checkpoint,
+    resolve_weights_path,
+    stored_architecture,
+    stored_model_config,
+)
 from cornernet_saccade.model.cornernet import CornerNet
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
 from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
@@ -128,7 +135,8 @@ class TrainConfig:
     ``checkpoint_every``) are in iterations, 0 turns the action off. ``val_batches``: batches of the
     validation loss; ``eval_images``: images of the COCO evaluation (0: all). ``keep_last``: training
     checkpoints kept (0: all). ``init_weights``: weights to start from (official ``.pkl``, a project
-    checkpoint or a bundled model name; a different class count re-initialises the heatmap heads).
+    checkpoint or a bundled model name; the network is the file's unless ``architecture`` / ``model``
+    say otherwise; a different class count re-initialises the heatmap heads).
     ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
     ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``threads``: CPU threads of each process (0: torch's
     default, all cores). ``architecture``: the network trained (``model`` holds its config).
@@ -219,7 +227,29 @@ def train_config_from_dict(data: dict[str, Any], source: str, overrides: Sequenc
         source = f"{source} (with --set overrides)"
     if "data" not in data:
         raise ConfigError(f"{source}: the 'data' section (data.train: the training annotations) is missing")
-    return config_from_dict(TrainConfig, _with_derived_sampling(data, source), source)
+    return config_from_dict(TrainConfig, _with_derived_sampling(_with_weights_network(data), source), source)
+
+
+def _with_weights_network(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` whose network is that of its ``init_weights`` file: the file's architecture unless the
+    config names one, and, for that same architecture, the file's model config (the official
+    defaults for an official ``.pkl``, which stores none) under the ``model`` keys the config gives
+    (fine-tuning ``init_weights: shapes`` with ``model: {num_classes: 2}`` keeps the shapes network).
+    The file is read only when the config leaves some of the network open (a resumed run's config
+    gives all of it)."""
+    weights, model = data.get("init_weights"), data.get("model") or {}
+    architecture = data.get("architecture")
+    if not isinstance(weights, str) or not isinstance(model, dict) or architecture not in (None, *SAMPLING_CLASSES):
+        return data  # config_from_dict names the malformed value
+    fields = MODEL_CLASSES[architecture or "saccade"].config_class.__dataclass_fields__
+    if architecture is not None and set(model) >= set(fields):
+        return data
+    stored = read_checkpoint(resolve_weights_path(weights))
+    held = stored_architecture(stored)
+    if held != (architecture or held):
+        return data  # another network than the file's: loading it names both
+    file_model = stored_model_config(stored)
+    return {**data, "architecture": held, "model": {**(file_model if isinstance(file_model, dict) else {}), **model}}
 
 
 def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:

@@ -59,6 +59,7 @@ from cornernet_saccade.model.checkpoint import (
     StoredCheckpoint,
     check_model_fits,
     load_checkpoint,
+    read_checkpoint,
     resolve_weights_path,
 )
 from cornernet_saccade.model.heads import HeadOutputs
@@ -104,9 +105,12 @@ def build_model(config: TrainConfig, context: DistContext, init_weights: bool) -
     """The network of ``config.model``, seeded, with ``init_weights`` loaded when asked, BatchNorm
     set up for ``config.batchnorm``, on ``context.device`` (not yet wrapped in DDP)."""
     seed_everything(config.seed)
+    stored = read_checkpoint(resolve_weights_path(config.init_weights)) if init_weights and config.init_weights else None
+    if stored is not None:  # names both networks' shapes when they differ, before building the model
+        check_model_fits(stored, config.model_class, config.model)
     model: nn.Module = config.model_class(config.model)
-    if init_weights and config.init_weights:
-        load_checkpoint(model, resolve_weights_path(config.init_weights))
+    if stored is not None:
+        load_checkpoint(model, stored)
     if config.batchnorm == "frozen":
         for layer in batchnorm_layers(model):
             layer.requires_grad_(False)
