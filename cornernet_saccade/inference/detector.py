@@ -122,6 +122,8 @@ class SaccadeDetector(DetectorBase):
         if config is None:
             config = getattr(model, "test_settings", None)
         self.config: SaccadeConfig = resolve_settings(SaccadeConfig, config, overrides, "saccade config")
+        #: Whether :meth:`_warn_nothing_proposed` has spoken (it does once per detector).
+        self._warned = False
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:
@@ -136,7 +138,24 @@ class SaccadeDetector(DetectorBase):
             else:
                 detections = self._detect_saccade(pixels, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
-            return self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
+            result = self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
+        if self.config.mode == "saccade" and not len(result) and not len(trace.proposals[0]) and not self._warned:
+            self._warned = True  # once per detector: a batch of empty images would repeat it per image
+            self._warn_nothing_proposed(trace)
+        return result
+
+    def _warn_nothing_proposed(self, trace: SaccadeTrace) -> None:
+        """Say (once per detector) why saccade mode found nothing when no location was proposed after the first views:
+        no attention peak reached its threshold and no first-view detection was confident enough
+        to zoom on (an undertrained model, or one trained without attention targets)."""
+        peak = max((float(att.max()) for att in trace.attention_maps if att.size), default=0.0)
+        warnings.warn(
+            f"saccade mode found nothing: no attention peak reached att_thresholds[0] = "
+            f"{self.config.att_thresholds[0]} (the highest was {peak:.3f}) and no detection of the first views "
+            f"scored above {FIRST_ROUND_MIN_SCORE}, so no crop was zoomed into; a model this unsure (early in "
+            f"training?) may still find objects with mode='full' (--mode full) or lower att_thresholds",
+            UserWarning, stacklevel=3,
+        )
 
     def _detect_saccade(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
         """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""
