@@ -49,7 +49,8 @@ MATMUL_SIZE = 2048
 #: Compute dtype of each backend, to compare it with the matching matrix-multiply rate.
 BACKEND_DTYPES = {name: torch.bfloat16 if name == "fast-bf16" else torch.float32 for name in BACKENDS}
 #: Where the original's test photo may be: the repository's ``shared/`` or the one beside it.
-DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg")
+DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg",
+                   ROOT / "tests/data/saccade_demo.jpg")  # the same picture
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 #: CPU flags that decide whether bf16 can pay off.
 BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")

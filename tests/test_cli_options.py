@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import cornernet_saccade
 from cornernet_saccade.cli import main
@@ -88,3 +91,22 @@ def test_train_without_config_or_resume_is_a_usage_error(config, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "--config is required unless --resume is given" in capsys.readouterr().err
+
+
+def test_weights_help_names_every_bundled_model(capsys):
+    from cornernet_saccade.model.checkpoint import bundled_model_names
+
+    text = help_text("detect", capsys)
+    assert bundled_model_names() and all(name in text for name in bundled_model_names())
+    assert "shapes, shapes-squeeze, trees" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_names_the_option_to_use(weights, tmp_path, capsys):
+    """The CLI flag, not the config syntax (``use device: cpu``)."""
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    assert main(["detect", str(image), "--weights", str(weights), "--out", str(tmp_path / "out"),
+                 "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "CUDA is not available on this machine; run on the CPU (--device cpu" in err and "Traceback" not in err

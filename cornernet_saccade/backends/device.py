@@ -18,7 +18,8 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
     if requested.type != "cuda":
         return requested
     if not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use device: cpu)")
+        raise ConfigError(f"device {name!r}: CUDA is not available on this machine; run on the CPU "
+                          f"(--device cpu, or device: cpu in a training config)")
     index = requested.index if local_rank is None else local_rank
     device = torch.device("cuda", torch.cuda.current_device() if index is None else index)
     torch.cuda.set_device(device)

@@ -17,6 +17,7 @@ from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.model.checkpoint import bundled_model_names
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
 DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "tile_size": "tile_size", "tile_overlap": "tile_overlap",
@@ -29,7 +30,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
 def add_weights_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True,
                         help="weights file (official .pkl, training checkpoint, .safetensors), training run "
-                             "folder (its last.pt) or bundled model name (shapes, trees)")
+                             f"folder (its last.pt) or bundled model name ({', '.join(bundled_model_names())})")
 
 
 def add_dataset_options(parser: argparse.ArgumentParser, data_help: str) -> None:

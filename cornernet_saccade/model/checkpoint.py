@@ -364,12 +364,16 @@ def save_checkpoint(
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def bundled_model_names() -> list[str]:
+    """Names of the bundled default models (``cornernet_saccade/weights/<name>.safetensors``), sorted."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
 def bundled_weights_path(name: str) -> Path:
     """Path of a bundled default model (``cornernet_saccade/weights/<name>.safetensors``)."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.is_file():
-        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-        raise CheckpointError(f"no bundled model named {name!r} (available: {available or 'none'})")
+        raise CheckpointError(f"no bundled model named {name!r} (available: {bundled_model_names() or 'none'})")
     return path
 
 
