@@ -110,3 +110,41 @@ def test_device_cuda_without_cuda_names_the_option_to_use(weights, tmp_path, cap
                  "--device", "cuda"]) == 1
     err = capsys.readouterr().err
     assert "CUDA is not available on this machine; run on the CPU (--device cpu" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_default_threads_leave_the_busy_cores_to_the_other_work(monkeypatch, torch_threads):
+    """--threads 0 (the default) takes the cores the load average leaves free, never more than
+    torch's own count, and says why; on a busy 2-core machine 2 threads ran 3-10x slower than 1."""
+    from cornernet_saccade.backends import device
+
+    monkeypatch.setattr(device, "usable_cores", lambda: 4)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (1.2, 0.5, 0.5))
+    torch.set_num_threads(4)
+    choice = device.set_threads(0)
+    assert (choice.threads, torch.get_num_threads()) == (3, 3) and choice.warning is None
+    assert choice.why == "default: 3 of 4 cores free (load 1.2); --threads N to choose"
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (7.0, 7.0, 7.0))
+    assert device.set_threads(0).threads == 1
+    torch.set_num_threads(2)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert device.set_threads(0).threads == 2, "at most torch's own count"
+
+
+def test_threads_above_the_cores_are_kept_with_a_warning(weights, tmp_path, monkeypatch, capsys, torch_threads):
+    from cornernet_saccade.backends import device
+
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    assert main(["detect", str(image), "--weights", str(weights), "--out", str(tmp_path / "out"),
+                 "--threads", "3", "--max-crops", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 3 threads asked for on 2 cores: threads beyond the cores wait for each other" in err
+    assert "3 CPU threads (as asked)" in err

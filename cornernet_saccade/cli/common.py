@@ -57,7 +57,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="network implementation: eager (the reference), fast (BatchNorm folded, Winograd "
                             "convolutions on the CPU; same detections), fast-bf16, onnxruntime (default: eager)")
     group.add_argument("--threads", type=int, default=0,
-                       help="CPU threads (default: 0 = all cores; on a shared machine fewer are often faster)")
+                       help="CPU threads (default: 0 = the cores other work leaves free, at most torch's default; "
+                            "the start-up line says how many and why)")
 
 
 def probability(text: str) -> float:
@@ -116,7 +117,10 @@ def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
 def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``backend`` and ``device`` for :func:`~cornernet_saccade.backends.load_detector`; applies
     ``--threads`` and reports the thread count on stderr."""
-    threads = set_threads(args.threads)
-    print(f"device {args.device}, backend {args.backend}, {threads} CPU thread{'s' * (threads != 1)}",
+    choice = set_threads(args.threads)
+    if choice.warning:
+        print(f"warning: {choice.warning}", file=sys.stderr)
+    plural = "s" * (choice.threads != 1)
+    print(f"device {args.device}, backend {args.backend}, {choice.threads} CPU thread{plural} ({choice.why})",
           file=sys.stderr)
     return {"backend": args.backend, "device": args.device}

@@ -139,7 +139,9 @@ class TrainConfig:
     say otherwise; a different class count re-initialises the heatmap heads).
     ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
     ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``threads``: CPU threads of each process (0: torch's
-    default, all cores). ``architecture``: the network trained (``model`` holds its config).
+    default less the cores other work keeps busy, see
+    :func:`~cornernet_saccade.backends.device.choose_threads`). ``architecture``: the network trained
+    (``model`` holds its config).
     """
 
     data: DataConfig
@@ -173,7 +175,7 @@ class TrainConfig:
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: all cores), got {self.threads}")
+            raise ValueError(f"threads must be >= 0 (0: the cores other work leaves free), got {self.threads}")
         periods = ("workers", "log_every", "val_every", "eval_every", "eval_images", "checkpoint_every", "keep_last")
         for name in periods:
             if getattr(self, name) < 0:

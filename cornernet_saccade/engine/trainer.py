@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import random
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -455,7 +456,9 @@ class Trainer:
 
 def run_training(config: TrainConfig, resume: StoredCheckpoint | None = None) -> TrainResult:
     """Train with ``config`` (in a torchrun job: as one of its processes), optionally resuming."""
-    set_threads(config.threads)
+    threads = set_threads(config.threads)
+    if threads.warning:
+        warnings.warn(threads.warning, RuntimeWarning, stacklevel=2)
     context = setup(config.device)
     try:
         return Trainer(config, context, resume).run()

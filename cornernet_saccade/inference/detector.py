@@ -21,6 +21,7 @@ from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.locations import (
     FIRST_ROUND_MIN_SCORE,
+    MAX_NEXT_SCALE,
     attention_peaks,
     decode_attention_locations,
     initial_locations,
@@ -149,11 +150,15 @@ class SaccadeDetector(DetectorBase):
         no attention peak reached its threshold and no first-view detection was confident enough
         to zoom on (an undertrained model, or one trained without attention targets)."""
         peak = max((float(att.max()) for att in trace.attention_maps if att.size), default=0.0)
+        threshold = self.config.att_thresholds[0]
+        attention = (f"no attention peak reached att_thresholds[0] = {threshold} (the highest was {peak:.3f})"
+                     if peak <= threshold else
+                     f"the attention peaks above att_thresholds[0] = {threshold} lie outside the image or would "
+                     f"zoom in more than {MAX_NEXT_SCALE:g}x (a small image)")
         warnings.warn(
-            f"saccade mode found nothing: no attention peak reached att_thresholds[0] = "
-            f"{self.config.att_thresholds[0]} (the highest was {peak:.3f}) and no detection of the first views "
-            f"scored above {FIRST_ROUND_MIN_SCORE}, so no crop was zoomed into; a model this unsure (early in "
-            f"training?) may still find objects with mode='full' (--mode full) or lower att_thresholds",
+            f"saccade mode found nothing: {attention}, and no detection of the first views scored above "
+            f"{FIRST_ROUND_MIN_SCORE}, so no crop was zoomed into; a model this unsure (early in training?) or "
+            f"an image this small may still give detections with mode='full' (--mode full)",
             UserWarning, stacklevel=3,
         )
 
