@@ -155,3 +155,47 @@ def test_max_pixels_lets_detect_and_the_detector_take_a_larger_image(weights, fo
         low(image)
     assert low(read_image(image)).boxes.shape[1] == 4  # an array in memory is not limited
     assert load_detector(weights, max_pixels=19200).config.max_pixels == 19200
+
+
+def test_detect_to_a_log_reports_each_image_and_no_empty_table(weights, folder, tmp_path, capsys):
+    """Output to a file or pipe (no progress bar) still says how far the run got, image by image;
+    a run where every image fails prints no table header without rows."""
+    assert detect("--weights", weights, folder, "--out", tmp_path / "out", "--max-crops", "1") == 0
+    captured = capsys.readouterr()
+    assert f"1/3 {folder / 'broken.jpg'}" not in captured.err  # skipped images are reported as such
+    assert f"2/3 {folder / 'first.png'}: " in captured.err and f"3/3 {folder / 'second.jpg'}: " in captured.err
+    assert "image" in captured.out.splitlines()[0]
+    assert detect("--weights", weights, folder / "broken.jpg", "--out", tmp_path / "none") == 1
+    captured = capsys.readouterr()
+    assert "detections" not in captured.out.splitlines()[0] and "0 of 1 images processed" in captured.out
+
+
+def test_an_interrupted_detect_says_how_to_resume(weights, folder, tmp_path, monkeypatch, capsys):
+    from cornernet_saccade.cli import detect as detect_module
+
+    real = detect_module.detect_image
+    calls = []
+
+    def interrupted_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detect_module, "detect_image", interrupted_at_the_second)
+    out = tmp_path / "out"
+    assert detect("--weights", weights, folder / "first.png", folder / "second.jpg", "--out", out) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: the 1 images finished are kept in {out / 'detections.jsonl'}" in err
+    assert "rerun the same command with --resume" in err
+
+
+def test_the_onnxruntime_backend_announces_its_export(capsys):
+    import argparse
+
+    from cornernet_saccade.cli.common import runtime_settings
+
+    runtime_settings(argparse.Namespace(threads=1, device="cpu", backend="onnxruntime", weights="shapes"))
+    assert "backend onnxruntime: exporting shapes to an ONNX graph first" in capsys.readouterr().err
+    runtime_settings(argparse.Namespace(threads=1, device="cpu", backend="onnxruntime", weights="model.onnx"))
+    assert "exporting" not in capsys.readouterr().err

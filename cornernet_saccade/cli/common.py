@@ -17,7 +17,7 @@ from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.settings import SaccadeConfig
-from cornernet_saccade.model.checkpoint import bundled_model_names
+from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, bundled_model_names
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
 DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "tile_size": "tile_size", "tile_overlap": "tile_overlap",
@@ -116,11 +116,16 @@ def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``backend`` and ``device`` for :func:`~cornernet_saccade.backends.load_detector`; applies
-    ``--threads`` and reports the thread count on stderr."""
+    ``--threads`` and reports the thread count on stderr, and the ONNX export the onnxruntime
+    backend makes of torch weights before it starts."""
     choice = set_threads(args.threads)
     if choice.warning:
         print(f"warning: {choice.warning}", file=sys.stderr)
     plural = "s" * (choice.threads != 1)
     print(f"device {args.device}, backend {args.backend}, {choice.threads} CPU thread{plural} ({choice.why})",
           file=sys.stderr)
+    if args.backend == "onnxruntime" and not str(args.weights).endswith(ONNX_SUFFIX):
+        print(f"backend onnxruntime: exporting {args.weights} to an ONNX graph first (about half a minute for the "
+              f"official network; export-onnx once and pass the .onnx file as --weights to skip this)",
+              file=sys.stderr, flush=True)
     return {"backend": args.backend, "device": args.device}

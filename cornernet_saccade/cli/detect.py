@@ -117,9 +117,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
     try:
         processed = detect_all(detector, todo, folder, lambda found: found.filter(labels, args.max_dets))
+    except KeyboardInterrupt:
+        print(f"interrupted: the {len(folder.records)} images finished are kept in {folder.lines_path}; rerun the "
+              f"same command with --resume to do the rest", file=sys.stderr)
+        raise
     finally:
         folder.close()
-    print(summary_table(processed))
+    if processed:
+        print(summary_table(processed))
     context.barrier()
     if not context.is_main:
         teardown(context)
@@ -163,13 +168,15 @@ def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int)
 
 
 def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputFolder, keep: Any) -> list[ImageRecord]:
-    """Detect on each job with a progress bar; report and skip the images that fail; stop on an
-    output that cannot be written (what was written stays). Returns the records of this run."""
+    """Detect on each job with a progress bar (on a terminal; else a line per image on stderr, so a
+    log of a run shows how far it got); report and skip the images that fail; stop on an output that
+    cannot be written (what was written stays). Returns the records of this run."""
     from tqdm import tqdm
 
     ids = detector_category_ids(detector)
     records: list[ImageRecord] = []
-    for job in tqdm(jobs, desc="detect", unit="image", disable=None):
+    bar = tqdm(jobs, desc="detect", unit="image", disable=None)
+    for number, job in enumerate(bar, 1):
         try:
             record, detections, pixels = detect_image(detector, job, ids, keep)
         except CornerNetSaccadeError as exc:
@@ -181,6 +188,9 @@ def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputF
             raise OutputError(f"{exc} (the {len(folder.records)} images finished before are kept in "
                               f"{folder.lines_path}; fix the problem and rerun with --resume)") from None
         records.append(record)
+        if bar.disable:
+            print(f"{number}/{len(jobs)} {job.path}: {len(record.results)} detections, {record.seconds:.2f} s",
+                  file=sys.stderr, flush=True)
     return records
 
 
