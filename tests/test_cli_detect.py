@@ -103,7 +103,8 @@ def test_inputs_ids_and_picture_names(folder):
     deep, _ = find_images([str(folder), str(folder / "first.png")], recursive=True)
     names = [p.relative_to(folder).as_posix() for p in deep]
     assert names == ["broken.jpg", "first.png", "second.jpg", "sub/first.PNG"]
-    assert output_stems(deep) == ["broken", "first", "second", "first_2"]
+    assert output_stems(deep) == ["broken", "first.png", "second", "first.PNG"]
+    assert output_stems(deep, [folder]) == ["broken", "first", "second", "sub/first"]
     assert image_ids([Path("000000397133.jpg"), Path("a/42.png")]) == [397133, 42]
     assert image_ids([Path("7.jpg"), Path("b/007.jpg"), Path("x.jpg")]) == [1, 2, 3]
 
@@ -199,3 +200,24 @@ def test_the_onnxruntime_backend_announces_its_export(capsys):
     assert "backend onnxruntime: exporting shapes to an ONNX graph first" in capsys.readouterr().err
     runtime_settings(argparse.Namespace(threads=1, device="cpu", backend="onnxruntime", weights="model.onnx"))
     assert "exporting" not in capsys.readouterr().err
+
+
+def test_recursive_outputs_keep_the_relative_path_and_tell_same_stems_apart(weights, tmp_path, capsys):
+    """coffee.jpg, coffee.png and sub/coffee.png gave coffee, coffee_2, coffee_3 (which is which?) and
+    a summary naming coffee.png twice: now coffee.jpg, coffee.png and sub/coffee, listed by path."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("coffee.jpg", "coffee.png", "sub/coffee.png", "sub/tea.png"):
+        Image.fromarray(np.full((40, 50, 3), 100, np.uint8)).save(photos / name)
+    assert output_stems(sorted(photos.rglob("*.*")), [photos]) == ["coffee.jpg", "coffee.png", "sub/coffee", "sub/tea"]
+    out = tmp_path / "out"
+    assert detect("--weights", weights, photos, "--recursive", "--out", out, "--per-image", "yolo",
+                  "--max-crops", "1") == 0
+    pictures = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert pictures == ["coffee.jpg.png", "coffee.png.png", "sub/coffee.png", "sub/tea.png"]
+    labels = sorted(p.relative_to(out / "labels").as_posix() for p in (out / "labels").rglob("*.txt"))
+    assert labels == ["coffee.jpg.txt", "coffee.png.txt", "sub/coffee.txt", "sub/tea.txt"]
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]]
+    assert rows == ["coffee.jpg", "coffee.png", "sub/coffee.png", "sub/tea.png"]

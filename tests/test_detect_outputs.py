@@ -39,7 +39,10 @@ def test_x_jpg_does_not_replace_x_png(weights, tmp_path, capsys):
     Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(images / "x.png")
     Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(images / "x.jpg")
     before = (images / "x.png").read_bytes()
-    assert run_detect(weights, images / "x.jpg", images / "x.png", "--out", images) == 1
+    assert run_detect(weights, images / "x.jpg", images / "x.png", "--out", images) == 0  # x.jpg.png, x.png.png
+    assert (images / "x.png").read_bytes() == before
+    assert (images / "x.jpg.png").is_file() and (images / "x.png.png").is_file()
+    assert run_detect(weights, images / "x.png", "--out", images, "--overwrite") == 1
     assert (images / "x.png").read_bytes() == before
     assert "replace an input image" in capsys.readouterr().err
 

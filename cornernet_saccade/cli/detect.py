@@ -10,6 +10,7 @@ reported on stderr and skipped; the exit code is 1 only when no image could be p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -55,8 +56,9 @@ def register(subparsers: Any) -> None:
         "detect",
         help="detect objects in images; write COCO-style JSON and annotated pictures",
         description="Run the detector on image files and folders. Writes OUT/detections.jsonl (a line per image "
-                    "as it finishes), OUT/detections.json (COCO results with category names) and OUT/<image "
-                    "stem>.png (detections, attention maps and the crops the detector looked at). Unreadable "
+                    "as it finishes), OUT/detections.json (COCO results with category names) and OUT/<name>.png "
+                    "(detections, attention maps and the crops the detector looked at; <name>: the image's path "
+                    "below the folder searched, without its suffix unless another image shares the name). Unreadable "
                     "images are reported and skipped; exit code 1 only when no image could be processed. "
                     "No output replaces an input image; existing files are replaced only with --overwrite.",
     )
@@ -103,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.backends.distributed import setup, teardown
 
     context = setup(args.device)  # under torchrun: this process's shard of the images
-    jobs = plan_jobs(paths)
+    jobs = plan_jobs(paths, [Path(item) for item in args.inputs if Path(item).is_dir()])
     mine = jobs[context.rank::context.world_size]
     lines = f"detections.rank{context.rank}.jsonl" if context.distributed else LINES_NAME
     folder = OutputFolder(args.out, mine, pictures=not args.no_pictures, per_image=args.per_image,
@@ -200,13 +202,26 @@ def _naming(path: object, exc: Exception) -> str:
     return message if str(path) in message else f"{path}: {message}"
 
 
+def display_names(file_names: Sequence[str]) -> list[str]:
+    """Short distinct names of image paths: relative to their common folder (``sub/coffee.png``), the
+    file name alone for one image, the paths as given when they share no folder."""
+    paths = [Path(name) for name in file_names]
+    if len(paths) < 2:
+        return [path.name for path in paths]
+    try:
+        common = Path(os.path.commonpath(paths))
+    except ValueError:  # absolute and relative paths mixed
+        return list(file_names)
+    return [path.relative_to(common).as_posix() for path in paths]
+
+
 def summary_table(records: Sequence[ImageRecord]) -> str:
     """Aligned text table: image, detections, top classes, crops looked at, seconds."""
     rows = []
-    for record in records:
+    for record, shown in zip(records, display_names([record.file_name for record in records])):
         names = Counter(entry["category"] for entry in record.results).most_common(TOP_CLASSES)
         top = ", ".join(f"{name}:{count}" for name, count in names) or "-"
-        rows.append((Path(record.file_name).name, str(len(record.results)), top, str(record.crops),
+        rows.append((shown, str(len(record.results)), top, str(record.crops),
                      f"{record.seconds:.2f}"))
     header = ("image", "detections", "top classes", "crops", "seconds")
     return format_table(header, rows, (False, True, False, True, True))

@@ -4,10 +4,10 @@ writing results as each image finishes, so that a crash or a failed write keeps 
 An output folder holds ``detections.jsonl`` (one line per finished image, written and flushed as it
 finishes), ``detections.json`` (the COCO results of every finished image, written at the end),
 ``detect_run.json`` (what made the results: weights, class names, settings, selection; a resumed run
-must match it),
-``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
-``labels/<stem>.txt``). No output ever replaces an input image of the run; an existing file is
-replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
+must match it), ``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
+``labels/<stem>.txt``); ``<stem>`` keeps the sub-folders an image was found in (:func:`output_stems`).
+No output ever replaces an input image of the run; an existing file is replaced only with
+``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import json
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,23 +135,39 @@ def image_ids(paths: Sequence[Path]) -> list[int]:
     return list(range(1, len(paths) + 1))
 
 
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """A distinct output name per path: its stem, with ``_2``, ``_3``, ... added on repeats."""
+def output_stems(paths: Sequence[Path], folders: Sequence[Path] = ()) -> list[str]:
+    """A distinct output name per path: its path relative to the first of the searched ``folders``
+    that holds it, without the suffix (``sub/coffee``: the outputs keep the sub-folders), else its
+    stem; names that several paths share keep the suffix (``coffee.jpg``, ``coffee.png``), and
+    ``_2``, ``_3``, ... are added to repeats that remain (the same name under two input folders)."""
+    relative = [_relative_to_search(path, folders) for path in paths]
+    bare = [name.with_suffix("").as_posix() for name in relative]
+    shared = {name for name, count in Counter(bare).items() if count > 1}
     used: set[str] = set()
     stems = []
-    for path in paths:
-        stem, number = path.stem, 1
+    for name, full in zip(bare, relative):
+        base = full.as_posix() if name in shared else name
+        stem, number = base, 1
         while stem in used:
             number += 1
-            stem = f"{path.stem}_{number}"
+            stem = f"{base}_{number}"
         used.add(stem)
         stems.append(stem)
     return stems
 
 
-def plan_jobs(paths: Sequence[Path]) -> list[ImageJob]:
-    """A job per path, with its image id and output stem."""
-    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths))]
+def _relative_to_search(path: Path, folders: Sequence[Path]) -> Path:
+    """``path`` relative to the first of ``folders`` it lies in (as found by :func:`find_images`),
+    else its file name."""
+    for folder in folders:
+        if folder in path.parents:
+            return path.relative_to(folder)
+    return Path(path.name)
+
+
+def plan_jobs(paths: Sequence[Path], folders: Sequence[Path] = ()) -> list[ImageJob]:
+    """A job per path, with its image id and output stem (:func:`output_stems` of the searched ``folders``)."""
+    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths, folders))]
 
 
 class OutputFolder:
