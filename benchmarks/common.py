@@ -34,6 +34,7 @@ from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
 from cornernet_saccade.backends import make_backend
 from cornernet_saccade.backends.fast import FastNetwork, InferenceNetwork
+from cornernet_saccade.backends.hardware import SPEED_FLAGS, choose_backend, cpu_flags, cpu_name, detect_capability
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.model.geometry import CROP_SIZE
@@ -52,8 +53,6 @@ BACKEND_DTYPES = {name: torch.bfloat16 if name == "fast-bf16" else torch.float32
 DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg",
                    ROOT / "tests/data/saccade_demo.jpg")  # the same picture
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-#: CPU flags that decide whether bf16 can pay off.
-BF16_FLAGS = ("avx512_bf16", "amx_bf16", "amx_tile")
 
 
 # ---------------------------------------------------------------- arguments, models, images
@@ -193,38 +192,25 @@ def matmul_gflops(dtype: torch.dtype, n: int = MATMUL_SIZE, repeats: int = 5) ->
     return 2 * n**3 / 1e9 / min(run_seconds(lambda: torch.mm(a, b), repeats, warmup=1))
 
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A markdown table of ``rows`` under ``header`` (``|`` inside a cell escaped)."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(cell.replace("|", "\\|") for cell in line) + " |" for line in lines)
+
+
 # ---------------------------------------------------------------- machine facts
-
-
-def cpuinfo_field(name: str) -> str | None:
-    """The first ``name : value`` entry of /proc/cpuinfo (None where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == name:
-                    return value.strip()
-    except OSError:
-        pass
-    return None
-
-
-def cpu_name() -> str:
-    """The CPU model from /proc/cpuinfo (or the platform's processor string)."""
-    return cpuinfo_field("model name") or platform.processor() or "unknown CPU"
 
 
 def machine_header(threads: int) -> str:
     """Date, CPU, cores, library versions and threads, with a warning when the machine was not idle."""
     import onnxruntime
 
-    flags = set((cpuinfo_field("flags") or "").split())
-    bf16 = ", ".join(flag for flag in BF16_FLAGS if flag in flags) or "none"
+    flags = ", ".join(cpu_flags()) or "none of " + ", ".join(SPEED_FLAGS)
     load = os.getloadavg()[0]
     lines = [
         f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
         f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs ({len(os.sched_getaffinity(0))} usable), "
-        f"bf16 flags: {bf16}",
+        f"flags: {flags}; backend auto: {' '.join(choose_backend(detect_capability('cpu')))}",
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} "
         f"({threads} intra-op threads), python {platform.python_version()}",
         f"1-minute load average at start: {load:.2f}",

@@ -35,7 +35,7 @@ from cornernet_saccade.tables import format_table
 
 #: The original's seconds per batch of crops (docs/reference.md §B9).
 ORIGINAL_SECONDS = {30: 20.1, 8: 4.4, 1: 0.44}
-HEADER = ("batch", "backend", "median s", "s/crop", "crops/s", "original s", "orig. s/crop")
+HEADER = ("batch", "backend", "median s", "s/crop", "crops/s", "original s (other CPU: §B9)", "orig. s/crop (other CPU)")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -52,7 +52,7 @@ ORIGINAL_SECONDS = {
     ("train", 255): (0.741, 0.753),
     ("train", 511): (2.958, 3.135),
 }
-HEADER = ("input", "path", "backend", "median s", "original s", "GFLOP", "GFLOP/s", "% of mm")
+HEADER = ("input", "path", "backend", "median s", "original s (other CPU: §B9)", "GFLOP", "GFLOP/s", "% of mm")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

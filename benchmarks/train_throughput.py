@@ -11,10 +11,18 @@ and the optimizer step. ``train`` overlaps sample building with the step in its 
 Variants (``--variants``) change how the step runs, never what it computes:
 
 =================  =========================================================================
-``baseline``       what ``train`` runs (NCHW float32)
-``channels_last``  the network and its input in channels-last memory layout
-``compile``        the training forward through ``torch.compile`` (compiles in its warm-up)
+``baseline``       the step in float32 (``amp: none``; NCHW)
+``bf16``           the forward (and so the backward) under bf16 autocast (``amp: bf16``); the
+                   loss in float32, as ``train`` runs it
+``auto``           what ``train`` runs by default (``amp: auto``: bf16 on a CPU with AMX, else
+                   float32; the row says which)
+``channels_last``  float32, the network and its input in channels-last memory layout
+``compile``        float32, the training forward through ``torch.compile`` (compiles in its warm-up)
+``bf16_compile``   ``bf16`` with the forward through ``torch.compile``
 =================  =========================================================================
+
+The header gives the CPU model and its flags (AVX-512, AVX512_BF16, AMX): a ratio between rows holds
+for this machine only.
 
 ``--threads`` takes several counts (e.g. ``--threads 1 2``): each config and variant is measured
 with each, in this one run, so the thread layout of a 2-core machine can be compared side by side.
@@ -29,6 +37,7 @@ iteration, and crops per second.
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -36,17 +45,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-from common import argument_parser, begin
+from common import argument_parser, begin, markdown_table
 from torch import Tensor, nn
 
 from cornernet_saccade.backends.distributed import DistContext
+from cornernet_saccade.backends.hardware import choose_amp, detect_capability
 from cornernet_saccade.data.samples import collate
 from cornernet_saccade.engine.loss import LossOutput, loss_normalizers
 from cornernet_saccade.engine.train_config import load_train_config
-from cornernet_saccade.engine.trainer import Trainer, outputs_to_float32
+from cornernet_saccade.engine.trainer import Trainer, autocast_context, outputs_to_float32
 
 PHASES = ("samples", "forward", "loss", "backward", "optimizer")
-VARIANTS = ("baseline", "channels_last", "compile")
+VARIANTS = ("baseline", "bf16", "auto", "channels_last", "compile", "bf16_compile")
 DEFAULT_CONFIGS = ("shapes_default", "shapes_squeeze")
 
 
@@ -84,9 +94,16 @@ def prepared_network(model: nn.Module, variant: str) -> nn.Module:
     """The module the variant's forward runs (``model``'s parameters either way)."""
     if variant == "channels_last":
         return model.to(memory_format=torch.channels_last)
-    if variant == "compile":
+    if variant in ("compile", "bf16_compile"):
         return torch.compile(model)  # type: ignore[return-value]
     return model
+
+
+def variant_amp(variant: str) -> str:
+    """The autocast dtype (``amp`` setting) of ``variant``."""
+    if variant == "auto":
+        return choose_amp(detect_capability("cpu"))[0]
+    return "bf16" if variant.startswith("bf16") else "none"
 
 
 def measure(name: str, variant: str, threads: int, iterations: int, warmup: int) -> Measurement:
@@ -97,6 +114,7 @@ def measure(name: str, variant: str, threads: int, iterations: int, warmup: int)
         config = load_train_config(name, [f"out_dir={out_dir}", "workers=0"])
         trainer = Trainer(config, DistContext(0, 1, torch.device("cpu")))
     network = prepared_network(trainer.model, variant)
+    autocast = autocast_context(variant_amp(variant), torch.device("cpu"))
     memory = torch.channels_last if variant == "channels_last" else torch.contiguous_format
     seconds: dict[str, list[float]] = {phase: [] for phase in PHASES}
     batch_size = config.batch_size
@@ -106,14 +124,20 @@ def measure(name: str, variant: str, threads: int, iterations: int, warmup: int)
         batch, t_samples = timed(lambda: collate([trainer.train_samples[(start + i) % count] for i in range(batch_size)]))
         batch = {k: v.contiguous(memory_format=memory) if k == "image" else v for k, v in batch.items()}
         trainer.optimizer.zero_grad(set_to_none=True)
-        outputs, t_forward = timed(lambda: network(batch["image"]))
+        outputs, t_forward = timed(lambda: forward(network, batch["image"], autocast))
         result, t_loss = timed(lambda: trainer.loss_fn(outputs_to_float32(outputs), batch, loss_normalizers(batch)))
         _, t_backward = timed(lambda: _backward(result))
         _, t_step = timed(trainer.optimizer.step)
         if iteration >= warmup:
             for phase, value in zip(PHASES, (t_samples, t_forward, t_loss, t_backward, t_step)):
                 seconds[phase].append(value)
-    return Measurement(name, variant, threads, batch_size, seconds)
+    label = f"auto ({variant_amp(variant)})" if variant == "auto" else variant
+    return Measurement(name, label, threads, batch_size, seconds)
+
+
+def forward(network: nn.Module, images: Tensor, autocast: contextlib.AbstractContextManager) -> object:
+    with autocast:
+        return network(images)
 
 
 def _backward(result: LossOutput) -> None:
@@ -123,18 +147,15 @@ def _backward(result: LossOutput) -> None:
 
 def print_table(measurements: Sequence[Measurement]) -> None:
     header = ["config", "variant", "threads", *(f"{p} s" for p in PHASES), "iteration s", "spread s", "crops/s", "step crops/s"]
-    print("| " + " | ".join(header) + " |")
-    print("|" + " --- |" * len(header))
-    for measurement in measurements:
-        print("| " + " | ".join(measurement.row()) + " |", flush=True)
+    print(markdown_table(header, [measurement.row() for measurement in measurements]), flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argument_parser(__doc__)
     parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS),
                         help=f"training configs: bundled names or YAML paths (default: {' '.join(DEFAULT_CONFIGS)})")
-    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["baseline", "channels_last"],
-                        help="how the step runs (default: baseline channels_last; compile takes minutes)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=["baseline", "bf16", "auto"],
+                        help="how the step runs (default: baseline bf16 auto; compile takes minutes)")
     parser.add_argument("--iterations", type=int, default=10, help="timed iterations per row (default 10)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed iterations first (default 2)")
     parser.add_argument("--threads", type=int, nargs="+", default=[2],

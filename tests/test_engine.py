@@ -268,12 +268,12 @@ def test_config_errors_name_file_and_key(tmp_path: Path) -> None:
 def test_device_dependent_settings_checked(train_json: Path, tmp_path: Path) -> None:
     cpu = torch.device("cpu")
     with pytest.raises(ConfigError, match="fp16 needs CUDA"):
-        check_runtime(tiny_config(train_json, tmp_path, amp="fp16"), DistContext(0, 1, cpu))
+        check_runtime(tiny_config(train_json, tmp_path, amp="fp16"), DistContext(0, 1, cpu), "fp16")
     with pytest.raises(ConfigError, match="sync needs CUDA"):
-        check_runtime(tiny_config(train_json, tmp_path, batchnorm="sync"), DistContext(0, 2, cpu))
+        check_runtime(tiny_config(train_json, tmp_path, batchnorm="sync"), DistContext(0, 2, cpu), "none")
     with pytest.raises(ConfigError, match="batch_size 4 is not divisible by processes x grad_accum = 3 x 1"):
-        check_runtime(tiny_config(train_json, tmp_path), DistContext(0, 3, cpu))
-    check_runtime(tiny_config(train_json, tmp_path, amp="bf16", batchnorm="sync"), DistContext(0, 1, cpu))
+        check_runtime(tiny_config(train_json, tmp_path), DistContext(0, 3, cpu), "none")
+    check_runtime(tiny_config(train_json, tmp_path, amp="bf16", batchnorm="sync"), DistContext(0, 1, cpu), "bf16")
     with pytest.raises(ConfigError, match="not a device name"):
         resolve_device("gpu0")
 

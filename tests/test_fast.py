@@ -191,7 +191,7 @@ def test_saccade_detector_runs_the_fast_network_like_the_model(small_model):
     assert_detector_runs_backend_like_model(FastNetwork(small_model), small_model)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize(
     "dtype, rel_tol", [(torch.float32, 1e-3), (torch.bfloat16, BF16_REL_TOL), (torch.float16, 1e-2)]
 )

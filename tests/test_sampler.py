@@ -15,6 +15,7 @@ from cornernet_saccade.data.samples import (
     choose_scale,
     collate,
     crop_window,
+    flip_and_turn,
     resize_window,
 )
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss
@@ -231,3 +232,30 @@ def test_reference_box_longer_than_a_small_crop_does_not_crash():
     for _ in range(50):
         start = choose_crop_centre(1000, (300.0, 600.0), False, rng, small) - 63
         assert 300 <= start <= 600 - 127  # the crop lies inside the box, between its two ends
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_flips_and_quarter_turns_move_boxes_with_their_pixels(seed: int) -> None:
+    """With every flip and turn on, each box still frames exactly the pixels it framed (a marked
+    rectangle per box, found again after the change), for each draw of the turns."""
+    side = 31
+    crop = np.zeros((side, side, 3), np.float32)
+    boxes = np.array([[2, 3, 9, 20], [15, 1, 29, 6]], np.float32)  # x1, y1, x2, y2, inclusive pixels
+    for index, (x1, y1, x2, y2) in enumerate(boxes.astype(int)):
+        crop[y1:y2 + 1, x1:x2 + 1, index] = 1.0
+    cfg = SamplingConfig(flip_prob=0.5, vflip_prob=0.5, rotate90_prob=1.0)
+    turned, moved = flip_and_turn(crop, boxes.copy(), np.random.default_rng(seed), cfg)
+    for index, (x1, y1, x2, y2) in enumerate(moved.astype(int)):
+        ys, xs = np.nonzero(turned[:, :, index])
+        assert (xs.min(), ys.min(), xs.max(), ys.max()) == (x1, y1, x2, y2)
+    assert turned.sum() == crop.sum()
+
+
+def test_orientation_options_off_draw_nothing_more() -> None:
+    """vflip_prob and rotate90_prob at 0 (the original's) leave the draws, and so the samples, as before."""
+    crop = np.random.default_rng(1).random((15, 15, 3)).astype(np.float32)
+    boxes = np.array([[1, 2, 5, 9]], np.float32)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    flip_and_turn(crop, boxes.copy(), rng_a, SamplingConfig())
+    rng_b.random()  # the horizontal flip's one draw
+    assert rng_a.random() == rng_b.random()

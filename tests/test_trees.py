@@ -1,6 +1,7 @@
 """Tree-crown conversion: wheel reading, tiling arithmetic, box bookkeeping, COCO output."""
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -12,10 +13,15 @@ from pycocotools.coco import COCO
 from cornernet_saccade.cli import main
 from cornernet_saccade.data.coco import read_coco
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.datasets.trees import assign_to_tiles, convert_trees, tile_grid, tile_record
+from cornernet_saccade.datasets.trees import (
+    WHEEL_FILE_NAME,
+    assign_to_tiles,
+    convert_trees,
+    fetch_wheel,
+    tile_grid,
+    tile_record,
+)
 from cornernet_saccade.errors import AnnotationError, ConfigError
-
-REAL_WHEEL = Path("/tmp/df/deepforest-2.1.0-py3-none-any.whl")
 
 #: VOC boxes (1-based inclusive) of the 50x30 image "a.png", and where each must land with tile
 #: size 20 (columns cut at 0/17/33/50, rows at 0/15/30): (tile x0, tile y0, box in tile pixels).
@@ -135,9 +141,59 @@ def test_bad_inputs_raise_project_errors(tiny_wheel: tuple[Path, np.ndarray],
         convert_trees(empty, tmp_path / "o")
 
 
-@pytest.mark.skipif(not REAL_WHEEL.is_file(), reason=f"{REAL_WHEEL} not downloaded")
-def test_real_wheel_counts(tmp_path: Path) -> None:
-    splits = convert_trees(REAL_WHEEL, tmp_path)
+def _standin_wheel(index: Path, data_wheel: Path) -> Path:
+    """A minimal valid wheel named as the real one, holding ``data_wheel``'s members: what pip
+    accepts from a local index (``--no-index --find-links``)."""
+    index.mkdir()
+    wheel = index / WHEEL_FILE_NAME
+    info = "deepforest-2.1.0.dist-info"
+    with zipfile.ZipFile(data_wheel) as source, zipfile.ZipFile(wheel, "w") as archive:
+        for member in source.namelist():
+            archive.writestr(member, source.read(member))
+        archive.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: deepforest\nVersion: 2.1.0\n")
+        archive.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        archive.writestr(f"{info}/RECORD", "")
+    return wheel
+
+
+def test_make_trees_fetches_the_wheel_with_pip_once(tiny_wheel: tuple[Path, np.ndarray], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    """Without --wheel, pip downloads it (here from a local index standing in for the registry,
+    through pip's own PIP_NO_INDEX / PIP_FIND_LINKS) into the cache, and the next run reuses it."""
+    standin = _standin_wheel(tmp_path / "index", tiny_wheel[0])
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "index"))
+    cache = tmp_path / "cache"
+    args = ["make-trees", "--out", str(tmp_path / "o"), "--cache", str(cache), "--val-image", "b.png"]
+    assert main(args) == 0
+    assert (cache / WHEEL_FILE_NAME).read_bytes() == standin.read_bytes()
+    assert "fetching deepforest==2.1.0" in capsys.readouterr().err
+    assert json.loads((tmp_path / "o" / "val.json").read_text())["annotations"][0]["bbox"] == [1.0, 1.0, 7.0, 8.0]
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))  # pip would find nothing now
+    assert fetch_wheel(cache) == cache / WHEEL_FILE_NAME
+    assert main([*args[:2], str(tmp_path / "o2"), *args[3:]]) == 0
+    assert "fetching" not in capsys.readouterr().err
+
+
+def test_fetch_without_the_registry_names_the_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(ConfigError, match=r"could not fetch deepforest==2\.1\.0 with pip \(ERROR: .*\); where there "
+                                          r"is a network, run `python -m pip download deepforest==2\.1\.0 --no-deps -d DIR`"):
+        fetch_wheel(tmp_path / "cache", ["--no-index", "--find-links", str(tmp_path)])
+    assert not (tmp_path / "cache" / WHEEL_FILE_NAME).exists()
+
+
+@pytest.fixture(scope="module")
+def real_wheel() -> Path:
+    """The real wheel, fetched into the user's cache where the registry can be reached."""
+    try:
+        return fetch_wheel(timeout=120)
+    except ConfigError as exc:
+        pytest.skip(f"the deepforest wheel could not be fetched here: {exc}")
+
+
+def test_real_wheel_counts(real_wheel: Path, tmp_path: Path) -> None:
+    splits = convert_trees(real_wheel, tmp_path)
     counts = {name: sum(len(r.boxes) for r in d.records) for name, d in splits.items()}
     assert counts == {"train": 574 + 61 + 37, "val": 279}
     assert [len(splits["train"]), len(splits["val"])] == [42 + 1 + 1, 12]

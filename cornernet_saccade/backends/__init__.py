@@ -3,7 +3,10 @@
 Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, with_attention=...)``
 -> last-stack :class:`~cornernet_saccade.model.heads.HeadOutputs`, so the detector takes any of them:
 
-``eager``        the model itself (fp32; the reference);
+``auto``         the default of :func:`load_detector` and the commands: the fastest of the ones below that
+                 the machine runs well (:func:`resolve_backend`): ``fast-bf16`` on a CPU with AMX-BF16 or a
+                 GPU with bf16, ``fast`` elsewhere, ``onnxruntime`` for a ``.onnx`` file;
+``eager``        the model itself (fp32; the reference; what ``SaccadeDetector(model)`` runs);
 ``fast``         :class:`~cornernet_saccade.backends.fast.FastNetwork`: BatchNorm folded, channels-last, fp32,
                  3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
@@ -22,6 +25,7 @@ import torch
 from torch import nn
 
 from cornernet_saccade.backends.device import resolve_device
+from cornernet_saccade.backends.hardware import choose_backend, detect_capability
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import CheckpointError, ConfigError
 from cornernet_saccade.inference.cornernet_tester import SACCADE_ONLY_SETTINGS, tester_settings
@@ -44,7 +48,22 @@ from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 if TYPE_CHECKING:
     from cornernet_saccade.backends.onnx import OnnxNetwork
 
-BACKENDS = ("eager", "fast", "fast-bf16", "onnxruntime")
+#: What ``--backend`` takes: ``auto`` and the backends it chooses from.
+BACKENDS = ("auto", "eager", "fast", "fast-bf16", "onnxruntime")
+
+
+def resolve_backend(name: str, device: str | torch.device = "auto", weights: str | Path | None = None) -> tuple[str, str]:
+    """The backend ``name`` stands for and why: an explicit name as given; ``auto`` onnxruntime for
+    a ``.onnx`` ``weights`` file (the only backend that runs one), else the choice of
+    :func:`~cornernet_saccade.backends.hardware.choose_backend` for ``device`` (``auto``: CUDA when
+    available)."""
+    if name != "auto":
+        return name, "as asked"
+    if weights is not None and Path(weights).suffix == ONNX_SUFFIX:
+        return "onnxruntime", "the weights are an ONNX file"
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return choose_backend(detect_capability(device))
 
 
 def make_backend(
@@ -64,6 +83,7 @@ def make_backend(
     ``OnnxNetwork`` from the export's metadata), so the detector runs it as it would the model.
     """
     model = model.eval()
+    name = resolve_backend(name, next(model.parameters()).device)[0]
     if name == "eager":
         return model
     if name in ("fast", "fast-bf16"):
@@ -117,17 +137,19 @@ def load_model(weights: str | Path) -> CornerNetBase:
 def load_detector(
     weights: str | Path,
     *,
-    backend: str = "eager",
+    backend: str = "auto",
     device: str = "auto",
     class_names_file: str | Path | None = None,
     **settings: Any,
 ) -> DetectorBase:
     """The detector of a weights file, run folder or bundled model name (see
     :meth:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccade.from_checkpoint`), its network
-    built by backend ``backend`` on ``device`` (``auto``: CUDA when available). With backend
-    ``onnxruntime``, ``weights`` may also be a ``.onnx`` file written by ``export-onnx``, run as it is
-    (on the CPU) by the detector of the network it was exported from; other backends refuse one with
-    a ``CheckpointError`` naming the backend that runs it.
+    built by backend ``backend`` on ``device`` (``auto``: CUDA when available). Backend ``auto`` (the
+    default) is :func:`resolve_backend`'s choice for the device; ``SaccadeDetector(model)`` stays the
+    eager fp32 reference. With backend ``onnxruntime`` (or ``auto``), ``weights`` may also be a
+    ``.onnx`` file written by ``export-onnx``, run as it is (on the CPU) by the detector of the network
+    it was exported from; other backends refuse one with a ``CheckpointError`` naming the backend that
+    runs it.
 
     Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
     :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
@@ -139,6 +161,7 @@ def load_detector(
     export does not take is refused with an ``ImageError`` naming it).
     """
     path = resolve_weights_path(weights)
+    backend = resolve_backend(backend, device, path)[0]
     if backend == "onnxruntime" and path.suffix == ONNX_SUFFIX:
         exported = _exported_network(path)
         if not exported.has_attention:

@@ -12,7 +12,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from cornernet_saccade.backends import BACKENDS
+from cornernet_saccade.backends import BACKENDS, resolve_backend
 from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
@@ -53,9 +53,11 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--device``, ``--backend`` and ``--threads``."""
     group = parser.add_argument_group("runtime")
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
-    group.add_argument("--backend", choices=BACKENDS, default="eager",
-                       help="network implementation: eager (the reference), fast (BatchNorm folded, Winograd "
-                            "convolutions on the CPU; same detections), fast-bf16, onnxruntime (default: eager)")
+    group.add_argument("--backend", choices=BACKENDS, default="auto",
+                       help="network implementation: auto (fast-bf16 on a CPU with AMX-BF16 or a GPU with bf16, "
+                            "else fast; onnxruntime for a .onnx file), eager (the fp32 reference), fast (BatchNorm "
+                            "folded, Winograd convolutions on the CPU; the same detections), fast-bf16, onnxruntime "
+                            "(default: auto; the start-up line says what it picked and why)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads (default: 0 = the cores other work leaves free, at most torch's default; "
                             "the start-up line says how many and why)")
@@ -121,11 +123,13 @@ def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
     choice = set_threads(args.threads)
     if choice.warning:
         print(f"warning: {choice.warning}", file=sys.stderr)
+    backend, why = resolve_backend(args.backend, args.device, args.weights)
+    chosen = f"{backend} (auto: {why})" if args.backend == "auto" else backend
     plural = "s" * (choice.threads != 1)
-    print(f"device {args.device}, backend {args.backend}, {choice.threads} CPU thread{plural} ({choice.why})",
+    print(f"device {args.device}, backend {chosen}, {choice.threads} CPU thread{plural} ({choice.why})",
           file=sys.stderr)
-    if args.backend == "onnxruntime" and not str(args.weights).endswith(ONNX_SUFFIX):
+    if backend == "onnxruntime" and not str(args.weights).endswith(ONNX_SUFFIX):
         print(f"backend onnxruntime: exporting {args.weights} to an ONNX graph first (about half a minute for the "
               f"official network; export-onnx once and pass the .onnx file as --weights to skip this)",
               file=sys.stderr, flush=True)
-    return {"backend": args.backend, "device": args.device}
+    return {"backend": backend, "device": args.device}

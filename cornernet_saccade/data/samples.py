@@ -67,6 +67,10 @@ class SamplingConfig:
         centre_jitter: largest jitter of the centred crop, pixels each way (the original draws
             ``randint(0, 15)``, i.e. 0..14).
         flip_prob: probability of a horizontal flip.
+        vflip_prob: probability of a vertical flip (0, as the original; aerial images look the same
+            upside down).
+        rotate90_prob: probability of turning the crop by 90, 180 or 270 degrees (one of the three at
+            random; 0, as the original).
         colour_jitter: brightness, contrast and saturation factors are ``1 + U(-v, v)``.
         lighting_std: standard deviation of the PCA lighting coefficients.
         eig_val, eig_vec: PCA of the dataset's colours (BGR), eigenvectors as columns of ``eig_vec``.
@@ -83,6 +87,8 @@ class SamplingConfig:
     centre_crop_prob: float = 0.5
     centre_jitter: int = 14
     flip_prob: float = 0.5
+    vflip_prob: float = 0.0
+    rotate90_prob: float = 0.0
     colour_jitter: float = 0.4
     lighting_std: float = 0.1
     eig_val: tuple[float, float, float] = COCO_EIG_VAL
@@ -92,7 +98,7 @@ class SamplingConfig:
     empty_image_scales: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
 
     def __post_init__(self) -> None:
-        for name in ("centre_crop_prob", "flip_prob"):
+        for name in ("centre_crop_prob", "flip_prob", "vflip_prob", "rotate90_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("input_size", "output_size", "num_classes", "max_objects"):
@@ -108,8 +114,8 @@ class SamplingConfig:
     def without_augmentation(self) -> SamplingConfig:
         """Same settings with a crop centred exactly on the reference object, no flip, no colour change
         (the scale is still drawn: it is what the saccade model learns from)."""
-        return dataclasses.replace(self, centre_crop_prob=1.0, centre_jitter=0, flip_prob=0.0,
-                                   colour_jitter=0.0, lighting_std=0.0)
+        return dataclasses.replace(self, centre_crop_prob=1.0, centre_jitter=0, flip_prob=0.0, vflip_prob=0.0,
+                                   rotate90_prob=0.0, colour_jitter=0.0, lighting_std=0.0)
 
 
 def clip_boxes(boxes: np.ndarray, y0: float, y1: float, x0: float, x1: float) -> tuple[np.ndarray, np.ndarray]:
@@ -221,6 +227,28 @@ def crop_window(
     return (y0, y1, x0, x1), (top, top + y1 - y0, left, left + x1 - x0), (centre_y - half, centre_x - half)
 
 
+def flip_and_turn(crop: np.ndarray, boxes: np.ndarray, rng: np.random.Generator,
+                  cfg: SamplingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The square ``crop [S, S, 3]`` and its ``boxes [N, 4]`` (crop pixels, changed in place) flipped
+    horizontally (``x' = S - x - 1``) with ``cfg.flip_prob``, then flipped vertically with
+    ``cfg.vflip_prob`` and turned counter-clockwise by ``k`` x 90 degrees (``k`` uniform in 1-3) with
+    ``cfg.rotate90_prob``. A turn by 90 degrees maps ``(x, y)`` to ``(y, S - 1 - x)``. The last two draw
+    from ``rng`` only when their probability is above 0, so the original's draws are unchanged."""
+    side = crop.shape[0]
+    if rng.random() < cfg.flip_prob:
+        crop = np.ascontiguousarray(crop[:, ::-1])
+        boxes[:, [0, 2]] = side - boxes[:, [2, 0]] - 1
+    if cfg.vflip_prob and rng.random() < cfg.vflip_prob:
+        crop = np.ascontiguousarray(crop[::-1])
+        boxes[:, [1, 3]] = side - boxes[:, [3, 1]] - 1
+    if cfg.rotate90_prob and rng.random() < cfg.rotate90_prob:
+        turns = int(rng.integers(1, 4))
+        crop = np.ascontiguousarray(np.rot90(crop, turns))
+        for _ in range(turns):
+            boxes[:] = np.stack([boxes[:, 1], side - 1 - boxes[:, 2], boxes[:, 3], side - 1 - boxes[:, 0]], axis=1)
+    return crop, boxes
+
+
 def jitter_colours(image: np.ndarray, rng: np.random.Generator, cfg: SamplingConfig) -> None:
     """Brightness, contrast and saturation jitter in random order, then PCA lighting; in place.
 
@@ -283,10 +311,8 @@ def build_training_sample(
     crop_boxes, in_crop = clip_boxes(scaled_boxes - np.array([dx, dy, dx, dy], np.float32), *region)
     kept = kept[in_crop]
 
-    # 4: horizontal flip, x' = S - x - 1.
-    if rng.random() < cfg.flip_prob:
-        crop = np.ascontiguousarray(crop[:, ::-1])
-        crop_boxes[:, [0, 2]] = cfg.input_size - crop_boxes[:, [2, 0]] - 1
+    # 4: horizontal flip, x' = S - x - 1 (and the optional vertical flip and quarter turns).
+    crop, crop_boxes = flip_and_turn(crop, crop_boxes, rng, cfg)
 
     # 5-6: attention targets, colour jitter and lighting, normalisation.
     attention = build_attention_targets(crop_boxes, cfg.input_size)
@@ -377,10 +403,7 @@ def build_cornernet_sample(
     crop_boxes = crop_boxes * np.float32(side / crop_side)
     crop_boxes, kept = clip_boxes(crop_boxes, 0, side, 0, side)
 
-    if rng.random() < cfg.flip_prob:
-        crop = np.ascontiguousarray(crop[:, ::-1])
-        crop_boxes[:, [0, 2]] = side - crop_boxes[:, [2, 0]] - 1
-
+    crop, crop_boxes = flip_and_turn(crop, crop_boxes, rng, cfg)
     jitter_colours(crop, rng, cfg)
     crop = (crop - np.asarray(cfg.mean, np.float32)) / np.asarray(cfg.std, np.float32)
     sample = build_cornernet_targets(

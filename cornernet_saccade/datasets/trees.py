@@ -16,12 +16,20 @@ VOC ``xmin..xmax`` are 1-based inclusive, the wheel's boxes run from 1 to the im
   on a tie), clipped to that tile: no box is lost or duplicated. Parts of a crown cut off by a
   tile border stay unannotated in the neighbouring tile.
 
+Getting the wheel: :func:`fetch_wheel` downloads it once with pip (``pip download deepforest==2.1.0
+--no-deps``, from the package registry pip is configured for) into a cache folder
+(:func:`default_cache_dir`); the package is never installed. Offline, it fails with the command to
+run by hand where there is a network.
+
 Output: ``out_dir/train.json``, ``out_dir/val.json`` (COCO, file names relative to ``out_dir``)
 and ``out_dir/images/<image stem>_x<left>_y<top>.png``.
 """
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -41,9 +49,59 @@ from cornernet_saccade.images import read_image
 WHEEL_DATA_DIR = "deepforest/data/"
 #: Files taken from that folder: the annotations and every image they may name.
 _EXTRACTED_SUFFIXES = (".xml", ".png", ".tif", ".tiff", ".jpg", ".jpeg")
+#: The wheel the data comes from: its requirement and file name.
+WHEEL_REQUIREMENT = "deepforest==2.1.0"
+WHEEL_FILE_NAME = "deepforest-2.1.0-py3-none-any.whl"
 CLASS_NAMES: tuple[str, ...] = ("tree",)
 DEFAULT_VAL_IMAGES: tuple[str, ...] = ("2019_YELL_2_541000_4977000_image_crop.png",)
 DEFAULT_TILE_SIZE = 400
+
+
+def default_cache_dir() -> Path:
+    """Where fetched wheels are kept: ``$XDG_CACHE_HOME/cornernet_saccade``, by default
+    ``~/.cache/cornernet_saccade``."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "cornernet_saccade"
+
+
+def pip_download_command(dest: Path, pip_options: Sequence[str] = ()) -> list[str]:
+    """The pip command that fetches the wheel (only it, no dependencies) into ``dest``."""
+    return [sys.executable, "-m", "pip", "download", WHEEL_REQUIREMENT, "--no-deps", "--only-binary", ":all:",
+            "-d", str(dest), *pip_options]
+
+
+def fetch_wheel(cache_dir: str | Path | None = None, pip_options: Sequence[str] = (),
+                timeout: float = 600.0) -> Path:
+    """The deepforest wheel in ``cache_dir`` (default :func:`default_cache_dir`), downloaded with pip
+    the first time (``pip_options`` are added to its command, e.g. ``--index-url``). ConfigError naming
+    the command to run by hand when pip fails (no network, no such release) or finds nothing."""
+    dest = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    wheel = dest / WHEEL_FILE_NAME
+    if wheel.is_file():
+        return wheel
+    command = pip_download_command(dest, pip_options)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        problem = _last_error_line(done.stderr) if done.returncode else None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        problem = str(exc)
+    if problem is None and not wheel.is_file():
+        problem = f"pip wrote no {WHEEL_FILE_NAME} into {dest}"
+    if problem is not None:
+        by_hand = f"python -m pip download {WHEEL_REQUIREMENT} --no-deps -d DIR"
+        raise ConfigError(
+            f"could not fetch {WHEEL_REQUIREMENT} with pip ({problem}); where there is a network, run "
+            f"`{by_hand}`, then `cornernet-saccade make-trees --wheel DIR/{WHEEL_FILE_NAME} --out OUT`"
+        )
+    return wheel
+
+
+def _last_error_line(stderr: str) -> str:
+    """pip's own summary of what failed: its last ``ERROR:`` line, else its last line."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR")]
+    return (errors or lines or ["pip failed without a message"])[-1]
 
 
 @dataclass(frozen=True)

@@ -263,7 +263,7 @@ def evaluate(
     results_path: str | Path | None = None,
     max_images: int = 0,
     progress: bool = True,
-    backend: str = "eager",
+    backend: str = "auto",
     device: str = "auto",
     overwrite: bool = False,
     context: DistContext | None = None,

@@ -13,6 +13,7 @@ through the same checks. Unknown keys, wrong types and inconsistent values raise
 """
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelCon
 from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
 from cornernet_saccade.model.geometry import attention_map_sizes, output_size
 
-AmpMode = Literal["none", "bf16", "fp16"]
+AmpMode = Literal["auto", "none", "bf16", "fp16"]
 Architecture = Literal["saccade", "squeeze", "cornernet"]
 #: The sampling settings class of each network.
 SAMPLING_CLASSES: dict[str, type[SamplingConfig]] = {
@@ -77,8 +78,14 @@ class DataConfig:
 class OptimConfig:
     """Adam with step decay (the original: lr 2.5e-4, 500k iterations, /10 after 450k, no warm-up).
 
-    The learning rate of iteration ``i`` (1-based) is ``lr / decay_rate ** k`` where ``k`` counts the
-    ``decay_steps`` below ``i``, times ``i / warmup_iters`` during an optional linear warm-up.
+    ``schedule: step``: the learning rate of iteration ``i`` (1-based) is ``lr / decay_rate ** k``
+    where ``k`` counts the ``decay_steps`` below ``i``. ``schedule: cosine``: ``lr`` times
+    ``(1 + cos(pi * (i - 1) / max_iter)) / 2``, from ``lr`` down to near 0 at ``max_iter``
+    (``decay_steps`` must then be ``[]``). Either is times ``i / warmup_iters`` during an optional linear
+    warm-up. ``ema_decay``: the weights validated, evaluated and saved as the checkpoint's model are an
+    exponential moving average of the trained ones (``ema = d * ema + (1 - d) * weights`` after every
+    step, ``d = min(ema_decay, (1 + t) / (10 + t))`` at step ``t``, so early steps are not averaged
+    with the random initialisation for long); 0 turns it off (the original has none).
     """
 
     lr: float = 2.5e-4
@@ -89,8 +96,14 @@ class OptimConfig:
     decay_steps: tuple[int, ...] = (450_000,)
     decay_rate: float = 10.0
     warmup_iters: int = 0
+    schedule: Literal["step", "cosine"] = "step"
+    ema_decay: float = 0.0
 
     def __post_init__(self) -> None:
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must lie in [0, 1) (0: no moving average), got {self.ema_decay}")
+        if self.schedule == "cosine" and self.decay_steps:
+            raise ValueError(f"schedule cosine decays by itself: set decay_steps: [] (got {list(self.decay_steps)})")
         if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.decay_rate <= 0:
             raise ValueError("need lr > 0, eps > 0, weight_decay >= 0, decay_rate > 0")
         if not all(0 <= b < 1 for b in self.betas):
@@ -118,8 +131,10 @@ class OptimConfig:
 
     def lr_factor(self, completed: int) -> float:
         """Multiplier of ``lr`` for the iteration after ``completed`` finished ones."""
-        decays = sum(completed >= step for step in self.decay_steps)
         warmup = min(1.0, (completed + 1) / self.warmup_iters) if self.warmup_iters else 1.0
+        if self.schedule == "cosine":
+            return warmup * (1 + math.cos(math.pi * min(completed, self.max_iter) / self.max_iter)) / 2
+        decays = sum(completed >= step for step in self.decay_steps)
         return warmup / self.decay_rate ** decays
 
 
@@ -129,7 +144,9 @@ class TrainConfig:
 
     ``batch_size`` is the global batch of one optimizer step; each process takes
     ``batch_size / (processes * grad_accum)`` images per forward pass. ``amp``: autocast dtype
-    (``fp16`` needs CUDA and uses a gradient scaler). ``batchnorm``: ``batch`` (per-process batch
+    (``fp16`` needs CUDA and uses a gradient scaler; ``auto``: bf16 where the device multiplies bf16
+    fast, a CPU with AMX or a GPU with bf16, else none: :func:`~cornernet_saccade.backends.hardware.choose_amp`;
+    the loss is always computed in fp32). ``batchnorm``: ``batch`` (per-process batch
     statistics), ``frozen`` (running statistics, BN weights not trained), ``sync`` (SyncBatchNorm
     across processes, CUDA). Periods (``log_every``, ``val_every``, ``eval_every``,
     ``checkpoint_every``) are in iterations, 0 turns the action off. ``val_batches``: batches of the
@@ -151,7 +168,7 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 48
     grad_accum: int = 1
-    amp: AmpMode = "none"
+    amp: AmpMode = "auto"
     batchnorm: BatchNormMode = "batch"
     seed: int = 317
     workers: int = 4

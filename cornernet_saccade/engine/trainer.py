@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.backends.distributed import DistContext, setup, teardown
+from cornernet_saccade.backends.hardware import choose_amp, detect_capability
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
@@ -54,6 +55,7 @@ from cornernet_saccade.engine.run_checkpoints import (
     restore_rng_state,
 )
 from cornernet_saccade.engine.train_config import TrainConfig
+from cornernet_saccade.engine.weight_average import WeightAverage
 from cornernet_saccade.errors import AnnotationError, CheckpointError, ConfigError, TrainingError
 from cornernet_saccade.inference.detector import Detector
 from cornernet_saccade.model.checkpoint import (
@@ -122,12 +124,20 @@ def build_model(config: TrainConfig, context: DistContext, init_weights: bool) -
     return model
 
 
-def check_runtime(config: TrainConfig, context: DistContext) -> None:
-    """Settings that depend on the device and the process count."""
+def training_amp(amp: str, device: torch.device) -> tuple[str, str]:
+    """The autocast dtype a run uses (``none``, ``bf16`` or ``fp16``) and why: ``amp`` as configured,
+    ``auto`` chosen from the device (:func:`~cornernet_saccade.backends.hardware.choose_amp`)."""
+    if amp != "auto":
+        return amp, f"amp: {amp} as configured"
+    return choose_amp(detect_capability(device))
+
+
+def check_runtime(config: TrainConfig, context: DistContext, amp: str) -> None:
+    """Settings that depend on the device and the process count (``amp``: the resolved autocast dtype)."""
     device = context.device
-    if config.amp == "fp16" and device.type != "cuda":
+    if amp == "fp16" and device.type != "cuda":
         raise ConfigError(f"amp: fp16 needs CUDA (device is {device}); use amp: bf16 or none")
-    if config.amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if amp == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise ConfigError(f"amp: bf16 is not supported by {torch.cuda.get_device_name(device)}; use fp16")
     if config.batchnorm == "sync" and context.distributed and device.type != "cuda":
         raise ConfigError("batchnorm: sync needs CUDA (SyncBatchNorm has no CPU version); use batch or frozen")
@@ -188,7 +198,8 @@ class Trainer:
     """One training run (see the module docstring). ``resume``: a training checkpoint to continue."""
 
     def __init__(self, config: TrainConfig, context: DistContext, resume: StoredCheckpoint | None = None) -> None:
-        check_runtime(config, context)
+        self.amp, self.amp_reason = training_amp(config.amp, context.device)
+        check_runtime(config, context, self.amp)
         self.config = config
         self.context = context
         self.device = context.device
@@ -219,7 +230,8 @@ class Trainer:
         self.optimizer = torch.optim.Adam(trainable, lr=optim.lr, betas=optim.betas, eps=optim.eps,
                                           weight_decay=optim.weight_decay)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda done: optim.lr_factor(done))
-        self.scaler = torch.amp.GradScaler("cuda", enabled=config.amp == "fp16")
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.average = WeightAverage(self.model, optim.ema_decay) if optim.ema_decay else None
         self.iteration = 0
         self.skipped_samples = 0
         self.skipped_steps = 0
@@ -255,6 +267,13 @@ class Trainer:
         """Continue from a training checkpoint: weights, optimizer, scheduler, scaler, RNG, counters."""
         state = stored.training_state
         load_checkpoint(self.model, stored)
+        if "train_weights" in state:  # the checkpoint's weights are the average; these the trained ones
+            if self.average is not None:
+                self.average.network.load_state_dict(self.model.state_dict())
+                self.average.updates = int(state.get("ema_updates", 0))
+            self._load_train_weights(stored)
+        elif self.average is not None:  # a run without an average goes on with one: it starts here
+            self.average.network.load_state_dict(self.model.state_dict())
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
@@ -269,6 +288,17 @@ class Trainer:
         self.iteration = self._saved_at = int(state["iteration"])
         self.skipped_samples = int(state["counters"]["skipped_samples"])
         self.skipped_steps = int(state["counters"]["skipped_steps"])
+
+    def _load_train_weights(self, stored: StoredCheckpoint) -> None:
+        try:
+            self.model.load_state_dict(stored.training_state["train_weights"])
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise CheckpointError(f"{stored.path}: malformed trained weights (train_weights: {exc})") from None
+
+    @property
+    def averaged_model(self) -> nn.Module:
+        """The weights a run validates, evaluates and saves: the moving average where there is one."""
+        return self.average.network if self.average is not None else self.model
 
     def describe(self) -> str:
         """What the run is about to do (printed at its start): device, processes and CPU threads, the
@@ -286,6 +316,8 @@ class Trainer:
             f"{len(self.class_names)} classes: {names}",
             f"{start}, batch {config.batch_size} (grad_accum {config.grad_accum}), run folder "
             f"{Path(config.out_dir).resolve()}",
+            f"precision: {self.amp_reason}" + (
+                f"; weights averaged (ema_decay {config.optim.ema_decay})" if self.average is not None else ""),
         ])
 
     def _say(self, message: str) -> None:
@@ -354,6 +386,8 @@ class Trainer:
         if all(np.isfinite(v) for v in losses.values()):
             self.scaler.step(self.optimizer)
             self.scaler.update()
+            if self.average is not None:
+                self.average.update(self.model)
         else:
             self._nonfinite(losses)
         self.scheduler.step()
@@ -378,7 +412,7 @@ class Trainer:
 
     def _loss(self, network: nn.Module, batch: dict[str, Tensor], normalizers: dict[str, Tensor],
               **forward_options: Any) -> LossOutput:
-        with autocast_context(self.config.amp, self.device):
+        with autocast_context(self.amp, self.device):
             outputs = network(batch["image"], **forward_options)
         return self.loss_fn(outputs_to_float32(outputs), batch, normalizers)
 
@@ -414,13 +448,13 @@ class Trainer:
         loader = stream_loader(self.val_samples, self.layout, 0, self.config.val_batches, self.config.workers,
                                pin_memory=self.device.type == "cuda")
         total = torch.zeros(len(LOSS_NAMES), dtype=torch.float64, device=self.device)
-        self.model.eval()
+        model = self.averaged_model.eval()
         with torch.no_grad():
             for micro_batches in grouped(loader, self.config.grad_accum):
                 batches = self._unpack(micro_batches)
                 normalizers = self._global_normalizers(batches)
                 for batch in batches:
-                    total += self._components(self._loss(self.model, batch, normalizers, all_stacks=True))
+                    total += self._components(self._loss(model, batch, normalizers, all_stacks=True))
         set_train_mode(self.model, self.config.batchnorm)
         losses = {k: v / self.config.val_batches for k, v in self._global_losses(total).items()}
         self.logger.log("val", self.iteration, **losses)
@@ -433,7 +467,7 @@ class Trainer:
         if self.context.is_main:
             assert self.config.data.val is not None, "TrainConfig: eval_every needs data.val"
             mode = {"mode": self.config.eval_mode} if self.config.architecture == "saccade" else {}
-            detector = Detector(self.model, class_names=self.class_names, **mode)
+            detector = Detector(self.averaged_model, class_names=self.class_names, **mode)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
                                        self.config.eval_images, progress=False, format=self.config.data.format)
             self.logger.log("eval", self.iteration, **result.as_dict())
@@ -444,11 +478,14 @@ class Trainer:
     def _save(self) -> None:
         """Training checkpoint of the current iteration (rank 0 writes)."""
         if self.context.is_main:
+            averaged = {} if self.average is None else {
+                "train_weights": self.model.state_dict(), "ema_updates": self.average.updates}
             path = self.checkpoints.save(
-                self.iteration, self.model, config=config_to_dict(self.config), class_names=self.class_names,
+                self.iteration, self.averaged_model, config=config_to_dict(self.config), class_names=self.class_names,
                 optimizer=self.optimizer.state_dict(), scheduler=self.scheduler.state_dict(),
                 scaler=self.scaler.state_dict(), rng=capture_rng_state(),
                 counters={"skipped_samples": self.skipped_samples, "skipped_steps": self.skipped_steps},
+                **averaged,
             )
             self.logger.log("checkpoint", self.iteration, path=str(path))
         self._saved_at = self.iteration

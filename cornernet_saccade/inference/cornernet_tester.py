@@ -62,21 +62,28 @@ def padded_view(image_hw: tuple[int, int], scale: float) -> PaddedView:
     return PaddedView(scale, (new_h, new_w), (canvas_h, canvas_w), (y0, y1, x0, x1))
 
 
-def _linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """OpenCV's INTER_LINEAR taps along one axis: source indices (low, high) and 11-bit weights."""
+def _linear_taps(in_size: int, out_size: int, clamp_weights: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """OpenCV's INTER_LINEAR taps along one axis: source indices (low, high) and 11-bit weights.
+
+    Both axes compute ``f = (i + 0.5) * in / out - 0.5`` in float32, ``low = floor(f)`` and the weights
+    ``(1 - frac, frac)`` rounded from float32. Outside the image the columns (``clamp_weights``)
+    take the edge pixel with weights ``(1, 0)``; the rows keep their weights and read the edge row
+    twice (OpenCV clamps only the row index), which rounds differently in the first and last rows of
+    an enlargement."""
     scale = 1.0 / (out_size / in_size)
     f = ((np.arange(out_size) + 0.5) * scale - 0.5).astype(np.float32)
     low = np.floor(f).astype(np.int64)
     f = f - low.astype(np.float32)
-    f[low < 0] = 0
-    low[low < 0] = 0
-    last = low >= in_size - 1
-    f[last] = 0
-    low[last] = in_size - 1
-    one = 1 << _RESIZE_BITS
-    w_high = np.rint(f.astype(np.float64) * one).astype(np.int64)
-    w_low = np.rint((1.0 - f.astype(np.float64)) * one).astype(np.int64)
-    return low, np.minimum(low + 1, in_size - 1), w_low, w_high
+    if clamp_weights:
+        f[low < 0] = 0
+        low[low < 0] = 0
+        last = low >= in_size - 1
+        f[last] = 0
+        low[last] = in_size - 1
+    one = np.float32(1 << _RESIZE_BITS)
+    w_high = np.rint(f * one).astype(np.int64)
+    w_low = np.rint((np.float32(1) - f) * one).astype(np.int64)
+    return np.clip(low, 0, in_size - 1), np.clip(low + 1, 0, in_size - 1), w_low, w_high
 
 
 def resize_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
@@ -89,10 +96,10 @@ def resize_uint8(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     if height == 2 * out_h and width == 2 * out_w:
         blocks = image.astype(np.int32).reshape(out_h, 2, out_w, 2, -1).sum((1, 3))
         return ((blocks + 2) >> 2).astype(np.uint8)
-    x_low, x_high, wx_low, wx_high = _linear_taps(width, out_w)
+    x_low, x_high, wx_low, wx_high = _linear_taps(width, out_w, clamp_weights=True)
     rows = image.astype(np.int64)
     horizontal = rows[:, x_low] * wx_low[None, :, None] + rows[:, x_high] * wx_high[None, :, None]
-    y_low, y_high, wy_low, wy_high = _linear_taps(height, out_h)
+    y_low, y_high, wy_low, wy_high = _linear_taps(height, out_h, clamp_weights=False)
     top = ((horizontal[y_low] >> 4) * wy_low[:, None, None]) >> 16
     bottom = ((horizontal[y_high] >> 4) * wy_high[:, None, None]) >> 16
     return np.clip((top + bottom + 2) >> 2, 0, 255).astype(np.uint8)
