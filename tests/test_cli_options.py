@@ -129,7 +129,7 @@ def test_default_threads_leave_the_busy_cores_to_the_other_work(monkeypatch, tor
     torch.set_num_threads(4)
     choice = device.set_threads(0)
     assert (choice.threads, torch.get_num_threads()) == (3, 3) and choice.warning is None
-    assert choice.why == "default: 3 of 4 cores free (load 1.2); --threads N to choose"
+    assert choice.why == "default: 3 of 4 cores free, load 1.2; --threads N to choose"
     monkeypatch.setattr(device.os, "getloadavg", lambda: (7.0, 7.0, 7.0))
     assert device.set_threads(0).threads == 1
     torch.set_num_threads(2)

@@ -71,7 +71,7 @@ def choose_threads(threads: int | None) -> ThreadChoice:
     load = busy_cores()
     free = max(1, cores - round(load))
     chosen = min(torch.get_num_threads(), free)
-    return ThreadChoice(chosen, f"default: {free} of {cores} cores free (load {load:.1f}); --threads N to choose")
+    return ThreadChoice(chosen, f"default: {free} of {cores} cores free, load {load:.1f}; --threads N to choose")
 
 
 def set_threads(threads: int | None) -> ThreadChoice:
