@@ -268,7 +268,7 @@ def test_load_detector_runs_squeeze_weights_on_the_fast_backend(tmp_path):
     save_checkpoint(weights, fill_model(CornerNetSqueeze(**SMALL_SQUEEZE)).eval(), class_names=["a", "b", "c"])
     image = np.random.default_rng(2).integers(0, 256, size=(100, 130, 3), dtype=np.uint8)
     # random weights: corners pair up only with a loose tag distance
-    expected = load_detector(weights, device="cpu", ae_threshold=5.0)(image)
+    expected = load_detector(weights, backend="eager", device="cpu", ae_threshold=5.0)(image)
     fast = load_detector(weights, backend="fast", device="cpu", ae_threshold=5.0)
     assert isinstance(fast.model, FastNetwork) and fast.class_names == ["a", "b", "c"]
     got = fast(image)
