@@ -73,3 +73,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_csv_copy(coco_json: Path) -> Path:
+    """The dataset of a :func:`write_box_dataset` COCO file as a CSV file beside it (same images and
+    boxes, ``image_path,xmin,ymin,xmax,ymax,label``), written by hand from the JSON."""
+    document = json.loads(coco_json.read_text())
+    names = {c["id"]: c["name"] for c in document["categories"]}
+    files = {image["id"]: image["file_name"] for image in document["images"]}
+    rows = ["image_path,xmin,ymin,xmax,ymax,label"]
+    for a in document["annotations"]:
+        x, y, w, h = a["bbox"]
+        rows.append(f"{files[a['image_id']]},{x},{y},{x + w},{y + h},{names[a['category_id']]}")
+    path = coco_json.with_suffix(".csv")
+    path.write_text("\n".join(rows) + "\n")
+    return path

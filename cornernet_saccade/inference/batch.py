@@ -3,16 +3,20 @@ writing results as each image finishes, so that a crash or a failed write keeps 
 
 An output folder holds ``detections.jsonl`` (one line per finished image, written and flushed as it
 finishes), ``detections.json`` (the COCO results of every finished image, written at the end),
-``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
-``labels/<stem>.txt``). No output ever replaces an input image of the run; an existing file is
-replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
+``detect_run.json`` (what made the results: weights, class names, settings, selection; a resumed run
+must match it), ``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
+``labels/<stem>.txt``); ``<stem>`` keeps the sub-folders an image was found in (:func:`output_stems`).
+No output ever replaces an input image of the run; an existing file is replaced only with
+``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +35,10 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RESULTS_NAME = "detections.json"
 LINES_NAME = "detections.jsonl"
+RUN_NAME = "detect_run.json"
+#: Detector settings that change no detection (only which images can be read, or speed): a resumed
+#: run may change them (e.g. raise max_pixels for an image the first run skipped).
+RESULT_NEUTRAL_SETTINGS = frozenset({"max_pixels", "batch_size"})
 #: The lines files of a run: ``detections.jsonl``, or one ``detections.rank<N>.jsonl`` per process.
 LINES_GLOB = "detections*.jsonl"
 #: Per-image output formats: sub-folder and file suffix.
@@ -127,23 +135,39 @@ def image_ids(paths: Sequence[Path]) -> list[int]:
     return list(range(1, len(paths) + 1))
 
 
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """A distinct output name per path: its stem, with ``_2``, ``_3``, ... added on repeats."""
+def output_stems(paths: Sequence[Path], folders: Sequence[Path] = ()) -> list[str]:
+    """A distinct output name per path: its path relative to the first of the searched ``folders``
+    that holds it, without the suffix (``sub/coffee``: the outputs keep the sub-folders), else its
+    stem; names that several paths share keep the suffix (``coffee.jpg``, ``coffee.png``), and
+    ``_2``, ``_3``, ... are added to repeats that remain (the same name under two input folders)."""
+    relative = [_relative_to_search(path, folders) for path in paths]
+    bare = [name.with_suffix("").as_posix() for name in relative]
+    shared = {name for name, count in Counter(bare).items() if count > 1}
     used: set[str] = set()
     stems = []
-    for path in paths:
-        stem, number = path.stem, 1
+    for name, full in zip(bare, relative):
+        base = full.as_posix() if name in shared else name
+        stem, number = base, 1
         while stem in used:
             number += 1
-            stem = f"{path.stem}_{number}"
+            stem = f"{base}_{number}"
         used.add(stem)
         stems.append(stem)
     return stems
 
 
-def plan_jobs(paths: Sequence[Path]) -> list[ImageJob]:
-    """A job per path, with its image id and output stem."""
-    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths))]
+def _relative_to_search(path: Path, folders: Sequence[Path]) -> Path:
+    """``path`` relative to the first of ``folders`` it lies in (as found by :func:`find_images`),
+    else its file name."""
+    for folder in folders:
+        if folder in path.parents:
+            return path.relative_to(folder)
+    return Path(path.name)
+
+
+def plan_jobs(paths: Sequence[Path], folders: Sequence[Path] = ()) -> list[ImageJob]:
+    """A job per path, with its image id and output stem (:func:`output_stems` of the searched ``folders``)."""
+    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths, folders))]
 
 
 class OutputFolder:
@@ -184,7 +208,8 @@ class OutputFolder:
     def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
         inputs = {resolved_path(job.path) for job in jobs}
         planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
-        planned += [self.folder / RESULTS_NAME, self.lines_path] if self.writes_results else [self.lines_path]
+        planned += ([self.folder / RESULTS_NAME, self.folder / RUN_NAME, self.lines_path] if self.writes_results
+                    else [self.lines_path])
         for path in planned:
             if resolved_path(path) in inputs:
                 raise OutputError(f"{path}: an output would replace an input image of this run; choose "
@@ -224,6 +249,23 @@ class OutputFolder:
         except OSError as exc:
             raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
         self.records[record.file_name] = record
+
+    def check_run(self, description: dict[str, Any], resume: bool) -> None:
+        """Make sure every result in the folder comes from the run ``description``
+        (:func:`run_description`): with ``resume``, an earlier ``detect_run.json`` that differs is an
+        OutputError naming what differs (a folder of a version that wrote none is resumed as it is);
+        then the description is written (by the process that writes the results)."""
+        path = self.folder / RUN_NAME
+        if resume and path.is_file():
+            differences = run_differences(_read_json(path), description)
+            if differences:
+                raise OutputError(
+                    f"{self.folder}: --resume would mix results of different runs; that run differs in "
+                    f"{'; '.join(differences)}. Rerun with its options, choose another output folder, or "
+                    f"use --overwrite to start over"
+                )
+        if self.writes_results:
+            write_text(path, json.dumps(description, indent=1) + "\n")
 
     def read_all_records(self) -> dict[str, ImageRecord]:
         """The finished images in every lines file of the folder (all processes of the run)."""
@@ -272,6 +314,36 @@ def read_records(path: Path) -> dict[str, ImageRecord]:
     return records
 
 
+def run_description(detector: DetectorBase, weights: str | Path, labels: Sequence[int] | None,
+                    max_dets: int | None) -> dict[str, Any]:
+    """What makes a detection run's results (``detect_run.json``): the weights file, the class names,
+    the detector settings and the class / count selection. JSON types only."""
+    from cornernet_saccade.model.checkpoint import resolve_weights_path
+
+    settings = json.loads(json.dumps(dataclasses.asdict(detector.config)))  # tuples as lists, as read back
+    return {"weights": str(resolve_weights_path(weights).resolve()), "class_names": detector.class_names,
+            "settings": settings, "classes": None if labels is None else list(labels), "max_dets": max_dets}
+
+
+def run_differences(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """``key: earlier value then, value now`` for each entry of a run description (settings one by
+    one, except :data:`RESULT_NEUTRAL_SETTINGS`) that differs; a malformed ``earlier`` is one difference."""
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("settings"), dict):
+        return [f"{RUN_NAME} (not a run description of this program)"]
+    pairs = [(key, earlier.get(key), value) for key, value in now.items() if key != "settings"]
+    pairs += [(key, earlier["settings"].get(key), value) for key, value in now["settings"].items()
+              if key not in RESULT_NEUTRAL_SETTINGS]
+    return [f"{key}: {then!r} then, {value!r} now" for key, then, value in pairs if then != value]
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON document of ``path``; OutputError naming it when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the earlier run's description ({exc})") from None
+
+
 def results_json(results: Sequence[dict[str, Any]]) -> str:
     """The results as a JSON list, one entry per line."""
     return "[\n" + ",\n".join(json.dumps(entry) for entry in results) + "\n]\n" if results else "[]\n"
@@ -296,7 +368,7 @@ def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
     """Read and detect one image; its record, its detections (after ``keep``) and its pixels."""
     from cornernet_saccade.inference.visualize import detection_name
 
-    pixels = read_image(job.path)
+    pixels = read_image(job.path, max_pixels=detector.config.max_pixels)
     start = time.perf_counter()
     detections = detector(pixels)
     seconds = time.perf_counter() - start

@@ -21,6 +21,7 @@ from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.locations import (
     FIRST_ROUND_MIN_SCORE,
+    MAX_NEXT_SCALE,
     attention_peaks,
     decode_attention_locations,
     initial_locations,
@@ -122,11 +123,13 @@ class SaccadeDetector(DetectorBase):
         if config is None:
             config = getattr(model, "test_settings", None)
         self.config: SaccadeConfig = resolve_settings(SaccadeConfig, config, overrides, "saccade config")
+        #: Whether :meth:`_warn_nothing_proposed` has spoken (it does once per detector).
+        self._warned = False
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource) -> Detections:
         # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
-        pixels = torch.from_numpy(read_image(image)).to(self.device).permute(2, 0, 1)
+        pixels = torch.from_numpy(read_image(image, max_pixels=self.config.max_pixels)).to(self.device).permute(2, 0, 1)
         trace = SaccadeTrace(view_kind=VIEW_KINDS[self.config.mode])
         with torch.inference_mode():
             if self.config.mode == "full":
@@ -136,7 +139,28 @@ class SaccadeDetector(DetectorBase):
             else:
                 detections = self._detect_saccade(pixels, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
-            return self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
+            result = self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
+        if self.config.mode == "saccade" and not len(result) and not len(trace.proposals[0]) and not self._warned:
+            self._warned = True  # once per detector: a batch of empty images would repeat it per image
+            self._warn_nothing_proposed(trace)
+        return result
+
+    def _warn_nothing_proposed(self, trace: SaccadeTrace) -> None:
+        """Say (once per detector) why saccade mode found nothing when no location was proposed after the first views:
+        no attention peak reached its threshold and no first-view detection was confident enough
+        to zoom on (an undertrained model, or one trained without attention targets)."""
+        peak = max((float(att.max()) for att in trace.attention_maps if att.size), default=0.0)
+        threshold = self.config.att_thresholds[0]
+        attention = (f"no attention peak reached att_thresholds[0] = {threshold} (the highest was {peak:.3f})"
+                     if peak <= threshold else
+                     f"the attention peaks above att_thresholds[0] = {threshold} lie outside the image or would "
+                     f"zoom in more than {MAX_NEXT_SCALE:g}x (a small image)")
+        warnings.warn(
+            f"saccade mode found nothing: {attention}, and no detection of the first views scored above "
+            f"{FIRST_ROUND_MIN_SCORE}, so no crop was zoomed into; a model this unsure (early in training?) or "
+            f"an image this small may still give detections with mode='full' (--mode full)",
+            UserWarning, stacklevel=3,
+        )
 
     def _detect_saccade(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
         """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""

@@ -260,9 +260,11 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
     if problems:
         implied = sum(shape.numel() for shape in own.values())
         held = sum(v.numel() for v in stored.state_dict.values())
+        file_config = stored_model_config(stored)
+        holds = f"a network of model config {file_config}, " if isinstance(file_config, dict) else ""
         raise CheckpointError(
             f"{stored.path}: does not fit the model config {config} ({implied:,} values, the file holds "
-            f"{held:,}); " + "; ".join(problems)
+            f"{holds}{held:,} values); " + "; ".join(problems)
         )
 
 
@@ -279,6 +281,13 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     architecture = getattr(model, "architecture", "")
     return {ARCHITECTURE_KEY: architecture, **values} if architecture else values
+
+
+def stored_model_config(stored: StoredCheckpoint) -> Any:
+    """The file's ``model_config`` without its architecture entry (the network's shape: a mapping of
+    the network's config fields), as stored (None when absent; a malformed one as it is)."""
+    config = stored.model_config
+    return {k: v for k, v in config.items() if k != ARCHITECTURE_KEY} if isinstance(config, dict) else config
 
 
 def stored_architecture(stored: StoredCheckpoint) -> str:
@@ -355,12 +364,16 @@ def save_checkpoint(
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def bundled_model_names() -> list[str]:
+    """Names of the bundled default models (``cornernet_saccade/weights/<name>.safetensors``), sorted."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
 def bundled_weights_path(name: str) -> Path:
     """Path of a bundled default model (``cornernet_saccade/weights/<name>.safetensors``)."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.is_file():
-        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-        raise CheckpointError(f"no bundled model named {name!r} (available: {available or 'none'})")
+        raise CheckpointError(f"no bundled model named {name!r} (available: {bundled_model_names() or 'none'})")
     return path
 
 
@@ -417,9 +430,7 @@ def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, over
     config_class = cls.config_class
     _check_architecture(stored, cls)
     if config is None:
-        file_config = stored.model_config
-        if isinstance(file_config, dict):
-            file_config = {k: v for k, v in file_config.items() if k != ARCHITECTURE_KEY}
+        file_config = stored_model_config(stored)
         try:
             config = config_from_dict(config_class, file_config, f"{stored.path}: model_config")
         except ConfigError as exc:
