@@ -8,6 +8,7 @@ missing file raises :class:`~cornernet_saccade.errors.ConfigError` naming the so
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,77 @@ from typing import Any, TypeVar
 from cornernet_saccade.errors import ConfigError
 
 T = TypeVar("T")
+
+#: Most values a configuration tree (a YAML file, a ``--set`` value, a checkpoint's stored config or
+#: settings) may hold, counting what YAML anchors / aliases or a pickle's shared references repeat:
+#: a 1 KB file of nested aliases expands to billions of values. The bundled configs hold under 100.
+MAX_TREE_VALUES = 100_000
+#: Deepest nesting of mappings and lists a configuration tree may have (the bundled configs: 3).
+MAX_TREE_DEPTH = 32
+#: Environment variable that raises the bounds of size-like settings on purpose: comma-separated
+#: ``name=value`` pairs, e.g. ``CORNERNET_SACCADE_LIMITS=full_size=6143,batch_size=2048``.
+LIMITS_ENV = "CORNERNET_SACCADE_LIMITS"
+#: Most entries of a list-valued size-like setting (``init_sizes``, ``dims``, ``test_scales``, ...).
+MAX_LIST_ENTRIES = 64
+
+
+def check_tree_size(data: Any, source: str, error: type[Exception] = ConfigError) -> None:
+    """``error`` naming ``source`` when ``data`` (plain mappings, lists and scalars) holds more than
+    :data:`MAX_TREE_VALUES` values once shared parts are counted each time they occur, or nests
+    deeper than :data:`MAX_TREE_DEPTH`. The walk stops at the bound, so it takes bounded time
+    whatever ``data`` is; call it before anything copies or compares the tree."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    count = 1
+    while pending:
+        value, depth = pending.pop()
+        children = list(value.values()) if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+        count += len(children)
+        if count > MAX_TREE_VALUES:
+            raise error(f"{source}: holds more than {MAX_TREE_VALUES:,} values (counting each repetition of a "
+                        f"YAML alias or shared reference); refusing to expand it")
+        if children and depth >= MAX_TREE_DEPTH:
+            raise error(f"{source}: nested deeper than {MAX_TREE_DEPTH} levels; refusing to read it")
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
+
+
+def _raised_bounds() -> dict[str, float]:
+    """The bounds raised on purpose through :data:`LIMITS_ENV` (ValueError when malformed)."""
+    raised: dict[str, float] = {}
+    for item in filter(None, (part.strip() for part in os.environ.get(LIMITS_ENV, "").split(","))):
+        name, _, text = item.partition("=")
+        try:
+            raised[name.strip()] = float(text)
+        except ValueError:
+            raise ValueError(f"{LIMITS_ENV}: {item!r} is not name=number") from None
+    return raised
+
+
+def _numbers(value: Any) -> list[float]:
+    if isinstance(value, (list, tuple)):
+        return [number for item in value for number in _numbers(item)]
+    return [] if value is None else [value]
+
+
+def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, float]) -> None:
+    """ValueError naming the first setting of ``values`` (name -> value, e.g. a dataclass's ``vars``)
+    in ``bounds`` whose value (for a list: any entry) is above its bound, or that lists more than
+    :data:`MAX_LIST_ENTRIES` entries, and saying how to raise the bound. Settings call it first in
+    ``__post_init__``, so a size is refused before anything is allocated for it, whether it comes from
+    a file, ``--set`` or a weights file."""
+    raised = _raised_bounds()
+    for name, default in bounds.items():
+        if name not in values:
+            continue
+        value = values[name]
+        if isinstance(value, (list, tuple)) and len(value) > MAX_LIST_ENTRIES:
+            raise ValueError(f"{name} lists {len(value)} entries, more than the {MAX_LIST_ENTRIES} allowed")
+        bound = raised.get(name, default)
+        largest = max(_numbers(value), default=None)
+        if largest is not None and largest > bound:
+            raise ValueError(
+                f"{name} {largest:g} is above its bound {bound:g} (a guard against sizes that would exhaust "
+                f"memory); to go beyond it on purpose, set the environment variable {LIMITS_ENV}={name}=N"
+            )
 
 
 def _check_value(value: Any, annotation: Any, where: str) -> Any:
@@ -128,7 +200,10 @@ def parse_yaml(text: str) -> Any:
     """``text`` as YAML with the project's loader (``1e-4`` is a number); raises ``yaml.YAMLError``."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError(f"nested deeper than Python can read (the limit is {MAX_TREE_DEPTH} levels)") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -148,6 +223,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    check_tree_size(data, str(path))
     return data
 
 
@@ -175,9 +251,11 @@ def _parse_value(text: str, item: str) -> Any:
     import yaml
 
     try:
-        return parse_yaml(text)
+        value = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+        raise ConfigError(f"--set {item[:80]!r}: the value is not valid YAML ({exc})") from None
+    check_tree_size(value, f"--set {item[:80]!r}")
+    return value
 
 
 def _copy_mapping(data: dict[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,13 @@ from __future__ import annotations
 
 import torch
 
+from cornernet_saccade.config import check_bounds
 from cornernet_saccade.errors import ConfigError
+
+#: Most CPU threads :func:`set_threads` starts (raised on purpose with ``CORNERNET_SACCADE_LIMITS``):
+#: far more threads than cores only slow the work down, and a thread that cannot be created kills the
+#: process.
+THREAD_BOUNDS: dict[str, float] = {"threads": 256}
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -30,6 +36,10 @@ def set_threads(threads: int | None) -> int:
     number in use. On a shared machine fewer threads than cores is often faster."""
     if threads is not None and threads < 0:
         raise ConfigError(f"threads: {threads} is not a thread count (0 or more; 0 = all cores)")
+    try:
+        check_bounds({"threads": threads}, THREAD_BOUNDS)
+    except ValueError as exc:
+        raise ConfigError(f"threads: {exc}") from None
     if threads:
         torch.set_num_threads(threads)
     return torch.get_num_threads()

@@ -22,6 +22,7 @@ from cornernet_saccade.config import (
     apply_overrides,
     bundled_config_dir,
     bundled_config_names,
+    check_bounds,
     config_from_dict,
     read_yaml,
 )
@@ -45,6 +46,10 @@ SAMPLING_CLASSES: dict[str, type[SamplingConfig]] = {
 BatchNormMode = Literal["batch", "frozen", "sync"]
 #: Run folder when the config names none.
 DEFAULT_OUT_DIR = "runs/cornernet_saccade"
+#: Bounds of the size-like run settings (:func:`~cornernet_saccade.config.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): images per step (the official run: 48 over 4 GPUs),
+#: loader processes, validation batches; ``threads`` is bounded where threads are set.
+TRAIN_BOUNDS: dict[str, float] = {"batch_size": 1024, "grad_accum": 1024, "workers": 64, "val_batches": 10_000}
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -160,6 +165,7 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TRAIN_BOUNDS)
         counts = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "val_batches": self.val_batches}
         for name, value in counts.items():
             if value < 1:

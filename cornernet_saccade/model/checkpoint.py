@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.config import check_tree_size, config_from_dict
 from cornernet_saccade.errors import CheckpointError, ConfigError
 from cornernet_saccade.outputs import atomic_write
 
@@ -93,11 +93,40 @@ def _json_metadata(path: str | Path, metadata: dict[str, Any], key: str) -> Any:
     """The JSON value of ``metadata[key]``; CheckpointError naming the file and key when malformed."""
     try:
         return json.loads(metadata[key])
-    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+    except (TypeError, ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: metadata entry {key!r} is not valid JSON ({exc})") from None
 
 
+#: Largest pickle (the structure of a torch zip file: ``data.pkl``, tensors apart) read: a training
+#: checkpoint of the official network holds under 1 MB; a few hundred KB of deflated pickle opcodes
+#: can expand to gigabytes of Python objects.
+MAX_PICKLE_BYTES = 16 << 20
+#: Largest ratio of a torch zip file's stored (uncompressed) size to its size on disk: ``torch.save``
+#: stores its members uncompressed, a file built to expand on reading is refused before it does.
+MAX_EXPANSION = 4
+
+
+def _check_zip_sizes(path: Path) -> None:
+    """CheckpointError naming ``path`` when its zip directory declares a pickle above
+    :data:`MAX_PICKLE_BYTES` or members that expand beyond :data:`MAX_EXPANSION` times the file
+    (only the directory is read; the members are never decompressed here)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports the malformed file
+    for member in members:
+        if member.filename.endswith(".pkl") and member.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"{path}: its pickle {member.filename} declares {member.file_size:,} bytes, above "
+                                  f"the {MAX_PICKLE_BYTES:,} a checkpoint needs; refusing to read it")
+    stored = sum(member.file_size for member in members)
+    if stored > MAX_EXPANSION * path.stat().st_size + (1 << 20):
+        raise CheckpointError(f"{path}: its members expand to {stored:,} bytes, {stored // path.stat().st_size}x the "
+                              f"file; torch checkpoints are stored uncompressed, refusing to read it")
+
+
 def _torch_load(path: Path) -> Any:
+    _check_zip_sizes(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -166,8 +195,10 @@ def _stored_from_torch(path: Path, obj: Any) -> StoredCheckpoint:
 
 
 def _checked(stored: StoredCheckpoint) -> StoredCheckpoint:
-    """``stored``, once its class names and test settings are known to be well-formed (else
-    CheckpointError): a malformed entry is reported when the file is read, not deep in a later step."""
+    """``stored``, once its class names and test settings are known to be well-formed and its stored
+    data (config, training state) of bounded size (else CheckpointError): a malformed entry is
+    reported when the file is read, not deep in a later step."""
+    check_tree_size([stored.model_config, stored.training_state], f"{stored.path}: stored data", CheckpointError)
     _ = stored.class_names, stored.test_settings
     return stored
 

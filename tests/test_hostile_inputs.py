@@ -1,0 +1,172 @@
+"""Hostile inputs (issue 27): small files that would expand without bound, sizes that would exhaust
+memory. Every probe that could hang or allocate runs in a child process with bounded memory and time
+(:func:`bounded.run_bounded`)."""
+from __future__ import annotations
+
+import zipfile
+
+import pytest
+import torch
+from bounded import run_bounded
+from detect_fixtures import tiny_model
+
+from cornernet_saccade import config as config_module
+from cornernet_saccade.config import LIMITS_ENV, check_tree_size, read_yaml
+from cornernet_saccade.errors import CheckpointError, ConfigError
+from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.model import checkpoint as checkpoint_module
+from cornernet_saccade.model.checkpoint import read_checkpoint, save_checkpoint
+
+
+def _alias_bomb(levels: int) -> str:
+    """YAML whose ``a{levels}`` expands to 2**levels leaves through nested anchors (a few bytes a level)."""
+    lines = ["a0: &a0 [1, 1]"] + [f"a{i}: &a{i} {{x: *a{i - 1}, y: *a{i - 1}}}" for i in range(1, levels + 1)]
+    return "\n".join(lines) + "\ndata: {train: t.json}\n"
+
+
+# ----------------------------------------------------------------------------- 1: shared references
+def test_tree_size_counts_every_repetition_of_a_shared_part(monkeypatch):
+    leaf = [1, 1]
+    two_levels = {"x": leaf, "y": leaf}  # 1 mapping + 2 lists + 4 numbers = 7 values once expanded
+    monkeypatch.setattr(config_module, "MAX_TREE_VALUES", 7)
+    check_tree_size(two_levels, "t")
+    monkeypatch.setattr(config_module, "MAX_TREE_VALUES", 6)
+    with pytest.raises(ConfigError, match="t: holds more than 6 values"):
+        check_tree_size(two_levels, "t")
+
+
+def test_yaml_alias_bomb_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "dictbomb.yaml"
+    path.write_text(_alias_bomb(20))
+    with pytest.raises(ConfigError, match=f"{path}: holds more than"):
+        read_yaml(path)
+
+
+def test_train_with_alias_bomb_config_ends_in_bounded_memory_and_time(tmp_path):
+    """The issue's case: the bomb plus ``--set`` (whose copy expanded it) in the train command."""
+    path = tmp_path / "dictbomb.yaml"
+    path.write_text(_alias_bomb(24))
+    done = run_bounded(f"""
+        from cornernet_saccade.cli import main
+        raise SystemExit(main(["train", "--config", {str(path)!r}, "--set", "seed=1"]))
+    """, memory_mb=400, seconds=60)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "holds more than" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_checkpoint_with_shared_reference_bomb_is_refused(tmp_path):
+    tree: object = {"leaf": 1}
+    for _ in range(20):
+        tree = {"x": tree, "y": tree}  # pickled once per level (the memo), 2**20 values expanded
+    path = tmp_path / "bomb.pt"
+    save_checkpoint(path, tiny_model(), iteration=1, config=tree)
+    assert path.stat().st_size < 1 << 20
+    with pytest.raises(CheckpointError, match="bomb.pt: stored data: holds more than"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("depth", [40, 5000])
+def test_deeply_nested_set_value_is_a_config_error(depth):
+    from cornernet_saccade.config import apply_overrides
+
+    with pytest.raises(ConfigError, match="nested deeper"):
+        apply_overrides({}, ["x=" + "[" * depth + "]" * depth])
+
+
+# ----------------------------------------------------------------------------- 2: pickle bombs
+def test_deflated_pickle_bomb_is_refused_before_unpickling(tmp_path):
+    """The issue's file, a quarter of its size: 100 M ``None`` opcodes deflated to about 100 KB;
+    refused from the zip directory alone, in bounded time and memory."""
+    path = tmp_path / "bomb.pt"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("archive/data.pkl", "w", force_zip64=True) as member:
+            member.write(b"\x80\x02(")
+            for _ in range(10):
+                member.write(b"N" * 10_000_000)
+            member.write(b"l.")
+    assert path.stat().st_size < 1 << 20
+    done = run_bounded(f"""
+        from cornernet_saccade.errors import CheckpointError
+        from cornernet_saccade.model.checkpoint import read_checkpoint
+        try:
+            read_checkpoint({str(path)!r})
+        except CheckpointError as exc:
+            print(exc)
+    """, memory_mb=300, seconds=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "data.pkl declares 100,000,005 bytes" in done.stdout
+
+
+def test_small_pickle_bound_keeps_real_checkpoints_readable(tmp_path, monkeypatch):
+    path = tmp_path / "real.pt"
+    save_checkpoint(path, tiny_model(), iteration=3)
+    assert read_checkpoint(path).training_state["iteration"] == 3
+    monkeypatch.setattr(checkpoint_module, "MAX_PICKLE_BYTES", 100)
+    with pytest.raises(CheckpointError, match="data.pkl declares .* above the 100"):
+        read_checkpoint(path)
+
+
+# ----------------------------------------------------------------------------- 3: size-like settings
+@pytest.mark.parametrize(("settings", "name"), [
+    ({"mode": "full", "full_size": 40000}, "full_size"),
+    ({"init_sizes": [255] * 20000}, "init_sizes"),
+    ({"init_sizes": [255, 100000]}, "init_sizes"),
+    ({"top_k": 100000, "num_dets": 12}, "top_k"),
+    ({"batch_size": 1_000_000}, "batch_size"),
+])
+def test_detector_settings_are_bounded(settings, name):
+    with pytest.raises(ConfigError, match=f"{name}"):
+        config_module.config_from_dict(SaccadeConfig, settings, "w.safetensors: test_settings")
+
+
+def test_bound_can_be_raised_on_purpose(monkeypatch):
+    with pytest.raises(ConfigError, match=f"full_size 5000 is above its bound 4096.*{LIMITS_ENV}=full_size=N"):
+        config_module.config_from_dict(SaccadeConfig, {"full_size": 5000}, "settings")
+    monkeypatch.setenv(LIMITS_ENV, "full_size=5000")
+    assert SaccadeConfig(full_size=5000).full_size == 5000
+    monkeypatch.setenv(LIMITS_ENV, "top_k=5, full_size=5000")
+    with pytest.raises(ValueError, match="top_k 12 is above its bound 5"):
+        SaccadeConfig()
+
+
+def test_stored_test_settings_are_bounded_before_detect_allocates(tmp_path):
+    path = tmp_path / "w.safetensors"
+    save_checkpoint(path, tiny_model(), class_names=["a", "b", "c"],
+                    test_settings={"mode": "full", "full_size": 40000})
+    image = tmp_path / "i.png"
+    from PIL import Image
+
+    Image.new("RGB", (40, 30)).save(image)
+    done = run_bounded(f"""
+        from cornernet_saccade.cli import main
+        raise SystemExit(main(["detect", "--weights", {str(path)!r}, {str(image)!r}, "--out", {str(tmp_path / 'o')!r}]))
+    """, memory_mb=600, seconds=60)
+    assert done.returncode != 0 and "full_size 40000 is above its bound" in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("key", "value"), [("model.num_stacks", "100000"), ("batch_size", "1000000"),
+                                            ("model.dims", "[8, 8, 8, 100000]"), ("sampling.max_objects", "100000")])
+def test_train_settings_are_bounded(tmp_path, key, value):
+    from engine_fixtures import tiny_config_dict
+
+    from cornernet_saccade.engine.train_config import train_config_from_dict
+
+    data = tiny_config_dict(tmp_path / "t.json", tmp_path / "run")
+    with pytest.raises(ConfigError, match=f"{key.split('.')[-1]} .* is above its bound"):
+        train_config_from_dict(data, "c.yaml", [f"{key}={value}"])
+
+
+def test_thread_count_is_bounded():
+    from cornernet_saccade.backends.device import set_threads
+
+    before = torch.get_num_threads()
+    with pytest.raises(ConfigError, match="threads 100000 is above its bound"):
+        set_threads(100000)
+    assert torch.get_num_threads() == before
+
+
+def test_metadata_json_too_deep_is_a_checkpoint_error(tmp_path):
+    stored = checkpoint_module.StoredCheckpoint(str(tmp_path / "w"), {}, metadata={"test_settings": "[" * 100000})
+    with pytest.raises(CheckpointError, match="test_settings"):
+        _ = stored.test_settings
