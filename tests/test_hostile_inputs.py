@@ -9,6 +9,7 @@ import pytest
 import torch
 from bounded import run_bounded
 from detect_fixtures import tiny_model
+from engine_fixtures import one_thread, tiny_config, write_box_dataset  # noqa: F401 (one_thread: a fixture)
 
 from cornernet_saccade import config as config_module
 from cornernet_saccade.config import LIMITS_ENV, check_tree_size, read_yaml
@@ -170,3 +171,39 @@ def test_metadata_json_too_deep_is_a_checkpoint_error(tmp_path):
     stored = checkpoint_module.StoredCheckpoint(str(tmp_path / "w"), {}, metadata={"test_settings": "[" * 100000})
     with pytest.raises(CheckpointError, match="test_settings"):
         _ = stored.test_settings
+
+
+# ----------------------------------------------------------------------------- 4: make-shapes keeps a dataset
+def test_make_shapes_keeps_an_earlier_dataset_unless_overwrite(tmp_path, capsys):
+    from cornernet_saccade.cli import main
+
+    args = ["make-shapes", "--out", str(tmp_path), "--num", "1", "--max-width", "96", "--max-height", "96",
+            "--min-width", "64", "--min-height", "64"]
+    assert main([*args, "--seed", "1"]) == 0
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert main([*args, "--seed", "2"]) == 1
+    assert f"{tmp_path / 'train.json'}: already exists (and 2 more files" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+    assert main([*args, "--seed", "2", "--overwrite"]) == 0
+    assert (tmp_path / "train.json").read_bytes() != before[tmp_path / "train.json"]
+
+
+# ----------------------------------------------------------------------------- 5: an earlier run's folder
+@pytest.mark.parametrize("leftover", ["last.pt dangling", "last.pt missing", "metrics only"])
+@pytest.mark.usefixtures("one_thread")
+def test_training_into_an_earlier_run_folder_is_refused(tmp_path, leftover):
+    from cornernet_saccade.engine.trainer import run_training
+
+    run = tmp_path / "run"
+    run.mkdir()
+    earlier = {"metrics.jsonl": b'{"kind": "start", "iteration": 0}\n'}
+    if leftover != "metrics only":
+        earlier.update({"checkpoint_0000010.pt": b"earlier run", "checkpoint_0000015.pt": b"earlier run"})
+    for name, content in earlier.items():
+        (run / name).write_bytes(content)
+    if leftover == "last.pt dangling":
+        (run / "last.pt").symlink_to("checkpoint_0000020.pt")
+    config = tiny_config(write_box_dataset(tmp_path, 4), run, keep_last=1)
+    with pytest.raises(ConfigError, match=f"{run}: already holds a run .*pass --resume"):
+        run_training(config)
+    assert {name: (run / name).read_bytes() for name in earlier} == earlier

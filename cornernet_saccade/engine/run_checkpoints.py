@@ -131,6 +131,12 @@ class CheckpointManager:
     def last_path(self) -> Path:
         return self.out_dir / LAST_NAME
 
+    def earlier_run_files(self) -> list[Path]:
+        """The checkpoints of a run already in ``out_dir``: ``last.pt`` (also a link to nowhere) and
+        ``checkpoint_*.pt`` files, sorted. A new run there would overwrite and prune them."""
+        checkpoints = sorted(self.out_dir.glob(CHECKPOINT_GLOB))
+        return ([self.last_path] if os.path.lexists(self.last_path) else []) + checkpoints
+
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete the temp files of saves that a killed run left (:data:`STALE_TEMP_GLOBS`, nothing
         else); returns them. Call before this run writes its first checkpoint."""

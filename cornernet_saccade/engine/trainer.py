@@ -45,7 +45,7 @@ from cornernet_saccade.engine.loss import (
     LossOutput,
     loss_normalizers,
 )
-from cornernet_saccade.engine.metrics import MetricsLogger
+from cornernet_saccade.engine.metrics import METRICS_NAME, MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
     capture_rng_state,
@@ -179,6 +179,16 @@ class RunningMean:
         return means
 
 
+def _check_no_earlier_run(out_dir: str, checkpoints: CheckpointManager) -> None:
+    """ConfigError when ``out_dir`` holds an earlier run's checkpoints or metrics (a new run would
+    overwrite, prune and mix them), even one whose ``last.pt`` is missing or dangling."""
+    earlier = checkpoints.earlier_run_files() + [p for p in [Path(out_dir) / METRICS_NAME] if p.exists()]
+    if earlier:
+        shown = ", ".join(p.name for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+        raise ConfigError(f"{out_dir}: already holds a run ({shown}); pass --resume to continue it or --out to "
+                          f"start a new one elsewhere")
+
+
 class Trainer:
     """One training run (see the module docstring). ``resume``: a training checkpoint to continue."""
 
@@ -188,11 +198,8 @@ class Trainer:
         self.context = context
         self.device = context.device
         self.checkpoints = CheckpointManager(config.out_dir, config.keep_last)
-        if resume is None and self.checkpoints.last_path.exists():
-            raise ConfigError(
-                f"{config.out_dir}: already holds a run ({self.checkpoints.last_path.name}); pass --resume to "
-                f"continue it or --out to start a new one elsewhere"
-            )
+        if resume is None:
+            _check_no_earlier_run(config.out_dir, self.checkpoints)
         if resume is not None:
             check_training_state(resume)
             check_model_fits(resume, config.model_class, config.model)
