@@ -3,6 +3,8 @@ memory. Every probe that could hang or allocate runs in a child process with bou
 (:func:`bounded.run_bounded`)."""
 from __future__ import annotations
 
+import json
+import os
 import zipfile
 
 import pytest
@@ -207,3 +209,126 @@ def test_training_into_an_earlier_run_folder_is_refused(tmp_path, leftover):
     with pytest.raises(ConfigError, match=f"{run}: already holds a run .*pass --resume"):
         run_training(config)
     assert {name: (run / name).read_bytes() for name in earlier} == earlier
+
+
+# ----------------------------------------------------------------------------- 6-8: detect's output folder
+FAST = ("--max-crops", "2", "--score-threshold", "0", "--no-pictures")
+
+
+def _detect(weights, *args: object) -> int:
+    from detect_fixtures import detect
+
+    return detect("--weights", weights, *FAST, *args)
+
+
+def test_lines_file_link_to_nowhere_is_not_followed(weights, folder, tmp_path, capsys):
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / "detections.jsonl").symlink_to(elsewhere / "new.txt")
+    assert _detect(weights, folder / "first.png", "--out", out) == 1
+    assert "detections.jsonl: already exists" in capsys.readouterr().err
+    assert not (elsewhere / "new.txt").exists()
+
+
+@pytest.mark.parametrize("mode", ["--overwrite", "--resume"])
+def test_lines_file_link_to_a_users_file_leaves_that_file_alone(weights, folder, tmp_path, capsys, mode):
+    out = tmp_path / "out"
+    out.mkdir()
+    users = tmp_path / "thesis.txt"
+    users.write_text("years of work\n")
+    (out / "detections.jsonl").symlink_to(users)
+    code = _detect(weights, folder / "first.png", "--out", out, mode)
+    assert users.read_text() == "years of work\n"
+    if mode == "--overwrite":
+        assert code == 0 and not (out / "detections.jsonl").is_symlink()
+        assert len((out / "detections.jsonl").read_text().splitlines()) == 1
+    else:
+        assert code == 1 and "detections.jsonl: a link; refusing to read or write through it" in capsys.readouterr().err
+
+
+def test_a_second_run_into_a_folder_in_use_refuses_naming_the_holder(weights, folder, tmp_path, capsys):
+    from cornernet_saccade.outputs import FolderLock
+
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = FolderLock(out / ".detections.jsonl.lock")  # the first run, still writing
+    try:
+        assert _detect(weights, folder / "first.png", "--out", out, "--overwrite") == 1
+        assert f"{out}: in use by another run (process {os.getpid()}:" in capsys.readouterr().err
+        assert not (out / "detections.jsonl").exists()
+    finally:
+        holder.release()
+    assert _detect(weights, folder / "first.png", "--out", out, "--overwrite") == 0
+    assert not (out / ".detections.jsonl.lock").exists()
+
+
+def test_concurrent_runs_keep_every_line_whole(weights, folder, tmp_path):
+    """Two real processes into one folder: one refuses (or runs after the other); the lines file
+    only ever holds whole lines of one run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "cornernet_saccade", "detect", "--weights", str(weights), *FAST,
+               str(folder / "first.png"), str(folder / "second.jpg"), "--out", str(out), "--overwrite", "--threads", "1"]
+    runs = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    results = [run.communicate(timeout=120) + (run.returncode,) for run in runs]
+    codes = sorted(code for _, _, code in results)
+    assert codes[0] == 0 and all("Traceback" not in err for _, err, _ in results)
+    if codes[1] == 1:
+        assert any("in use by another run" in err for _, err, _ in results)
+    lines = (out / "detections.jsonl").read_text().splitlines()
+    assert [json.loads(line)["file_name"] for line in lines] == [str(folder / "first.png"), str(folder / "second.jpg")]
+    assert len(json.loads((out / "detections.json").read_text())) == sum(
+        len(json.loads(line)["results"]) for line in lines)
+
+
+def test_resume_drops_a_torn_last_line_and_redoes_its_image(weights, folder, tmp_path, capsys):
+    out = tmp_path / "out"
+    images = (folder / "first.png", folder / "second.jpg")
+    assert _detect(weights, *images, "--out", out) == 0
+    lines_path = out / "detections.jsonl"
+    whole = lines_path.read_bytes()
+    lines_path.write_bytes(whole[:-40])  # the disk filled up while the second line was written
+    for _ in range(2):  # the first resume repairs; the second finds nothing to do
+        assert _detect(weights, *images, "--out", out, "--resume") == 0
+        assert "2 of 2 images processed" in capsys.readouterr().out
+    assert [_without_time(line) for line in lines_path.read_text().splitlines()] == [
+        _without_time(line) for line in whole.decode().splitlines()]
+
+
+def _without_time(line: str) -> dict:
+    return {k: v for k, v in json.loads(line).items() if k != "seconds"}
+
+
+def test_resume_knows_an_image_by_its_file_not_its_path_string(weights, folder, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    names = ("first.png", "second.jpg")
+    assert _detect(weights, *(folder / name for name in names), "--out", out) == 0
+    monkeypatch.chdir(folder)
+    assert _detect(weights, *names, "--out", out, "--resume") == 0
+    captured = capsys.readouterr()
+    assert "2 of 2 images already done" in captured.err and "2 of 2 images processed" in captured.out
+    assert len((out / "detections.jsonl").read_text().splitlines()) == 2
+
+
+# ----------------------------------------------------------------------------- 10: a full disk
+def test_full_disk_during_detect_is_an_output_error_and_keeps_lines_whole(weights, folder, tmp_path):
+    """A file-size limit as the full disk: the lines write fails part-way through the second line."""
+    out = tmp_path / "out"
+    images = [str(folder / "first.png"), str(folder / "second.jpg")]
+    assert _detect(weights, *images, "--out", out) == 0
+    first_line = len((out / "detections.jsonl").read_text().splitlines()[0]) + 1
+    done = run_bounded(f"""
+        import resource, signal
+        from cornernet_saccade.cli import main
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, ({first_line + 20}, {first_line + 20}))
+        raise SystemExit(main(["detect", "--weights", {str(weights)!r}, *{FAST!r}, *{images!r},
+                               "--out", {str(out)!r}, "--overwrite"]))
+    """, memory_mb=600, seconds=120)
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "detections.jsonl: cannot write (only " in done.stderr, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert len((out / "detections.jsonl").read_bytes()) == first_line

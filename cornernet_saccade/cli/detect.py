@@ -114,15 +114,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
     try:
         processed = detect_all(detector, todo, folder, selection(args, detector))
+        print(summary_table(processed))
+        context.barrier()
+        results = folder.finish(jobs, gather=context.distributed) if context.is_main else None
     finally:
         folder.close()
-    print(summary_table(processed))
-    context.barrier()
-    if not context.is_main:
-        teardown(context)
-        return 0
-    results = folder.finish(jobs, gather=context.distributed)
     teardown(context)
+    if not context.is_main:
+        return 0
     done = len(folder.records)
     where = f"; detections written to {results}" if results else ""
     print(f"{done} of {len(jobs)} images processed{where}")
