@@ -42,7 +42,7 @@ def _create_temp_file(path: Path) -> tuple[str, int]:
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)`` for a temp file beside ``path`` (its folder created if needed), fsync
     it, then rename it over ``path``. OutputError naming ``path`` when any of it fails (the temp file
-    is removed)."""
+    is removed, ``path`` is left as it was)."""
     path = Path(path)
     tmp = None
     try:
@@ -54,7 +54,7 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_folder(path.parent)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
         _remove(tmp)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise OutputError(f"{path}: cannot write ({reason})") from None

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from bounded import run_bounded
@@ -332,3 +334,50 @@ def test_full_disk_during_detect_is_an_output_error_and_keeps_lines_whole(weight
     assert "detections.jsonl: cannot write (only " in done.stderr, done.stderr[-2000:]
     assert "Traceback" not in done.stderr
     assert len((out / "detections.jsonl").read_bytes()) == first_line
+
+
+# ----------------------------------------------------------------------------- 9: tiny images
+@pytest.mark.parametrize(("height", "width", "size"), [(1, 1, 511), (3, 2, 511), (7, 5, 1023), (1, 40, 1023)])
+def test_first_views_of_a_tiny_image_cover_it(height, width, size):
+    from cornernet_saccade.inference.locations import initial_locations
+    from cornernet_saccade.inference.views import window_side
+
+    views = initial_locations(height, width, [size])
+    reach = max(1, window_side(views[0, 2]) // 2)  # a view shows its centre +- reach pixels
+    assert 1 <= len(views) <= height * width
+    for axis, length in ((0, height), (1, width)):
+        centres = views[:, axis]
+        assert all(np.abs(centres - pixel).min() <= reach for pixel in range(length))
+
+
+def test_a_one_pixel_image_does_not_stop_the_batch(weights, folder, tmp_path, capsys):
+    from PIL import Image
+
+    tiny = tmp_path / "1x1.png"
+    Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+    assert _detect(weights, tiny, folder / "first.png", "--out", tmp_path / "out",
+                   "--set", "init_sizes=[255,1023]") == 0
+    assert "2 of 2 images processed" in capsys.readouterr().out
+
+
+def test_full_disk_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
+    """torch.save on a full disk (a file-size limit here) raises RuntimeError; the save is an
+    OutputError naming the file and the previous checkpoint stays whole."""
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, tiny_model(), iteration=1)
+    before = path.read_bytes()
+    done = run_bounded(f"""
+        import resource, signal
+        from detect_fixtures import tiny_model
+        from cornernet_saccade.errors import OutputError
+        from cornernet_saccade.model.checkpoint import save_checkpoint
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
+        try:
+            save_checkpoint({str(path)!r}, tiny_model(), iteration=2)
+        except OutputError as exc:
+            print(exc)
+    """, memory_mb=600, seconds=60, cwd=Path(__file__).parent)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"{path}: cannot write" in done.stdout
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
