@@ -381,3 +381,40 @@ def test_full_disk_during_a_checkpoint_save_keeps_the_previous_one(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"{path}: cannot write" in done.stdout
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
+
+
+# ----------------------------------------------------------------------------- 11-12: annotation files
+def test_evaluation_ground_truth_leaves_out_what_the_reader_skips(tmp_path):
+    from engine_fixtures import write_box_dataset
+
+    from cornernet_saccade.engine.evaluate import coco_metrics, load_ground_truth
+
+    path = write_box_dataset(tmp_path, 3, seed=2, name="val")
+    document = json.loads(path.read_text())
+    clean = load_ground_truth(path)
+    truth = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"], "score": 1.0}
+             for a in clean.dataset["annotations"]]
+    image_ids = sorted(clean.getImgIds())
+    first = document["annotations"][0]
+    document["annotations"] += [{**first, "bbox": bbox} for bbox in (None, [1, 2], [1, 2, "a", "b"])]
+    document["annotations"].append({**first, "image_id": [2]})
+    document["images"].append({"id": [2], "file_name": "x.png"})
+    path.write_text(json.dumps(document))
+    polluted = load_ground_truth(path)
+    assert len(polluted.dataset["annotations"]) == len(truth)
+    assert coco_metrics(polluted, truth, image_ids)["AP"] == pytest.approx(1.0)
+
+
+def test_an_integer_beyond_pythons_digit_limit_is_an_annotation_error(tmp_path):
+    from cornernet_saccade.cli import main
+    from cornernet_saccade.data import read_coco
+    from cornernet_saccade.engine.evaluate import load_ground_truth
+    from cornernet_saccade.errors import AnnotationError
+
+    path = tmp_path / "big.json"
+    path.write_text('{"images": [{"id": ' + "9" * 5000 + ', "file_name": "a.png"}], "annotations": [], '
+                    '"categories": []}')
+    for read in (read_coco, load_ground_truth):
+        with pytest.raises(AnnotationError, match="big.json: not valid JSON .*digits"):
+            read(path)
+    assert main(["check-data", str(path)]) == 1

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
 from cornernet_saccade.backends.distributed import DistContext
+from cornernet_saccade.data.coco import ground_truth_document
 from cornernet_saccade.data.load import detect_format, load_dataset
 from cornernet_saccade.data.records import ImageRecord
 from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError, OutputError
@@ -73,18 +74,13 @@ class EvaluationResult:
 
 
 def load_ground_truth(path: str | Path) -> Any:
-    """A pycocotools ``COCO`` of the annotation file; missing ``area`` (box area) and ``iscrowd`` (0)
-    are filled in, since COCOeval needs them."""
+    """A pycocotools ``COCO`` of the annotation file's usable entries
+    (:func:`~cornernet_saccade.data.coco.ground_truth_document`: ``area`` and ``iscrowd`` filled in,
+    malformed entries left out as the reader leaves them out)."""
     from pycocotools.coco import COCO
 
-    with open(path, "rb") as handle:
-        document = json.load(handle)
-    for annotation in document.get("annotations", []):
-        annotation.setdefault("iscrowd", 0)
-        if "area" not in annotation:
-            annotation["area"] = float(annotation["bbox"][2]) * float(annotation["bbox"][3])
     ground_truth = COCO()
-    ground_truth.dataset = document
+    ground_truth.dataset = ground_truth_document(path)
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
     return ground_truth
