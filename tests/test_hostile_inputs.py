@@ -418,3 +418,67 @@ def test_an_integer_beyond_pythons_digit_limit_is_an_annotation_error(tmp_path):
         with pytest.raises(AnnotationError, match="big.json: not valid JSON .*digits"):
             read(path)
     assert main(["check-data", str(path)]) == 1
+
+
+# ----------------------------------------------------------------------------- 13: poisoned training state
+@pytest.fixture(scope="module")
+def one_iteration_run(tmp_path_factory):
+    """A run folder with the checkpoint of one training iteration of the tiny network, and its data."""
+    from cornernet_saccade.engine.trainer import run_training
+
+    root = tmp_path_factory.mktemp("run")
+    train = write_box_dataset(root, 4)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_training(tiny_config(train, root / "run", optim={"lr": 1e-3, "max_iter": 1, "decay_steps": []},
+                                 checkpoint_every=1))
+    finally:
+        torch.set_num_threads(before)
+    return train, root / "run" / "checkpoint_0000001.pt"
+
+
+def _exp_avg_misshaped(state):
+    first = next(iter(state["optimizer"]["state"].values()))
+    first["exp_avg"] = torch.zeros(3)
+
+
+def _lr_nan(state):
+    state["optimizer"]["param_groups"][0]["lr"] = float("nan")
+
+
+@pytest.mark.parametrize(("poison", "problem"), [
+    (_exp_avg_misshaped, "optimizer state 'exp_avg' has shape (3,)"),
+    (lambda state: state["scheduler"].update(last_epoch="x"), "scheduler last_epoch is 'x'"),
+    (lambda state: state["scheduler"].update(base_lrs=[]), "scheduler base_lrs is []"),
+    (lambda state: state["optimizer"]["param_groups"][0].update(lr="x"), "optimizer param_groups[0].lr is 'x'"),
+    (_lr_nan, "optimizer param_groups[0].lr is nan"),
+])
+@pytest.mark.usefixtures("one_thread")
+def test_resume_from_a_poisoned_training_state_is_a_checkpoint_error(one_iteration_run, tmp_path, poison, problem):
+    from cornernet_saccade.engine.trainer import run_training
+
+    train, checkpoint = one_iteration_run
+    state = torch.load(checkpoint, weights_only=True)
+    poison(state)
+    poisoned = tmp_path / "poisoned.pt"
+    torch.save(state, poisoned)
+    config = tiny_config(train, tmp_path / "run", optim={"lr": 1e-3, "max_iter": 2, "decay_steps": []},
+                         checkpoint_every=0)
+    with pytest.raises(CheckpointError) as info:
+        run_training(config, read_checkpoint(poisoned))
+    assert f"poisoned.pt: malformed training checkpoint: {problem}" in str(info.value)
+    assert str(info.value).endswith("resume from an earlier checkpoint of the run")
+
+
+@pytest.mark.parametrize("where", ["stored", "--set"])
+def test_an_architecture_that_is_not_a_name_is_a_config_error(one_iteration_run, tmp_path, where):
+    from cornernet_saccade.engine.train_config import train_config_from_dict
+
+    train, checkpoint = one_iteration_run
+    config = read_checkpoint(checkpoint).training_state["config"]
+    overrides = ["architecture=[1]"] if where == "--set" else []
+    if where == "stored":
+        config = {**config, "architecture": [1]}
+    with pytest.raises(ConfigError, match=r"architecture: \[1\] is not one of"):
+        train_config_from_dict(config, "c", overrides)

@@ -235,7 +235,8 @@ def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
     model = data.get("model") or {}
     sampling = data.get("sampling") or {}
     architecture = data.get("architecture", "saccade")
-    if not isinstance(model, dict) or not isinstance(sampling, dict) or architecture not in SAMPLING_CLASSES:
+    if not (isinstance(model, dict) and isinstance(sampling, dict) and isinstance(architecture, str)
+            and architecture in SAMPLING_CLASSES):
         return data  # config_from_dict names the malformed section or value
     model_class = MODEL_CLASSES[architecture]
     sampling_class = SAMPLING_CLASSES[architecture]

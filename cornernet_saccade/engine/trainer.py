@@ -49,6 +49,7 @@ from cornernet_saccade.engine.metrics import METRICS_NAME, MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
     capture_rng_state,
+    check_restored_optimizer,
     check_training_state,
     restore_rng_state,
 )
@@ -261,6 +262,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{stored.path}: optimizer state does not fit this run's model ({exc})") from None
+        check_restored_optimizer(stored.path, self.optimizer, self.scheduler)
         try:
             restore_rng_state(state["rng"])
         except (ValueError, TypeError, IndexError, RuntimeError) as exc:
