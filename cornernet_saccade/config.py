@@ -8,7 +8,6 @@ missing file raises :class:`~cornernet_saccade.errors.ConfigError` naming the so
 from __future__ import annotations
 
 import dataclasses
-import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.inputs import read_input_text
 
 T = TypeVar("T")
 
@@ -25,13 +25,6 @@ T = TypeVar("T")
 MAX_TREE_VALUES = 100_000
 #: Deepest nesting of mappings and lists a configuration tree may have (the bundled configs: 3).
 MAX_TREE_DEPTH = 32
-#: Environment variable that raises the bounds of size-like settings on purpose: comma-separated
-#: ``name=value`` pairs, e.g. ``CORNERNET_SACCADE_LIMITS=full_size=6143,batch_size=2048``.
-LIMITS_ENV = "CORNERNET_SACCADE_LIMITS"
-#: Most entries of a list-valued size-like setting (``init_sizes``, ``dims``, ``test_scales``, ...).
-MAX_LIST_ENTRIES = 64
-
-
 def check_tree_size(data: Any, source: str, error: type[Exception] = ConfigError) -> None:
     """``error`` naming ``source`` when ``data`` (plain mappings, lists and scalars) holds more than
     :data:`MAX_TREE_VALUES` values once shared parts are counted each time they occur, or nests
@@ -49,46 +42,6 @@ def check_tree_size(data: Any, source: str, error: type[Exception] = ConfigError
         if children and depth >= MAX_TREE_DEPTH:
             raise error(f"{source}: nested deeper than {MAX_TREE_DEPTH} levels; refusing to read it")
         pending.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
-
-
-def _raised_bounds() -> dict[str, float]:
-    """The bounds raised on purpose through :data:`LIMITS_ENV` (ValueError when malformed)."""
-    raised: dict[str, float] = {}
-    for item in filter(None, (part.strip() for part in os.environ.get(LIMITS_ENV, "").split(","))):
-        name, _, text = item.partition("=")
-        try:
-            raised[name.strip()] = float(text)
-        except ValueError:
-            raise ValueError(f"{LIMITS_ENV}: {item!r} is not name=number") from None
-    return raised
-
-
-def _numbers(value: Any) -> list[float]:
-    if isinstance(value, (list, tuple)):
-        return [number for item in value for number in _numbers(item)]
-    return [] if value is None else [value]
-
-
-def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, float]) -> None:
-    """ValueError naming the first setting of ``values`` (name -> value, e.g. a dataclass's ``vars``)
-    in ``bounds`` whose value (for a list: any entry) is above its bound, or that lists more than
-    :data:`MAX_LIST_ENTRIES` entries, and saying how to raise the bound. Settings call it first in
-    ``__post_init__``, so a size is refused before anything is allocated for it, whether it comes from
-    a file, ``--set`` or a weights file."""
-    raised = _raised_bounds()
-    for name, default in bounds.items():
-        if name not in values:
-            continue
-        value = values[name]
-        if isinstance(value, (list, tuple)) and len(value) > MAX_LIST_ENTRIES:
-            raise ValueError(f"{name} lists {len(value)} entries, more than the {MAX_LIST_ENTRIES} allowed")
-        bound = raised.get(name, default)
-        largest = max(_numbers(value), default=None)
-        if largest is not None and largest > bound:
-            raise ValueError(
-                f"{name} {largest:g} is above its bound {bound:g} (a guard against sizes that would exhaust "
-                f"memory); to go beyond it on purpose, set the environment variable {LIMITS_ENV}={name}=N"
-            )
 
 
 def _check_value(value: Any, annotation: Any, where: str) -> Any:
@@ -211,10 +164,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    text = read_input_text(path, ConfigError, "config file")
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cornernet_saccade import CornerNetSaccade, load_checkpoint, read_checkpoint, save_checkpoint
-from cornernet_saccade.config import LIMITS_ENV
+from cornernet_saccade.bounds import LIMITS_ENV
 from cornernet_saccade.errors import CheckpointError
 from cornernet_saccade.outputs import atomic_write
 

@@ -16,7 +16,8 @@ from detect_fixtures import tiny_model
 from engine_fixtures import one_thread, tiny_config, write_box_dataset  # noqa: F401 (one_thread: a fixture)
 
 from cornernet_saccade import config as config_module
-from cornernet_saccade.config import LIMITS_ENV, check_tree_size, read_yaml
+from cornernet_saccade.bounds import LIMITS_ENV
+from cornernet_saccade.config import check_tree_size, read_yaml
 from cornernet_saccade.errors import CheckpointError, ConfigError
 from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.model import checkpoint as checkpoint_module
@@ -482,3 +483,90 @@ def test_an_architecture_that_is_not_a_name_is_a_config_error(one_iteration_run,
         config = {**config, "architecture": [1]}
     with pytest.raises(ConfigError, match=r"architecture: \[1\] is not one of"):
         train_config_from_dict(config, "c", overrides)
+
+
+# ----------------------------------------------------------------------------- 14: settings that crashed
+def test_top_k_above_the_cells_of_a_small_map_takes_every_corner():
+    from cornernet_saccade.inference.decode import decode_detections
+
+    heat = torch.zeros(1, 2, 2, 2)  # 8 corner candidates of each kind
+    maps = (heat, heat, torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.zeros(1, 2, 2, 2), torch.zeros(1, 2, 2, 2))
+    rows = decode_detections(*maps, k=100, num_dets=1000)
+    assert rows.shape == (1, 64, 8)  # 8 x 8 pairs
+
+
+def test_deeply_nested_config_file_is_a_config_error(tmp_path):
+    path = tmp_path / "deep.yaml"
+    path.write_text("x: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="deep.yaml: not valid YAML .*nested deeper"):
+        read_yaml(path)
+
+
+@pytest.mark.parametrize("name", ["meta", "xla", "mps"])
+def test_devices_the_program_does_not_run_on_are_refused(name):
+    from cornernet_saccade.backends.device import resolve_device
+
+    with pytest.raises(ConfigError, match=f"device '{name}': not a device"):
+        resolve_device(name)
+
+
+# ----------------------------------------------------------------------------- 15: files that are not files
+@pytest.mark.parametrize("kind", ["/dev/zero", "fifo", "loop"])
+def test_annotation_and_class_name_files_must_be_regular_files(tmp_path, kind):
+    from cornernet_saccade.inference.labels import read_class_names
+
+    path = tmp_path / "link.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "loop":
+        path.symlink_to(path)
+    else:
+        path.symlink_to(kind)
+    done = run_bounded(f"""
+        from cornernet_saccade.cli import main
+        raise SystemExit(main(["check-data", "--format", "coco", {str(path)!r}]))
+    """, memory_mb=300, seconds=30)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"{path}: " in done.stderr
+    with pytest.raises(ConfigError, match=f"{path}: (not a regular file|cannot read)"):
+        read_class_names(path)
+
+
+def test_an_input_file_above_its_bound_is_refused_naming_the_setting(tmp_path, monkeypatch):
+    from cornernet_saccade.data import read_coco
+    from cornernet_saccade.errors import AnnotationError
+
+    path = tmp_path / "a.json"
+    path.write_text('{"images": [], "annotations": [], "categories": []}')
+    monkeypatch.setenv(LIMITS_ENV, "input_file_bytes=10")
+    with pytest.raises(AnnotationError, match=f"a.json: input_file_bytes 51 is above its bound 10.*{LIMITS_ENV}"):
+        read_coco(path)
+
+
+# ----------------------------------------------------------------------------- 16: silent and wrong
+@pytest.mark.parametrize("dtype", [torch.bool, torch.int8, torch.uint8, torch.complex64, torch.float8_e4m3fn])
+def test_weights_of_a_wrong_dtype_are_refused(tmp_path, dtype):
+    model = tiny_model()
+    state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in model.state_dict().items()}
+    path = tmp_path / "w.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="w.pt: of a dtype weights cannot have"):
+        checkpoint_module.load_checkpoint(tiny_model(), path)
+
+
+def test_negative_batchnorm_variance_is_refused(tmp_path):
+    model = tiny_model()
+    state = model.state_dict()
+    key = next(k for k in state if k.endswith("running_var"))
+    state[key][0] = -1.0
+    path = tmp_path / "w.pt"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"w.pt: negative BatchNorm running_var in 1 tensors: {key}"):
+        checkpoint_module.load_checkpoint(tiny_model(), path)
+
+
+def test_half_precision_weights_still_load(tmp_path):
+    model = tiny_model()
+    path = tmp_path / "w.pt"
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
+    checkpoint_module.load_checkpoint(tiny_model(), path)

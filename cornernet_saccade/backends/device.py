@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from cornernet_saccade.config import check_bounds
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.errors import ConfigError
 
 #: Most CPU threads :func:`set_threads` starts (raised on purpose with ``CORNERNET_SACCADE_LIMITS``):
@@ -21,8 +21,10 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         requested = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N)") from None
-    if requested.type != "cuda":
+    if requested.type == "cpu":
         return requested
+    if requested.type != "cuda":
+        raise ConfigError(f"device {name!r}: not a device this program runs on (auto, cpu, cuda, cuda:N)")
     if not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: CUDA is not available on this machine (use device: cpu)")
     index = requested.index if local_rank is None else local_rank

@@ -31,6 +31,7 @@ from typing import Any, TypeGuard
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
 from cornernet_saccade.data.records import DetectionDataset, ImageRecord
 from cornernet_saccade.errors import AnnotationError
+from cornernet_saccade.inputs import read_input_bytes
 
 _IMAGE_KEYS = ("id", "file_name")
 _ANNOTATION_KEYS = ("image_id", "category_id", "bbox")
@@ -75,11 +76,9 @@ def read_coco(
 
 def _load_json(path: Path) -> dict[str, Any]:
     """The parsed top-level object, checked to hold the three lists."""
+    data = read_input_bytes(path, AnnotationError, "annotation file")
     try:
-        with path.open("rb") as handle:
-            document = json.load(handle)
-    except FileNotFoundError as exc:
-        raise AnnotationError(f"{path}: annotation file not found") from exc
+        document = json.loads(data)
     except json.JSONDecodeError as exc:
         raise AnnotationError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"

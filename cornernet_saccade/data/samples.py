@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from cornernet_saccade.config import check_bounds
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.data.records import DetectionDataset
 from cornernet_saccade.data.targets import (
     ATTENTION_TARGET_KEYS,

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.config import (
     apply_overrides,
     bundled_config_dir,
     bundled_config_names,
-    check_bounds,
     config_from_dict,
     read_yaml,
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from cornernet_saccade.config import check_bounds
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.inference.nms import SoftNMSMethod
 from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, is_input_size
 

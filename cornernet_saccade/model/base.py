@@ -18,7 +18,8 @@ from typing import Any, ClassVar, TypeVar
 
 from torch import Tensor, nn
 
-from cornernet_saccade.config import check_bounds, config_from_dict
+from cornernet_saccade.bounds import check_bounds
+from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.model.checkpoint import bundled_weights_path, model_from_checkpoint
 from cornernet_saccade.model.heads import PRIOR_BIAS, CornerPoolModule, HeadOutputs, prediction_head
 from cornernet_saccade.model.hourglass import BlockKind, HourglassBackbone, UpsampleKind

@@ -232,12 +232,26 @@ def _fit_problems(
     return problems, class_heads
 
 
-def _check_finite(path: str, tensors: dict[str, Tensor]) -> None:
-    """CheckpointError naming ``path`` and the tensors when a floating-point tensor holds NaN or Inf
-    (such weights silently give no detections at all)."""
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"{path}: non-finite weights (NaN or Inf) in {len(bad)} tensors: {_describe(bad)}")
+#: The dtypes a weight may be stored in (converted to the model's on loading); float8 and the
+#: others cannot be checked or converted faithfully.
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_values(path: str, tensors: dict[str, Tensor], own: dict[str, Tensor]) -> None:
+    """CheckpointError naming ``path`` and the tensors when a tensor cannot hold what the model's
+    does (a weight not of :data:`WEIGHT_DTYPES`; a counter not an integer) or holds values that
+    silently give no or nonsense detections: NaN or Inf, a negative BatchNorm ``running_var``."""
+    checks = [
+        ("of a dtype weights cannot have (bool, integer, complex, float8; float32, float16, bfloat16 or float64 "
+         "expected)", lambda k, v: (v.dtype not in WEIGHT_DTYPES) if own[k].is_floating_point()
+         else (v.is_floating_point() or v.is_complex() or v.dtype == torch.bool)),
+        ("non-finite weights (NaN or Inf)", lambda k, v: v.is_floating_point() and not bool(torch.isfinite(v).all())),
+        ("negative BatchNorm running_var", lambda k, v: k.endswith("running_var") and bool((v < 0).any())),
+    ]
+    for problem, is_bad in checks:
+        bad = [k for k, v in tensors.items() if is_bad(k, v)]
+        if bad:
+            raise CheckpointError(f"{path}: {problem} in {len(bad)} tensors: {_describe(bad)}")
 
 
 def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> StoredCheckpoint:
@@ -246,8 +260,9 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
     Every key must be present with the right shape, except when only the number of classes differs:
     then the last conv of the heatmap heads (``tl_heats.*.1``, ``br_heats.*.1``) keeps its fresh
     initialisation and a warning names the skipped keys (fine-tuning onto another class set).
-    Any other missing, unexpected or mis-shaped key, or a NaN/Inf value in a loaded tensor, raises
-    :class:`CheckpointError` naming the file and the keys.
+    Any other missing, unexpected or mis-shaped key, or a loaded tensor of a wrong dtype or with
+    values no trained network has (:func:`_check_values`), raises :class:`CheckpointError` naming
+    the file and the keys.
     """
     stored = source if isinstance(source, StoredCheckpoint) else read_checkpoint(source)
     own = model.state_dict()
@@ -256,7 +271,7 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
     if problems:
         raise CheckpointError(f"{stored.path}: does not fit this model; " + "; ".join(problems))
     to_load = {k: v for k, v in loaded.items() if k not in class_heads}
-    _check_finite(stored.path, to_load)
+    _check_values(stored.path, to_load, own)
     if class_heads:
         warnings.warn(
             f"{stored.path}: number of classes differs ({loaded[class_heads[0]].shape[0]} in the file, "
