@@ -570,3 +570,16 @@ def test_half_precision_weights_still_load(tmp_path):
     path = tmp_path / "w.pt"
     torch.save({k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}, path)
     checkpoint_module.load_checkpoint(tiny_model(), path)
+
+
+def test_a_local_folder_named_like_a_bundled_model_is_loaded_with_a_warning(tmp_path, monkeypatch):
+    from cornernet_saccade.model.checkpoint import WEIGHTS_DIR, resolve_weights_path
+
+    (tmp_path / "shapes").mkdir()
+    save_checkpoint(tmp_path / "shapes" / "last.pt", tiny_model())
+    monkeypatch.chdir(tmp_path)
+    with pytest.warns(UserWarning, match=f"shapes: loading {tmp_path / 'shapes'} from the working directory, not the "
+                                         f"bundled model 'shapes'; .* {WEIGHTS_DIR / 'shapes.safetensors'}"):
+        assert resolve_weights_path("shapes") == Path("shapes/last.pt")
+    monkeypatch.chdir(tmp_path / "shapes")
+    assert resolve_weights_path("shapes") == WEIGHTS_DIR / "shapes.safetensors"

@@ -414,6 +414,8 @@ def resolve_weights_path(weights: str | Path) -> Path:
     """The file behind ``weights``: a weights file, a training run folder (its ``last.pt``) or the
     name of a bundled model (e.g. ``shapes``). CheckpointError naming ``weights`` when none fits."""
     path = Path(weights)
+    if path.exists():
+        _warn_if_shadowing(path)
     if path.is_file():
         return path
     if path.is_dir():
@@ -424,6 +426,15 @@ def resolve_weights_path(weights: str | Path) -> Path:
     if path.suffix or len(path.parts) > 1:
         raise CheckpointError(f"{path}: no such weights file")
     return bundled_weights_path(str(weights))
+
+
+def _warn_if_shadowing(path: Path) -> None:
+    """Warn, naming both, when the local ``path`` is taken for a bare name that is also a bundled
+    model's (a folder ``shapes`` in the working directory hides the bundled ``shapes``)."""
+    bundled = WEIGHTS_DIR / f"{path}.safetensors"
+    if len(path.parts) == 1 and not path.suffix and bundled.is_file():
+        warnings.warn(f"{path}: loading {path.resolve()} from the working directory, not the bundled model "
+                      f"{path.name!r}; to load the bundled one, pass its path {bundled}", stacklevel=3)
 
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
