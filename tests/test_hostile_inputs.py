@@ -583,3 +583,19 @@ def test_a_local_folder_named_like_a_bundled_model_is_loaded_with_a_warning(tmp_
         assert resolve_weights_path("shapes") == Path("shapes/last.pt")
     monkeypatch.chdir(tmp_path / "shapes")
     assert resolve_weights_path("shapes") == WEIGHTS_DIR / "shapes.safetensors"
+
+
+def test_detect_on_a_large_image_needs_about_a_dozen_bytes_per_pixel(weights, tmp_path):
+    """A 9-megapixel image (27 MB of pixels) in 350 MB beyond the model and imports: the whole-image
+    first views are resized one float64 channel at a time (8 bytes per pixel), not as float64 RGB
+    copies (48)."""
+    from PIL import Image
+
+    image = tmp_path / "large.ppm"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 3000, 3), dtype=np.uint8)).save(image)
+    done = run_bounded(f"""
+        from cornernet_saccade.cli import main
+        raise SystemExit(main(["detect", "--weights", {str(weights)!r}, "--max-crops", "2", "--no-pictures",
+                               {str(image)!r}, "--out", {str(tmp_path / 'out')!r}]))
+    """, memory_mb=350, seconds=120)
+    assert done.returncode == 0, done.stderr[-2000:]
