@@ -25,6 +25,8 @@ T = TypeVar("T")
 MAX_TREE_VALUES = 100_000
 #: Deepest nesting of mappings and lists a configuration tree may have (the bundled configs: 3).
 MAX_TREE_DEPTH = 32
+
+
 def check_tree_size(data: Any, source: str, error: type[Exception] = ConfigError) -> None:
     """``error`` naming ``source`` when ``data`` (plain mappings, lists and scalars) holds more than
     :data:`MAX_TREE_VALUES` values once shared parts are counted each time they occur, or nests

@@ -113,7 +113,6 @@ def check_new_output(path: str | Path, overwrite: bool = False, inputs: tuple[st
         raise OutputError(f"{path}: already exists; choose another path or add --overwrite")
 
 
-
 def open_no_follow(path: Path, append: bool) -> int:
     """A write descriptor of ``path`` that never follows a link: appending to it (``append``) or
     truncating it; a link in its place is refused when appending and replaced by a new file

@@ -52,7 +52,7 @@ REFERENCE_LONG_SIDE_TIERS = (
 )
 
 
-#: Bounds of the size-like sample settings (:func:`~cornernet_saccade.config.check_bounds`; raised on
+#: Bounds of the size-like sample settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
 #: purpose with ``CORNERNET_SACCADE_LIMITS``): crop pixels, heatmap cells and classes, tag slots,
 #: scales.
 SAMPLING_BOUNDS: dict[str, float] = {"input_size": 2047, "output_size": 512, "num_classes": 10_000,

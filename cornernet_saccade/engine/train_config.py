@@ -46,7 +46,7 @@ SAMPLING_CLASSES: dict[str, type[SamplingConfig]] = {
 BatchNormMode = Literal["batch", "frozen", "sync"]
 #: Run folder when the config names none.
 DEFAULT_OUT_DIR = "runs/cornernet_saccade"
-#: Bounds of the size-like run settings (:func:`~cornernet_saccade.config.check_bounds`; raised on
+#: Bounds of the size-like run settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
 #: purpose with ``CORNERNET_SACCADE_LIMITS``): images per step (the official run: 48 over 4 GPUs),
 #: loader processes, validation batches; ``threads`` is bounded where threads are set.
 TRAIN_BOUNDS: dict[str, float] = {"batch_size": 1024, "grad_accum": 1024, "workers": 64, "val_batches": 10_000}

@@ -15,7 +15,7 @@ CPU_BATCH_SIZE = 4
 GPU_TILE_BATCH_SIZE = 8
 
 
-#: Bounds of the size-like test settings (:func:`~cornernet_saccade.config.check_bounds`; raised on
+#: Bounds of the size-like test settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
 #: purpose with ``CORNERNET_SACCADE_LIMITS``): pixels of a network input or first view, corners,
 #: boxes and crops per image, crops per network call, zoom and test scales, pooling windows.
 TEST_SETTING_BOUNDS: dict[str, float] = {

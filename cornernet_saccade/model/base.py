@@ -63,7 +63,7 @@ class HourglassConfig:
         return self.num_stacks * sum(self.modules)
 
 
-#: Bounds of the network's size-like settings (:func:`~cornernet_saccade.config.check_bounds`; raised
+#: Bounds of the network's size-like settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised
 #: on purpose with ``CORNERNET_SACCADE_LIMITS``): the official networks use 2 or 3 stacks, widths up
 #: to 512 and 4 blocks per level; LVIS has 1,203 classes.
 MODEL_BOUNDS: dict[str, float] = {"num_classes": 10_000, "num_stacks": 8, "dims": 2048, "modules": 16,
