@@ -250,6 +250,20 @@ def test_lines_file_link_to_a_users_file_leaves_that_file_alone(weights, folder,
         assert code == 1 and "detections.jsonl: a link; refusing to read or write through it" in capsys.readouterr().err
 
 
+def test_training_metrics_are_not_written_through_a_link(tmp_path):
+    from cornernet_saccade.engine.metrics import MetricsLogger
+    from cornernet_saccade.errors import OutputError
+
+    run, users = tmp_path / "run", tmp_path / "notes.txt"
+    run.mkdir()
+    users.write_text("mine\n")
+    (run / "metrics.jsonl").symlink_to(users)
+    for resumed_at in (None, 3):
+        with pytest.raises(OutputError, match="metrics.jsonl: a link; refusing"):
+            MetricsLogger(run, resumed_at=resumed_at)
+    assert users.read_text() == "mine\n"
+
+
 def test_a_second_run_into_a_folder_in_use_refuses_naming_the_holder(weights, folder, tmp_path, capsys):
     from cornernet_saccade.outputs import FolderLock
 
