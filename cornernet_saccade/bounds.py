@@ -32,6 +32,10 @@ def _numbers(value: Any) -> list[float]:
     return [] if value is None else [value]
 
 
+def _shown(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
 def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, float]) -> None:
     """ValueError naming the first setting of ``values`` (name -> value, e.g. a dataclass's ``vars``)
     in ``bounds`` whose value (for a list: any entry) is above its bound, or that lists more than
@@ -49,6 +53,6 @@ def check_bounds(values: Mapping[str, Any], bounds: Mapping[str, float]) -> None
         largest = max(_numbers(value), default=None)
         if largest is not None and largest > bound:
             raise ValueError(
-                f"{name} {largest:g} is above its bound {bound:g} (a guard against sizes that would exhaust "
+                f"{name} {_shown(largest)} is above its bound {_shown(bound)} (a guard against sizes that would exhaust "
                 f"memory); to go beyond it on purpose, set the environment variable {LIMITS_ENV}={name}=N"
             )

@@ -193,6 +193,14 @@ def test_make_shapes_keeps_an_earlier_dataset_unless_overwrite(tmp_path, capsys)
     assert (tmp_path / "train.json").read_bytes() != before[tmp_path / "train.json"]
 
 
+def test_make_shapes_sizes_are_bounded(tmp_path, capsys):
+    from cornernet_saccade.cli import main
+
+    assert main(["make-shapes", "--out", str(tmp_path), "--num", "1", "--max-width", "1000000"]) == 1
+    assert "max_width 1000000 is above its bound 10000" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- 5: an earlier run's folder
 @pytest.mark.parametrize("leftover", ["last.pt dangling", "last.pt missing", "metrics only"])
 @pytest.mark.usefixtures("one_thread")

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.data.coco import coco_document, write_json
 from cornernet_saccade.data.records import ImageRecord
 from cornernet_saccade.errors import ConfigError, OutputError
@@ -47,6 +48,13 @@ JPEG_QUALITY = 92
 
 #: Mean image area of :meth:`SceneConfig.large` over the default's: ``(3072 * 2304) / (960 * 720)``.
 LARGE_AREA_RATIO = 3072 * 2304 / (960 * 720)
+
+
+#: Bounds of the size-like scene settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): image sides up to 100 megapixels (the image readers'
+#: default limit), objects per image, object sides, clutter.
+SCENE_BOUNDS: dict[str, float] = {"max_width": 10_000, "max_height": 10_000, "max_objects": 5_000,
+                                  "max_object_size": 10_000, "clutter_scale": 1_000}
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,10 @@ class SceneConfig:
                    max_objects=round(cls.max_objects * LARGE_AREA_RATIO), clutter_scale=LARGE_AREA_RATIO)
 
     def __post_init__(self) -> None:
+        try:
+            check_bounds(vars(self), SCENE_BOUNDS)
+        except ValueError as exc:
+            raise ConfigError(f"shape scene settings: {exc}") from None
         checks = [
             (0 < self.min_width <= self.max_width, "need 0 < min_width <= max_width"),
             (0 < self.min_height <= self.max_height, "need 0 < min_height <= max_height"),
