@@ -362,7 +362,7 @@ def test_resume_refuses_a_model_config_that_does_not_fit_before_building(
 ) -> None:
     """The checkpoint's stored training config asks for a network far too wide for its weights."""
     payload = torch.load(one_iteration_checkpoint, weights_only=True)
-    payload["config"]["model"]["dims"] = [200000, 8, 8, 8]
+    payload["config"]["model"]["dims"] = [2000, 8, 8, 8]  # within the bound of dims, far too wide for the file
     path = tmp_path / "edited.pt"
     torch.save(payload, path)
     monkeypatch.setattr(trainer_module, "build_model", lambda *args, **kwargs: pytest.fail("model built"))

@@ -6,7 +6,13 @@ from dataclasses import dataclass
 
 import torch
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.errors import ConfigError
+
+#: Most CPU threads :func:`set_threads` starts (raised on purpose with ``CORNERNET_SACCADE_LIMITS``):
+#: far more threads than cores only slow the work down, and a thread that cannot be created kills the
+#: process.
+THREAD_BOUNDS: dict[str, float] = {"threads": 256}
 
 
 def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
@@ -18,8 +24,10 @@ def resolve_device(name: str, local_rank: int | None = None) -> torch.device:
         requested = torch.device(name)
     except RuntimeError:
         raise ConfigError(f"device {name!r}: not a device name (auto, cpu, cuda, cuda:N)") from None
-    if requested.type != "cuda":
+    if requested.type == "cpu":
         return requested
+    if requested.type != "cuda":
+        raise ConfigError(f"device {name!r}: not a device this program runs on (auto, cpu, cuda, cuda:N)")
     if not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: CUDA is not available on this machine; run on the CPU "
                           f"(--device cpu, or device: cpu in a training config)")
@@ -63,6 +71,10 @@ def choose_threads(threads: int | None) -> ThreadChoice:
     usable cores is kept, with a warning."""
     if threads is not None and threads < 0:
         raise ConfigError(f"threads: {threads} is not a thread count (0 or more; 0 = chosen from the free cores)")
+    try:
+        check_bounds({"threads": threads}, THREAD_BOUNDS)
+    except ValueError as exc:
+        raise ConfigError(f"threads: {exc}") from None
     cores = usable_cores()
     if threads:
         warning = (f"{threads} threads asked for on {cores} core{'s' * (cores != 1)}: threads beyond the cores wait "

@@ -119,20 +119,19 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
     try:
         processed = detect_all(detector, todo, folder, lambda found: found.filter(labels, args.max_dets))
+        if processed:
+            print(summary_table(processed))
+        context.barrier()
+        results = folder.finish(jobs, gather=context.distributed) if context.is_main else None
     except KeyboardInterrupt:
         print(f"interrupted: the {len(folder.records)} images finished are kept in {folder.lines_path}; rerun the "
               f"same command with --resume to do the rest", file=sys.stderr)
         raise
     finally:
         folder.close()
-    if processed:
-        print(summary_table(processed))
-    context.barrier()
-    if not context.is_main:
-        teardown(context)
-        return 0
-    results = folder.finish(jobs, gather=context.distributed)
     teardown(context)
+    if not context.is_main:
+        return 0
     done = len(folder.records)
     where = f"; detections written to {results}" if results else ""
     print(f"{done} of {len(jobs)} images processed{where}")

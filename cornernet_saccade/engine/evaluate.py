@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
 from cornernet_saccade.backends.distributed import DistContext
-from cornernet_saccade.data.coco import coco_document
+from cornernet_saccade.data.coco import coco_document, ground_truth_document
 from cornernet_saccade.data.load import DatasetFormat, detect_format, load_dataset
 from cornernet_saccade.data.records import DetectionDataset, ImageRecord
 from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
@@ -76,9 +76,10 @@ class EvaluationResult:
 
 
 def load_ground_truth(path: str | Path) -> Any:
-    """A pycocotools ``COCO`` of a COCO JSON annotation file (see :func:`coco_ground_truth`)."""
-    with open(path, "rb") as handle:
-        return coco_ground_truth(json.load(handle))
+    """A pycocotools ``COCO`` of the annotation file's usable entries
+    (:func:`~cornernet_saccade.data.coco.ground_truth_document`: ``area`` and ``iscrowd`` filled in,
+    malformed entries left out as the reader leaves them out)."""
+    return coco_ground_truth(ground_truth_document(path))
 
 
 def coco_ground_truth(document: dict[str, Any]) -> Any:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.config import (
     apply_overrides,
     bundled_config_dir,
@@ -53,6 +54,10 @@ SAMPLING_CLASSES: dict[str, type[SamplingConfig]] = {
 BatchNormMode = Literal["batch", "frozen", "sync"]
 #: Run folder when the config names none.
 DEFAULT_OUT_DIR = "runs/cornernet_saccade"
+#: Bounds of the size-like run settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): images per step (the official run: 48 over 4 GPUs),
+#: loader processes, validation batches; ``threads`` is bounded where threads are set.
+TRAIN_BOUNDS: dict[str, float] = {"batch_size": 1024, "grad_accum": 1024, "workers": 64, "val_batches": 10_000}
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -187,6 +192,7 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TRAIN_BOUNDS)
         counts = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "val_batches": self.val_batches}
         for name, value in counts.items():
             if value < 1:
@@ -278,7 +284,8 @@ def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
     model = data.get("model") or {}
     sampling = data.get("sampling") or {}
     architecture = data.get("architecture", "saccade")
-    if not isinstance(model, dict) or not isinstance(sampling, dict) or architecture not in SAMPLING_CLASSES:
+    if not (isinstance(model, dict) and isinstance(sampling, dict) and isinstance(architecture, str)
+            and architecture in SAMPLING_CLASSES):
         return data  # config_from_dict names the malformed section or value
     model_class = MODEL_CLASSES[architecture]
     sampling_class = SAMPLING_CLASSES[architecture]

@@ -47,10 +47,11 @@ from cornernet_saccade.engine.loss import (
     LossOutput,
     loss_normalizers,
 )
-from cornernet_saccade.engine.metrics import MetricsLogger
+from cornernet_saccade.engine.metrics import METRICS_NAME, MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
     capture_rng_state,
+    check_restored_optimizer,
     check_training_state,
     restore_rng_state,
 )
@@ -194,6 +195,16 @@ class RunningMean:
         return means
 
 
+def _check_no_earlier_run(out_dir: str, checkpoints: CheckpointManager) -> None:
+    """ConfigError when ``out_dir`` holds an earlier run's checkpoints or metrics (a new run would
+    overwrite, prune and mix them), even one whose ``last.pt`` is missing or dangling."""
+    earlier = checkpoints.earlier_run_files() + [p for p in [Path(out_dir) / METRICS_NAME] if p.exists()]
+    if earlier:
+        shown = ", ".join(p.name for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+        raise ConfigError(f"{out_dir}: already holds a run ({shown}); pass --resume to continue it or --out to "
+                          f"start a new one elsewhere")
+
+
 class Trainer:
     """One training run (see the module docstring). ``resume``: a training checkpoint to continue."""
 
@@ -204,11 +215,8 @@ class Trainer:
         self.context = context
         self.device = context.device
         self.checkpoints = CheckpointManager(config.out_dir, config.keep_last)
-        if resume is None and self.checkpoints.last_path.exists():
-            raise ConfigError(
-                f"{config.out_dir}: already holds a run ({self.checkpoints.last_path.name}); pass --resume to "
-                f"continue it or --out to start a new one elsewhere"
-            )
+        if resume is None:
+            _check_no_earlier_run(config.out_dir, self.checkpoints)
         if resume is not None:
             check_training_state(resume)
             check_model_fits(resume, config.model_class, config.model)
@@ -281,6 +289,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{stored.path}: optimizer state does not fit this run's model ({exc})") from None
+        check_restored_optimizer(stored.path, self.optimizer, self.scheduler)
         try:
             restore_rng_state(state["rng"])
         except (ValueError, TypeError, IndexError, RuntimeError) as exc:

@@ -11,6 +11,7 @@ No output ever replaces an input image of the run; an existing file is replaced 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -26,7 +27,15 @@ from cornernet_saccade.errors import OutputError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
-from cornernet_saccade.outputs import atomic_write, make_folder, resolved_path, write_text
+from cornernet_saccade.outputs import (
+    FolderLock,
+    atomic_write,
+    make_folder,
+    open_no_follow,
+    resolved_path,
+    write_text,
+    write_whole,
+)
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import DetectorBase
@@ -191,10 +200,17 @@ class OutputFolder:
         self.per_image = tuple(per_image)
         self.lines_path = self.folder / lines_name
         self.writes_results = writes_results
-        self.records: dict[str, ImageRecord] = self.read_all_records() if resume else {}
-        self._check_plan(jobs, overwrite or resume)
+        self.records: dict[Path, ImageRecord] = {}
+        self._check_inputs_kept(jobs)
         self._make_folders()
-        self._lines = self._open_lines(append=resume)
+        self._lock = FolderLock(self.folder / f".{lines_name}.lock")
+        try:
+            self.records = self.read_all_records() if resume else {}
+            self._check_plan(jobs, overwrite or resume)
+            self._lines = self._open_lines(append=resume)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def outputs(self, job: ImageJob) -> list[Path]:
         """Every file this run writes for ``job``."""
@@ -203,19 +219,25 @@ class OutputFolder:
                         for f in self.per_image]
 
     def is_done(self, job: ImageJob) -> bool:
-        return str(job.path) in self.records
+        """Whether an earlier run (or this one) finished ``job``'s image: the same file, however its
+        path was written (relative, absolute, through links)."""
+        return resolved_path(job.path) in self.records
 
-    def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
-        inputs = {resolved_path(job.path) for job in jobs}
+    def _planned(self, jobs: Sequence[ImageJob]) -> list[Path]:
         planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
-        planned += ([self.folder / RESULTS_NAME, self.folder / RUN_NAME, self.lines_path] if self.writes_results
-                    else [self.lines_path])
-        for path in planned:
+        return planned + ([self.folder / RESULTS_NAME, self.folder / RUN_NAME, self.lines_path] if self.writes_results
+                          else [self.lines_path])
+
+    def _check_inputs_kept(self, jobs: Sequence[ImageJob]) -> None:
+        inputs = {resolved_path(job.path) for job in jobs}
+        for path in self._planned(jobs):
             if resolved_path(path) in inputs:
                 raise OutputError(f"{path}: an output would replace an input image of this run; choose "
                                   f"another output folder")
+
+    def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
         if not may_replace:
-            existing = [path for path in planned if path.exists()]
+            existing = [path for path in self._planned(jobs) if os.path.lexists(path)]
             if existing:
                 more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
                 raise OutputError(f"{existing[0]}{more}: already exists; choose another output folder, "
@@ -226,11 +248,15 @@ class OutputFolder:
         for folder in (self.folder, *subfolders):
             make_folder(folder)
 
-    def _open_lines(self, append: bool) -> Any:
-        try:
-            return open(self.lines_path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
-        except OSError as exc:
-            raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
+    def _open_lines(self, append: bool) -> int:
+        """This process's lines file, never through a link; when appending, cut after its last
+        whole line first (a line torn by a crash or a full disk; its image is redone)."""
+        fd = open_no_follow(self.lines_path, append)
+        if append:
+            whole = self.lines_path.read_bytes().rfind(b"\n") + 1
+            if whole < os.fstat(fd).st_size:
+                os.ftruncate(fd, whole)
+        return fd
 
     def write(self, job: ImageJob, record: ImageRecord, detections: Detections, pixels: Any) -> None:
         """Write one finished image's files, then its ``detections.jsonl`` line (flushed)."""
@@ -243,12 +269,8 @@ class OutputFolder:
             folder, suffix = PER_IMAGE_FORMATS[name]
             text = per_image_text(name, record, detections)
             write_text(self.folder / folder / f"{job.stem}{suffix}", text)
-        try:
-            self._lines.write(record.line() + "\n")
-            self._lines.flush()
-        except OSError as exc:
-            raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
-        self.records[record.file_name] = record
+        write_whole(self._lines, self.lines_path, (record.line() + "\n").encode())
+        self.records[resolved_path(record.file_name)] = record
 
     def check_run(self, description: dict[str, Any], resume: bool) -> None:
         """Make sure every result in the folder comes from the run ``description``
@@ -267,24 +289,35 @@ class OutputFolder:
         if self.writes_results:
             write_text(path, json.dumps(description, indent=1) + "\n")
 
-    def read_all_records(self) -> dict[str, ImageRecord]:
-        """The finished images in every lines file of the folder (all processes of the run)."""
-        records: dict[str, ImageRecord] = {}
+    def read_all_records(self) -> dict[Path, ImageRecord]:
+        """The finished images in every lines file of the folder (all processes of the run), by
+        their files' resolved paths."""
+        records: dict[Path, ImageRecord] = {}
         for path in sorted(self.folder.glob(LINES_GLOB)):
-            records.update(read_records(path))
+            records.update((resolved_path(name), record) for name, record in read_records(path).items())
         return records
 
+    def _close_lines(self) -> None:
+        """Every line was written whole, so closing loses nothing (and its error is not one)."""
+        if self._lines >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lines)
+            self._lines = -1
+
     def close(self) -> None:
-        self._lines.close()
+        """Close the lines file and release the lock of this run's outputs (again: nothing)."""
+        self._close_lines()
+        self._lock.release()
 
     def finish(self, order: Sequence[ImageJob], gather: bool = False) -> Path | None:
         """Close the lines file; write ``detections.json`` (every finished image's results, in the
         order of ``order``; with ``gather``, those of every process's lines file too). Returns its
-        path, or None (and writes nothing) when no image finished."""
-        self.close()
+        path, or None (and writes nothing) when no image finished. The outputs stay locked until
+        :meth:`close`."""
+        self._close_lines()
         if gather:
             self.records = self.read_all_records()
-        records = [self.records[str(job.path)] for job in order if str(job.path) in self.records]
+        records = [self.records[resolved_path(job.path)] for job in order if self.is_done(job)]
         if not records:
             return None
         path = self.folder / RESULTS_NAME
@@ -294,21 +327,23 @@ class OutputFolder:
 
 def read_records(path: Path) -> dict[str, ImageRecord]:
     """The finished images of an earlier run (its ``detections.jsonl``), keyed by file name; a
-    missing file gives none, a torn last line (a crash while writing it) is ignored."""
+    missing file gives none, a torn last line (no line end: a crash or a full disk while writing
+    it) is ignored."""
+    if path.is_symlink():
+        raise OutputError(f"{path}: a link; refusing to read or write through it (the program's outputs are "
+                          f"never links: remove it or choose another output folder)")
     if not path.is_file():
         return {}
     records: dict[str, ImageRecord] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        *lines, _torn = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise OutputError(f"{path}: cannot read the earlier run's results ({exc})") from None
     for number, line in enumerate(lines, 1):
         try:
             data = json.loads(line)
             record = ImageRecord(**data)
-        except (ValueError, TypeError):
-            if number == len(lines):
-                break
+        except (ValueError, TypeError, RecursionError):
             raise OutputError(f"{path}: line {number} is not a result line of this program") from None
         records[record.file_name] = record
     return records

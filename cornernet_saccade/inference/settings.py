@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.nms import SoftNMSMethod
 from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, is_input_size
@@ -13,6 +14,16 @@ CPU_BATCH_SIZE = 4
 #: Tiles per network call on a GPU in tiled mode when ``SaccadeConfig.batch_size`` is None: 8 tiles
 #: of 511 px are the pixels of the original's 32-crop batches of 255 px.
 GPU_TILE_BATCH_SIZE = 8
+
+
+#: Bounds of the size-like test settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): pixels of a network input or first view, corners,
+#: boxes and crops per image, crops per network call, zoom and test scales, pooling windows.
+TEST_SETTING_BOUNDS: dict[str, float] = {
+    "init_sizes": 4096, "full_size": 4096, "tile_size": 4096, "att_max_crops": 1000, "att_scales": 16,
+    "test_scales": 4, "top_k": 1000, "full_top_k": 1000, "num_dets": 10_000, "full_num_dets": 10_000,
+    "max_per_image": 10_000, "batch_size": 256, "nms_kernel": 63, "att_nms_ks": 63,
+}
 
 
 NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaussian": SoftNMSMethod.GAUSSIAN}
@@ -85,6 +96,7 @@ class SaccadeConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TEST_SETTING_BOUNDS)
         if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
         if not self.init_sizes or min(self.init_sizes) < 1:
@@ -140,6 +152,7 @@ class CornerNetTestConfig:
     max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TEST_SETTING_BOUNDS)
         if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
         if not self.test_scales or not all(s > 0 for s in self.test_scales):

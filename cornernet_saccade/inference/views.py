@@ -141,18 +141,27 @@ def paste_crops(image: Tensor, windows: Sequence[CropWindow], canvas: int = CROP
     Returns float32 ``[N,3,canvas,canvas]`` in crop pixels, zero outside the pasted part. Each
     view's source pixels are converted to float64 in [0, 1] (``v / 255`` for uint8: the same values
     as converting the whole image, at a fraction of the memory) and resized bilinearly
-    (``align_corners=False``) in float64, like the original.
+    (``align_corners=False``) in float64, like the original, one channel at a time: a view of the
+    whole image (the zoomed-out first views) then holds 8 bytes per image pixel at once, not 48.
     """
     crops = torch.zeros((len(windows), 3, canvas, canvas), dtype=torch.float32, device=image.device)
     for crop, w in zip(crops, windows):
         if w.is_empty:
             continue
-        part = image[:, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1].unsqueeze(0)
-        part = part.to(torch.float64) / 255.0 if part.dtype == torch.uint8 else part.to(torch.float64)
         size = (w.dst_y1 - w.dst_y0, w.dst_x1 - w.dst_x0)
-        resized = F.interpolate(part, size=size, mode="bilinear", align_corners=False)[0]
-        crop[:, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = resized
+        for channel in range(image.shape[0]):
+            part = image[channel, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1]
+            crop[channel, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = _resized_plane(part, size)
     return crops
+
+
+def _resized_plane(plane: Tensor, size: tuple[int, int]) -> Tensor:
+    """One channel ``[h, w]`` (uint8 0-255 or float) in float64 [0, 1], resized bilinearly to ``size``
+    (its float64 copy is freed on return, before the next channel's is made)."""
+    source = plane[None, None].to(torch.float64, memory_format=torch.contiguous_format)
+    if plane.dtype == torch.uint8:
+        source.div_(255.0)
+    return F.interpolate(source, size=size, mode="bilinear", align_corners=False)[0, 0]
 
 
 def window_offsets(windows: Sequence[CropWindow]) -> np.ndarray:
