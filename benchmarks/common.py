@@ -32,7 +32,7 @@ from torch import nn
 
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
-from cornernet_saccade.backends import make_backend
+from cornernet_saccade.backends import FAST_DTYPES, make_backend
 from cornernet_saccade.backends.fast import FastNetwork, InferenceNetwork
 from cornernet_saccade.backends.hardware import SPEED_FLAGS, choose_backend, cpu_flags, cpu_name, detect_capability
 from cornernet_saccade.images import read_image
@@ -48,7 +48,7 @@ DEFAULT_BACKENDS = ("eager", "fast", "fast-direct", "fast-bf16", "onnxruntime")
 #: Side of the square matrices timed for the matrix-multiply rate.
 MATMUL_SIZE = 2048
 #: Compute dtype of each backend, to compare it with the matching matrix-multiply rate.
-BACKEND_DTYPES = {name: torch.bfloat16 if name == "fast-bf16" else torch.float32 for name in BACKENDS}
+BACKEND_DTYPES = {**{name: torch.float32 for name in BACKENDS}, **FAST_DTYPES}
 #: Where the original's test photo may be: the repository's ``shared/`` or the one beside it.
 DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg",
                    ROOT / "tests/data/saccade_demo.jpg")  # the same picture

@@ -42,6 +42,7 @@ from common import (
     official_model,
 )
 
+from cornernet_saccade.backends import resolve_backend
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.tables import format_table
 
@@ -86,7 +87,7 @@ def time_test_path(model: CornerNetSaccade, size: int, args: argparse.Namespace,
         with torch.inference_mode():
             seconds = median_seconds(lambda: network(images, with_attention=True), args.repeats, args.warmup)  # noqa: F821 (bound above)
         del network
-        rows.append(row(size, "test", name, seconds, gflop, peaks[BACKEND_DTYPES[name]]))
+        rows.append(row(size, "test", name, seconds, gflop, peaks[BACKEND_DTYPES[resolve_backend(name, "cpu")[0]]]))
         print(" ", *rows[-1], file=sys.stderr)
     return rows
 
@@ -106,7 +107,7 @@ def time_train_path(model: CornerNetSaccade, size: int, args: argparse.Namespace
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     begin(args.threads, model_label(args.init, args.weights), args.repeats, args.warmup)
-    peaks = {dtype: matmul_gflops(dtype) for dtype in (torch.float32, torch.bfloat16)}
+    peaks = {dtype: matmul_gflops(dtype) for dtype in (torch.float32, torch.bfloat16, torch.float16)}
     model = official_model(args.init, args.weights)
     rows = []
     for size in args.sizes:

@@ -33,7 +33,7 @@ def train_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.parametrize(("capability", "amp", "backend"), [
-    (AMX_CPU, "bf16", "fast-bf16"), (AVX512_CPU, "none", "fast"), (OLD_GPU, "none", "fast"),
+    (AMX_CPU, "bf16", "fast-bf16"), (AVX512_CPU, "none", "fast"), (OLD_GPU, "none", "fast-fp16"),
     (BF16_GPU, "bf16", "fast-bf16"),
 ])
 def test_choices_follow_the_capability(capability: Capability, amp: str, backend: str) -> None:

@@ -5,11 +5,13 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
 
 ``auto``         the default of :func:`load_detector` and the commands: the fastest of the ones below that
                  the machine runs well (:func:`resolve_backend`): ``fast-bf16`` on a CPU with AMX-BF16 or a
-                 GPU with bf16, ``fast`` elsewhere, ``onnxruntime`` for a ``.onnx`` file;
+                 GPU with bf16, ``fast-fp16`` on a GPU without bf16, ``fast`` on other CPUs, ``onnxruntime``
+                 for a ``.onnx`` file;
 ``eager``        the model itself (fp32; the reference; what ``SaccadeDetector(model)`` runs);
 ``fast``         :class:`~cornernet_saccade.backends.fast.FastNetwork`: BatchNorm folded, channels-last, fp32,
                  3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
+``fast-fp16``    the same in float16 (CUDA only);
 ``onnxruntime``  :class:`~cornernet_saccade.backends.onnx.OnnxNetwork` over a graph exported for input size
                  ``S`` (255 for saccade crops, ``full_size`` for full-image mode; for CornerNet-Squeeze and
                  CornerNet, whose tester pads each image to its own canvas, every ``128k-1`` up to 2047), CPU;
@@ -49,7 +51,9 @@ if TYPE_CHECKING:
     from cornernet_saccade.backends.onnx import OnnxNetwork
 
 #: What ``--backend`` takes: ``auto`` and the backends it chooses from.
-BACKENDS = ("auto", "eager", "fast", "fast-bf16", "onnxruntime")
+BACKENDS = ("auto", "eager", "fast", "fast-bf16", "fast-fp16", "onnxruntime")
+#: The compute dtype of each ``fast`` backend.
+FAST_DTYPES = {"fast": torch.float32, "fast-bf16": torch.bfloat16, "fast-fp16": torch.float16}
 
 
 def resolve_backend(name: str, device: str | torch.device = "auto", weights: str | Path | None = None) -> tuple[str, str]:
@@ -86,10 +90,10 @@ def make_backend(
     name = resolve_backend(name, next(model.parameters()).device)[0]
     if name == "eager":
         return model
-    if name in ("fast", "fast-bf16"):
+    if name in FAST_DTYPES:
         from cornernet_saccade.backends.fast import FastNetwork
 
-        return FastNetwork(model, dtype=torch.bfloat16 if name == "fast-bf16" else torch.float32)
+        return FastNetwork(model, dtype=FAST_DTYPES[name])
     if name == "onnxruntime":
         from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx, has_attention
 

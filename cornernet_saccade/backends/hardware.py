@@ -95,7 +95,10 @@ def choose_amp(capability: Capability) -> tuple[str, str]:
 
 def choose_backend(capability: Capability) -> tuple[str, str]:
     """The detector backend of ``--backend auto``: ``(backend, why)``: ``fast-bf16`` where bf16 is
-    fast (a CPU with AMX-BF16, a GPU with bf16), else ``fast`` (BatchNorm folded, fp32)."""
+    fast (a CPU with AMX-BF16, a GPU with bf16), ``fast-fp16`` on a GPU without bf16, else ``fast``
+    (BatchNorm folded, fp32)."""
     if capability.fast_bf16:
         return "fast-bf16", bf16_verdict(capability)
+    if capability.device == "cuda":
+        return "fast-fp16", f"fp16, {bf16_verdict(capability)}"
     return "fast", f"fp32, {bf16_verdict(capability)}"

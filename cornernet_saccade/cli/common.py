@@ -55,9 +55,10 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N (default: auto)")
     group.add_argument("--backend", choices=BACKENDS, default="auto",
                        help="network implementation: auto (fast-bf16 on a CPU with AMX-BF16 or a GPU with bf16, "
-                            "else fast; onnxruntime for a .onnx file), eager (the fp32 reference), fast (BatchNorm "
-                            "folded, Winograd convolutions on the CPU; the same detections), fast-bf16, onnxruntime "
-                            "(default: auto; the start-up line says what it picked and why)")
+                            "fast-fp16 on other GPUs, else fast; onnxruntime for a .onnx file), eager (the fp32 "
+                            "reference), fast (BatchNorm folded, Winograd convolutions on the CPU; the same "
+                            "detections), fast-bf16, fast-fp16 (CUDA), onnxruntime (default: auto; the start-up line "
+                            "says what it picked and why)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads (default: 0 = the cores other work leaves free, at most torch's default; "
                             "the start-up line says how many and why)")
