@@ -215,3 +215,27 @@ def test_training_refuses_an_evaluation_set_without_its_classes_before_training(
     with pytest.raises(AnnotationError, match=r"val\.json.*'blue'"):
         run_training(config)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_box_precision_and_recall_by_hand() -> None:
+    """DeepForest's measure: results scoring >= 0.1, matched one-to-one at IoU >= 0.4."""
+    from pycocotools.coco import COCO
+
+    from cornernet_saccade.engine.evaluate import box_precision_recall
+
+    truth = COCO()
+    truth.dataset = {"images": [{"id": 1}, {"id": 2}], "categories": [{"id": 1, "name": "tree"}], "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 0, "area": 100},
+        {"id": 2, "image_id": 1, "category_id": 1, "bbox": [20, 0, 10, 10], "iscrowd": 0, "area": 100},
+        {"id": 3, "image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "iscrowd": 0, "area": 100}]}
+    truth.createIndex()
+    results = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 5], "score": 0.9},    # IoU 0.5 with box 1: a match
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 6], "score": 0.8},    # IoU 0.6 with box 1: taken first
+        {"image_id": 1, "category_id": 1, "bbox": [20, 0, 10, 3], "score": 0.7},   # IoU 0.3 with box 2: no match
+        {"image_id": 1, "category_id": 1, "bbox": [20, 0, 10, 10], "score": 0.05},  # below the score threshold
+        {"image_id": 2, "category_id": 1, "bbox": [0, 0, 10, 10], "score": 0.2},   # IoU 1 with box 3
+    ]
+    precision, recall = box_precision_recall(truth, results, [1, 2])
+    assert (precision, recall) == (pytest.approx(2 / 4), pytest.approx(2 / 3))
+    assert box_precision_recall(truth, [], [1, 2]) == (0.0, 0.0)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
+import numpy as np
 from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
@@ -29,18 +30,23 @@ from cornernet_saccade.data.records import DetectionDataset, ImageRecord
 from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.labels import category_ids
-from cornernet_saccade.inference.results import coco_results
+from cornernet_saccade.inference.results import box_iou, coco_results
 from cornernet_saccade.outputs import check_new_output, make_folder, write_text
 
 #: The reported ``COCOeval.stats`` by name and index: AP (IoU 0.50:0.95), AP50, AP75, AP small /
 #: medium / large, and AR100 (recall with up to 100 detections per image, IoU 0.50:0.95).
 COCO_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5, "AR100": 8}
 COCO_METRICS = tuple(COCO_STATS)
+#: DeepForest's box precision / recall (its ``evaluate``): the least IoU of a match, and its default
+#: score threshold of the predictions (``score_thresh``).
+MATCH_IOU = 0.4
+MATCH_MIN_SCORE = 0.1
 
 
 @dataclass
 class EvaluationResult:
-    """Scores (``metrics``: :data:`COCO_METRICS`, -1 where COCO has no ground truth for one) and run
+    """Scores (``metrics``: :data:`COCO_METRICS`, -1 where COCO has no ground truth for one;
+    ``box_precision`` / ``box_recall``: DeepForest's measure, :func:`box_precision_recall`) and run
     statistics: images evaluated, images ``skipped`` (error messages), detections, mean seconds and
     network-input pixels per image, and the results file when one was written."""
 
@@ -53,9 +59,12 @@ class EvaluationResult:
     results_path: str | None = None
     write_error: str | None = None
     per_class: dict[str, float] = field(default_factory=dict)
+    box_precision: float = 0.0
+    box_recall: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.metrics, "images": self.images, "skipped_images": len(self.skipped),
+        return {**self.metrics, "box_precision": self.box_precision, "box_recall": self.box_recall,
+                "images": self.images, "skipped_images": len(self.skipped),
                 "detections": self.detections, "seconds_per_image": self.seconds_per_image,
                 "pixels_per_image": self.pixels_per_image, "results": self.results_path}
 
@@ -70,6 +79,8 @@ class EvaluationResult:
             f"time per image {self.seconds_per_image:.3f} s, network input per image "
             f"{self.pixels_per_image / 1e6:.2f} Mpixels",
         ]
+        lines.append(f"box precision {self.box_precision:.3f}, box recall {self.box_recall:.3f} (DeepForest's measure: "
+                     f"IoU >= {MATCH_IOU}, scores >= {MATCH_MIN_SCORE}, one-to-one)")
         if len(self.per_class) > 1:
             lines.append("AP per class: " + ", ".join(f"{name} {ap:.3f}" for name, ap in self.per_class.items()))
         return "\n".join(lines)
@@ -96,6 +107,47 @@ def coco_ground_truth(document: dict[str, Any]) -> Any:
     with contextlib.redirect_stdout(io.StringIO()):
         ground_truth.createIndex()
     return ground_truth
+
+
+def box_precision_recall(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int],
+                         iou: float = MATCH_IOU, min_score: float = MATCH_MIN_SCORE) -> tuple[float, float]:
+    """DeepForest's box precision and recall over ``image_ids``: each image's results scoring at least
+    ``min_score`` are matched one-to-one to its ground-truth boxes (any class, crowd regions left
+    out) by descending IoU, a pair counting when its IoU is at least ``iou``; precision = matches /
+    results, recall = matches / ground-truth boxes (0 where there are none). DeepForest assigns the
+    pairs with the Hungarian method; matching greedily by IoU gives the same pairs unless one box
+    overlaps two others at IoU >= ``iou`` each."""
+    matched = predicted = truths = 0
+    by_image: dict[int, list[list[float]]] = {}
+    for entry in results:
+        if entry["score"] >= min_score:
+            by_image.setdefault(int(entry["image_id"]), []).append(entry["bbox"])
+    for image_id in image_ids:
+        boxes = [a["bbox"] for a in ground_truth.imgToAnns.get(image_id, []) if not a.get("iscrowd", 0)]
+        found = by_image.get(image_id, [])
+        predicted, truths = predicted + len(found), truths + len(boxes)
+        matched += _greedy_matches(_xyxy(found), _xyxy(boxes), iou)
+    return matched / max(predicted, 1), matched / max(truths, 1)
+
+
+def _xyxy(boxes: list[list[float]]) -> np.ndarray:
+    """COCO ``[x, y, w, h]`` boxes as ``[N, 4]`` x1, y1, x2, y2."""
+    array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    return np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
+
+
+def _greedy_matches(found: np.ndarray, truth: np.ndarray, threshold: float) -> int:
+    """Pairs of ``found`` and ``truth`` boxes matched one-to-one by descending IoU, IoU >= ``threshold``."""
+    if not len(found) or not len(truth):
+        return 0
+    ious = box_iou(found, truth)
+    count = 0
+    while True:
+        best = np.unravel_index(int(np.argmax(ious)), ious.shape)
+        if ious[best] < threshold:
+            return count
+        count += 1
+        ious[best[0], :], ious[:, best[1]] = -1.0, -1.0
 
 
 def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]) -> dict[str, float]:
@@ -234,9 +286,10 @@ def evaluate_detector(
         except OutputError as exc:
             write_error, target = str(exc), None
     metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
+    precision, recall = box_precision_recall(ground_truth, run.results, run.image_ids)
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
-        metrics=metrics, per_class=per_class, images=len(run.image_ids),
+        metrics=metrics, per_class=per_class, box_precision=precision, box_recall=recall, images=len(run.image_ids),
         detections=len(run.results), seconds_per_image=run.seconds / count,
         pixels_per_image=run.network_pixels / count, skipped=run.skipped,
         results_path=None if target is None else str(target), write_error=write_error,
