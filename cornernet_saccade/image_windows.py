@@ -25,7 +25,7 @@ import math
 import warnings
 from os import PathLike
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image, TiffImagePlugin, TiffTags
@@ -62,6 +62,7 @@ _WINDOWED_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "
                              "I;16", "I;16L", "I;16B", "I;16N"})
 
 
+@runtime_checkable
 class ImageWindows(Protocol):
     """An image read by windows: ``height``, ``width`` (image pixels), ``name`` (for messages),
     ``chunk_rows`` (rows the source decodes at once: reads of whole multiples of them, aligned, decode
@@ -77,6 +78,10 @@ class ImageWindows(Protocol):
         pixels, inside the image)."""
         ...
 
+    def close(self) -> None:
+        """Release the file, if any."""
+        ...
+
 
 class ArrayWindows:
     """Windows of an image held whole: ``pixels`` ``uint8 [H, W, 3]`` RGB."""
@@ -89,6 +94,9 @@ class ArrayWindows:
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         return self.pixels[y0:y1, x0:x1]
+
+    def close(self) -> None:
+        pass
 
 
 class TiffWindows:
@@ -183,6 +191,17 @@ def _tiff_of_chunks(tags: TiffImagePlugin.ImageFileDirectory_v2, tiled: bool, si
         ifd[offsets_tag] = tuple(start + offset for offset in relative)
         directory = ifd.tobytes(len(header))
     return header + directory + b"".join(chunks)
+
+
+def whole_pixels(source: ImageSource | ImageWindows, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The whole image ``uint8 [H, W, 3]`` RGB of ``source`` (an ``ImageWindows`` or what
+    :func:`~cornernet_saccade.images.read_image` takes); a windowed image is decoded whole, which
+    ``max_pixels`` limits as for a file."""
+    if isinstance(source, ArrayWindows):
+        return source.pixels
+    if isinstance(source, ImageWindows):
+        return source.read(0, source.height, 0, source.width)
+    return read_image(source, max_pixels=max_pixels)
 
 
 def open_windows(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageWindows:

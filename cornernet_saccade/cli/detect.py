@@ -172,15 +172,17 @@ def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputF
     records: list[ImageRecord] = []
     for job in tqdm(jobs, desc="detect", unit="image", disable=None):
         try:
-            record, detections, pixels = detect_image(detector, job, ids, keep)
+            record, detections, image = detect_image(detector, job, ids, keep, view_progress=True)
         except CornerNetSaccadeError as exc:
             tqdm.write(f"skipped {_naming(job.path, exc)}", file=sys.stderr)
             continue
         try:
-            folder.write(job, record, detections, pixels)
+            folder.write(job, record, detections, image)
         except OutputError as exc:
             raise OutputError(f"{exc} (the {len(folder.records)} images finished before are kept in "
                               f"{folder.lines_path}; fix the problem and rerun with --resume)") from None
+        finally:
+            image.close()
         records.append(record)
     return records
 
