@@ -22,13 +22,13 @@ from cornernet_saccade.image_windows import ImageWindows
 from cornernet_saccade.model.geometry import CROP_SIZE
 
 #: A view whose region has more image pixels than this is resized by :func:`resize_by_taps` from the
-#: rows and columns its bilinear taps read, not from the whole region (whose float64 copy would take
-#: 24 bytes per pixel). No view of an image up to 2048 x 2048 pixels is that large.
-DIRECT_RESIZE_MAX_PIXELS = 2048 * 2048
+#: rows and columns its bilinear taps read, not from the whole region (whose float64 copy takes 24
+#: bytes per pixel: 25 MB at this size). No view of an image up to 1024 x 1024 pixels is that large.
+DIRECT_RESIZE_MAX_PIXELS = 1024 * 1024
 
 #: Most image pixels :func:`resize_by_taps` reads from an ``ImageWindows`` at once (a band of rows
 #: of the view's region; at least one chunk of rows the source decodes together).
-BAND_PIXELS = 4 * 1024 * 1024
+BAND_PIXELS = 1024 * 1024
 
 #: What views are cut from: a ``[3, H, W]`` tensor (``uint8`` or float64 in [0, 1]) or an image read
 #: by windows.
@@ -193,8 +193,8 @@ def _region(image: ViewSource, w: CropWindow, device: torch.device) -> Tensor:
 
 
 def _unit_float(pixels: Tensor) -> Tensor:
-    """``pixels`` as float64 in [0, 1]: ``v / 255`` for uint8."""
-    return pixels.to(torch.float64) / 255.0 if pixels.dtype == torch.uint8 else pixels.to(torch.float64)
+    """``pixels`` as float64 in [0, 1]: ``v / 255`` for uint8 (divided in place: one float64 copy)."""
+    return pixels.to(torch.float64).div_(255.0) if pixels.dtype == torch.uint8 else pixels.to(torch.float64)
 
 
 def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
