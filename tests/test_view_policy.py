@@ -7,6 +7,7 @@ import pytest
 from engine_fixtures import one_thread  # noqa: F401
 from test_saccade import RectangleFinder
 
+from cornernet_saccade.engine.analyze import looked_at
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.locations import initial_locations
@@ -83,6 +84,8 @@ def test_the_detector_looks_where_the_policy_says():
     image[1000:1012, 2000:2010, 0] = 255  # a 12 px red object
     finder = RectangleFinder(attend_everywhere=True)  # proposes everywhere: the budget decides
     for views, first_views, crops in (("fixed", 2, 30), ("auto", 22, 90)):
-        trace = SaccadeDetector(finder, views=views, ref_dets=False)(image).trace
-        rounds = np.array([view.round for view in trace.crops])
+        detections = SaccadeDetector(finder, views=views, ref_dets=False)(image)
+        rounds = np.array([view.round for view in detections.trace.crops])
         assert ((rounds == 0).sum(), (rounds > 0).sum()) == (first_views, crops)
+        # what analyze reports for the image: every view is a 255 px network input
+        assert looked_at(detections) == (first_views, crops, (first_views + crops) * 255 * 255)

@@ -211,7 +211,8 @@ def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np
 
 def resize_by_taps(image: ViewSource, w: CropWindow, size: tuple[int, int]) -> Tensor:
     """The region of view ``w`` resized bilinearly to ``size`` (height, width), float64 ``[3, h, w]``
-    in [0, 1] on the CPU, reading only the (at most ``2 * size``) rows and columns the taps use.
+    in [0, 1] on the CPU, reading only the (at most ``2 * size``) rows and columns the taps use and
+    converting them to float64 a band of output rows at a time.
 
     The same formula as ``F.interpolate(mode="bilinear", align_corners=False)``; the sums are
     ordered differently, so values may differ from it by about 1e-13.
@@ -220,13 +221,19 @@ def resize_by_taps(image: ViewSource, w: CropWindow, size: tuple[int, int]) -> T
     cols_low, cols_high, col_w0, col_w1 = linear_taps(w.src_x1 - w.src_x0, size[1])
     rows = np.unique(np.concatenate((rows_low, rows_high)))
     cols = np.unique(np.concatenate((cols_low, cols_high)))
-    values = _unit_float(_gather(image, w, rows, cols)).cpu()  # [3, R, C]
+    values = _gather(image, w, rows, cols).cpu()  # [3, R, C], uint8 until a band of output rows needs them
     top, bottom = np.searchsorted(rows, rows_low), np.searchsorted(rows, rows_high)
     left, right = torch.from_numpy(np.searchsorted(cols, cols_low)), torch.from_numpy(np.searchsorted(cols, cols_high))
     w_left, w_right = torch.from_numpy(col_w0), torch.from_numpy(col_w1)
-    upper = values[:, top][:, :, left] * w_left + values[:, top][:, :, right] * w_right
-    lower = values[:, bottom][:, :, left] * w_left + values[:, bottom][:, :, right] * w_right
-    return upper * torch.from_numpy(row_w0)[:, None] + lower * torch.from_numpy(row_w1)[:, None]
+    resized = torch.empty((3, *size), dtype=torch.float64)
+    step = max(1, BAND_PIXELS // (2 * len(cols)))  # output rows per band: 2 source rows each
+    for start in range(0, size[0], step):
+        band = slice(start, start + step)
+        upper, lower = _unit_float(values[:, top[band]]), _unit_float(values[:, bottom[band]])
+        upper = upper[:, :, left] * w_left + upper[:, :, right] * w_right
+        lower = lower[:, :, left] * w_left + lower[:, :, right] * w_right
+        resized[:, band] = upper * torch.from_numpy(row_w0[band])[:, None] + lower * torch.from_numpy(row_w1[band])[:, None]
+    return resized
 
 
 def _gather(image: ViewSource, w: CropWindow, rows: np.ndarray, cols: np.ndarray) -> Tensor:
