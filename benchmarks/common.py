@@ -50,7 +50,8 @@ MATMUL_SIZE = 2048
 #: Compute dtype of each backend, to compare it with the matching matrix-multiply rate.
 BACKEND_DTYPES = {name: torch.bfloat16 if name == "fast-bf16" else torch.float32 for name in BACKENDS}
 #: Where the original's test photo may be: the repository's ``shared/`` or the one beside it.
-DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg")
+DEMO_CANDIDATES = (ROOT / "shared/reference/demo.jpg", ROOT.parent / "shared/reference/demo.jpg",
+                   ROOT / "tests/data/saccade_demo.jpg")  # the same picture
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
 

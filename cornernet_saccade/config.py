@@ -15,8 +15,35 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.inputs import read_input_text
 
 T = TypeVar("T")
+
+#: Most values a configuration tree (a YAML file, a ``--set`` value, a checkpoint's stored config or
+#: settings) may hold, counting what YAML anchors / aliases or a pickle's shared references repeat:
+#: a 1 KB file of nested aliases expands to billions of values. The bundled configs hold under 100.
+MAX_TREE_VALUES = 100_000
+#: Deepest nesting of mappings and lists a configuration tree may have (the bundled configs: 3).
+MAX_TREE_DEPTH = 32
+
+
+def check_tree_size(data: Any, source: str, error: type[Exception] = ConfigError) -> None:
+    """``error`` naming ``source`` when ``data`` (plain mappings, lists and scalars) holds more than
+    :data:`MAX_TREE_VALUES` values once shared parts are counted each time they occur, or nests
+    deeper than :data:`MAX_TREE_DEPTH`. The walk stops at the bound, so it takes bounded time
+    whatever ``data`` is; call it before anything copies or compares the tree."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    count = 1
+    while pending:
+        value, depth = pending.pop()
+        children = list(value.values()) if isinstance(value, Mapping) else value if isinstance(value, (list, tuple)) else ()
+        count += len(children)
+        if count > MAX_TREE_VALUES:
+            raise error(f"{source}: holds more than {MAX_TREE_VALUES:,} values (counting each repetition of a "
+                        f"YAML alias or shared reference); refusing to expand it")
+        if children and depth >= MAX_TREE_DEPTH:
+            raise error(f"{source}: nested deeper than {MAX_TREE_DEPTH} levels; refusing to read it")
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (Mapping, list, tuple)))
 
 
 def _check_value(value: Any, annotation: Any, where: str) -> Any:
@@ -128,7 +155,10 @@ def parse_yaml(text: str) -> Any:
     """``text`` as YAML with the project's loader (``1e-4`` is a number); raises ``yaml.YAMLError``."""
     import yaml
 
-    return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
+    except RecursionError:
+        raise yaml.YAMLError(f"nested deeper than Python can read (the limit is {MAX_TREE_DEPTH} levels)") from None
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -136,10 +166,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file ({exc.strerror or exc})") from None
+    text = read_input_text(path, ConfigError, "config file")
     try:
         data = parse_yaml(text)
     except yaml.YAMLError as exc:
@@ -148,6 +175,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    check_tree_size(data, str(path))
     return data
 
 
@@ -175,9 +203,11 @@ def _parse_value(text: str, item: str) -> Any:
     import yaml
 
     try:
-        return parse_yaml(text)
+        value = parse_yaml(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from None
+        raise ConfigError(f"--set {item[:80]!r}: the value is not valid YAML ({exc})") from None
+    check_tree_size(value, f"--set {item[:80]!r}")
+    return value
 
 
 def _copy_mapping(data: dict[str, Any]) -> dict[str, Any]:

@@ -10,9 +10,12 @@ What is accepted and how it is converted:
 * Files are decoded with Pillow, restricted to :data:`ACCEPTED_FORMATS` (chosen from the content,
   not the extension, so a PNG named ``.jpg`` works). Plugins that run external programs (EPS) or
   parse rare formats are never reached.
-* Sizes are checked from the header **before** any pixel is decoded: above ``max_pixels`` pixels
-  (and above Pillow's own decompression-bomb limit, ``2 * PIL.Image.MAX_IMAGE_PIXELS``) the image is
-  refused with :class:`~cornernet_saccade.errors.ImageError`.
+* Sizes of files (and PIL images) are checked from the header **before** any pixel is decoded:
+  above ``max_pixels`` pixels (default :data:`DEFAULT_MAX_PIXELS`, 100 megapixels) the image is
+  refused with :class:`~cornernet_saccade.errors.ImageError`, which says how to raise the limit.
+  The limit guards against decompression bombs (a small file that decodes to gigabytes); a larger
+  ``max_pixels`` also lifts Pillow's own limit (``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179
+  megapixels) for that call. Arrays and tensors are already in memory and have no limit.
 * Grayscale is repeated into three channels; palette, CMYK and YCbCr images are converted by Pillow;
   16-bit images are scaled with ``round(v * 255 / 65535)``. Pillow itself reduces 16-bit *colour*
   PNGs to 8 bit by keeping the high byte (at most 1 grey level away from that rounding).
@@ -25,9 +28,11 @@ Anything else raises :class:`~cornernet_saccade.errors.ImageError` naming the fi
 """
 from __future__ import annotations
 
+import contextlib
 import struct
 import sys
 import warnings
+from collections.abc import Iterator
 from os import PathLike
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeGuard, Union
@@ -95,7 +100,8 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             ``[H, W, 4]`` (RGB or RGBA order) of ``uint8``, ``uint16`` or float in ``[0, 1]``; a PIL
             image (any mode, used as it is: no EXIF rotation); or a torch tensor ``[C, H, W]``
             (C = 1, 3 or 4, as torchvision's images) with the array's dtypes and ranges.
-        max_pixels: largest accepted ``H * W``; checked from the file header before decoding.
+        max_pixels: largest accepted ``H * W`` of a file or PIL image, checked from the header
+            before decoding (arrays and tensors, already decoded, are not limited).
 
     Returns:
         ``uint8`` array ``[H, W, 3]``, RGB, image pixels, EXIF orientation applied. Always a new
@@ -111,14 +117,12 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if _is_tensor(source):
         source = _tensor_to_hwc(source)
     if isinstance(source, np.ndarray):
-        channels = _as_hwc(source, _ARRAY_NAME)
-        _check_pixel_count(_ARRAY_NAME, (channels.shape[1], channels.shape[0]), max_pixels)
-        return _hwc_to_rgb8(channels, _ARRAY_NAME)
+        return _hwc_to_rgb8(_as_hwc(source, _ARRAY_NAME), _ARRAY_NAME)
     if not isinstance(source, (str, PathLike)):
         raise ImageError(f"read_image expects a path, a numpy array, a PIL image or a torch tensor, "
                          f"got {type(source).__name__}")
     path = existing_file(source)
-    with _open(path) as image:
+    with _pillow_limit(max_pixels), _open(path) as image:
         _check_pixel_count(path, image.size, max_pixels)
         try:
             image.load()
@@ -126,6 +130,22 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
         except DECODER_ERRORS as exc:
             raise ImageError(f"{path}: cannot decode the image ({_describe(exc)})") from exc
         return pil_to_rgb8(upright, path, max_pixels)
+
+
+@contextlib.contextmanager
+def _pillow_limit(max_pixels: int) -> Iterator[None]:
+    """Within the block, Pillow's decompression-bomb error limit (``2 * Image.MAX_IMAGE_PIXELS``)
+    is at least ``max_pixels``, so that a caller who raised our limit is not refused by Pillow's
+    (process-wide; restored on exit)."""
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit is None or max_pixels <= 2 * limit:
+        yield
+        return
+    Image.MAX_IMAGE_PIXELS = (max_pixels + 1) // 2
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def pil_to_rgb8(image: Image.Image, name: object, max_pixels: int) -> np.ndarray:
@@ -212,7 +232,8 @@ def _check_pixel_count(name: object, size: tuple[int, int], max_pixels: int) -> 
     if width * height > max_pixels:
         raise ImageError(
             f"{name}: image is {width}x{height} = {width * height} pixels, above the limit of "
-            f"{max_pixels} (max_pixels); refusing to decode it"
+            f"{max_pixels} (a guard against decompression bombs); if you trust the file, raise it with "
+            f"--max-pixels {width * height} (Python: max_pixels={width * height})"
         )
 
 

@@ -5,9 +5,11 @@ normal create (the umask applies)."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
 import stat
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,7 +42,7 @@ def _create_temp_file(path: Path) -> tuple[str, int]:
 def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
     """Call ``write(tmp_path)`` for a temp file beside ``path`` (its folder created if needed), fsync
     it, then rename it over ``path``. OutputError naming ``path`` when any of it fails (the temp file
-    is removed)."""
+    is removed, ``path`` is left as it was)."""
     path = Path(path)
     tmp = None
     try:
@@ -52,7 +54,7 @@ def atomic_write(path: str | Path, write: Callable[[str], Any]) -> None:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
         _fsync_folder(path.parent)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RuntimeError) as exc:  # torch.save reports a full disk as a RuntimeError
         _remove(tmp)
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise OutputError(f"{path}: cannot write ({reason})") from None
@@ -110,3 +112,71 @@ def check_new_output(path: str | Path, overwrite: bool = False, inputs: tuple[st
     if Path(path).exists() and not overwrite:
         raise OutputError(f"{path}: already exists; choose another path or add --overwrite")
 
+
+def open_no_follow(path: Path, append: bool) -> int:
+    """A write descriptor of ``path`` that never follows a link: appending to it (``append``) or
+    truncating it; a link in its place is refused when appending and replaced by a new file
+    otherwise (the link, never its target, goes). OutputError naming ``path`` when that fails."""
+    try:
+        if not append and path.is_symlink():
+            path.unlink()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if append else os.O_TRUNC)
+        return os.open(path, flags, 0o666)
+    except OSError as exc:
+        if path.is_symlink():
+            raise OutputError(f"{path}: a link; refusing to read or write through it") from None
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def write_whole(fd: int, path: Path, data: bytes) -> None:
+    """Append ``data`` to ``fd`` (opened on ``path``) in one write, or not at all: a short or failed
+    write (a full disk) is cut back off, so the file never ends in a torn piece; OutputError naming
+    ``path``."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    try:
+        written = os.write(fd, data)
+        if written != len(data):
+            raise OSError(28, f"only {written} of {len(data)} bytes written (disk full?)")
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+class FolderLock:
+    """An exclusive lock on an output of one run (``flock`` of the lock file ``path``, which holds
+    the holder's process id and command while held and is removed on release): a second run
+    writing the same output stops with an OutputError naming the holder, instead of interleaving
+    lines or losing results."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = self._acquire()
+        os.ftruncate(self._fd, 0)
+        os.write(self._fd, f"process {os.getpid()}: {' '.join(sys.argv)}\n".encode())
+
+    def _acquire(self) -> int:
+        while True:
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o666)
+            except OSError as exc:
+                raise OutputError(f"{self.path}: cannot create the lock file ({exc.strerror or exc})") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.read(fd, 4096).decode(errors="replace").strip() or "another process"
+                os.close(fd)
+                raise OutputError(f"{self.path.parent}: in use by another run ({holder}); wait for it to finish "
+                                  f"or choose another output folder") from None
+            with contextlib.suppress(OSError):
+                if os.stat(self.path, follow_symlinks=False).st_ino == os.fstat(fd).st_ino:
+                    return fd
+            os.close(fd)  # the holder removed the file while this process waited: lock the new one
+
+    def release(self) -> None:
+        """Remove the lock file and unlock (again: nothing)."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+            os.close(self._fd)
+            self._fd = None

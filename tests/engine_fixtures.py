@@ -47,14 +47,15 @@ def write_box_dataset(root: Path, num_images: int, seed: int = 0, size: int = 12
 
 
 def tiny_config_dict(train: Path, out_dir: Path, **top: Any) -> dict[str, Any]:
-    """Plain config of the tiny network on 127x127 crops, 6 iterations of batch 4, no validation."""
+    """Plain config of the tiny network on 127x127 crops, 6 iterations of batch 4, no validation, in
+    fp32 (``amp: auto`` would make the tests' arithmetic depend on whether the CPU has AMX)."""
     config: dict[str, Any] = {
         "data": {"train": str(train)},
         "model": dict(TINY_MODEL),
         "sampling": {"input_size": 127, "output_size": 32, "num_classes": 3, "max_objects": 8},
         "optim": {"lr": 1e-3, "max_iter": 6, "decay_steps": [4]},
         "batch_size": 4, "workers": 0, "log_every": 1, "val_every": 0, "checkpoint_every": 3,
-        "out_dir": str(out_dir), "device": "cpu",
+        "out_dir": str(out_dir), "device": "cpu", "amp": "none",
     }
     config.update(top)
     return config
@@ -72,3 +73,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def write_csv_copy(coco_json: Path) -> Path:
+    """The dataset of a :func:`write_box_dataset` COCO file as a CSV file beside it (same images and
+    boxes, ``image_path,xmin,ymin,xmax,ymax,label``), written by hand from the JSON."""
+    document = json.loads(coco_json.read_text())
+    names = {c["id"]: c["name"] for c in document["categories"]}
+    files = {image["id"]: image["file_name"] for image in document["images"]}
+    rows = ["image_path,xmin,ymin,xmax,ymax,label"]
+    for a in document["annotations"]:
+        x, y, w, h = a["bbox"]
+        rows.append(f"{files[a['image_id']]},{x},{y},{x + w},{y + h},{names[a['category_id']]}")
+    path = coco_json.with_suffix(".csv")
+    path.write_text("\n".join(rows) + "\n")
+    return path

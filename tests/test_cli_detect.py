@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 from detect_fixtures import NAMES, detect, tiny_model
 
-from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.backends import load_detector
+from cornernet_saccade.errors import ConfigError, ImageError
+from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.batch import find_images, image_ids, output_stems
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.labels import COCO_CATEGORY_IDS, COCO_CLASS_NAMES, category_ids, resolve_class_names
@@ -101,7 +103,8 @@ def test_inputs_ids_and_picture_names(folder):
     deep, _ = find_images([str(folder), str(folder / "first.png")], recursive=True)
     names = [p.relative_to(folder).as_posix() for p in deep]
     assert names == ["broken.jpg", "first.png", "second.jpg", "sub/first.PNG"]
-    assert output_stems(deep) == ["broken", "first", "second", "first_2"]
+    assert output_stems(deep) == ["broken", "first.png", "second", "first.PNG"]
+    assert output_stems(deep, [folder]) == ["broken", "first", "second", "sub/first"]
     assert image_ids([Path("000000397133.jpg"), Path("a/42.png")]) == [397133, 42]
     assert image_ids([Path("7.jpg"), Path("b/007.jpg"), Path("x.jpg")]) == [1, 2, 3]
 
@@ -139,3 +142,82 @@ def test_make_demo_can_be_run_twice(tmp_path):
     squeeze = [str(root / a) if a.startswith("examples/") else a for a in squeeze]
     assert main(squeeze) == 0
     assert main(squeeze) == 0
+
+
+def test_max_pixels_lets_detect_and_the_detector_take_a_larger_image(weights, folder, tmp_path, capsys):
+    """The decompression-bomb limit is a setting: ``--max-pixels`` (or ``--set max_pixels=``) and
+    ``max_pixels=`` of the Python detector raise it; below the image's size it is refused by name."""
+    image = folder / "first.png"  # 160 x 120 = 19200 pixels
+    assert detect(image, "--weights", weights, "--out", tmp_path / "low", "--max-pixels", "19199") == 1
+    assert f"{image}: image is 160x120 = 19200 pixels" in capsys.readouterr().err
+    assert detect(image, "--weights", weights, "--out", tmp_path / "enough", "--set", "max_pixels=19200") == 0
+    low = load_detector(weights, max_pixels=19199)
+    with pytest.raises(ImageError, match="--max-pixels 19200"):
+        low(image)
+    assert low(read_image(image)).boxes.shape[1] == 4  # an array in memory is not limited
+    assert load_detector(weights, max_pixels=19200).config.max_pixels == 19200
+
+
+def test_detect_to_a_log_reports_each_image_and_no_empty_table(weights, folder, tmp_path, capsys):
+    """Output to a file or pipe (no progress bar) still says how far the run got, image by image;
+    a run where every image fails prints no table header without rows."""
+    assert detect("--weights", weights, folder, "--out", tmp_path / "out", "--max-crops", "1") == 0
+    captured = capsys.readouterr()
+    assert f"1/3 {folder / 'broken.jpg'}" not in captured.err  # skipped images are reported as such
+    assert f"2/3 {folder / 'first.png'}: " in captured.err and f"3/3 {folder / 'second.jpg'}: " in captured.err
+    assert "image" in captured.out.splitlines()[0]
+    assert detect("--weights", weights, folder / "broken.jpg", "--out", tmp_path / "none") == 1
+    captured = capsys.readouterr()
+    assert "detections" not in captured.out.splitlines()[0] and "0 of 1 images processed" in captured.out
+
+
+def test_an_interrupted_detect_says_how_to_resume(weights, folder, tmp_path, monkeypatch, capsys):
+    from cornernet_saccade.cli import detect as detect_module
+
+    real = detect_module.detect_image
+    calls = []
+
+    def interrupted_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(detect_module, "detect_image", interrupted_at_the_second)
+    out = tmp_path / "out"
+    assert detect("--weights", weights, folder / "first.png", folder / "second.jpg", "--out", out) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted: the 1 images finished are kept in {out / 'detections.jsonl'}" in err
+    assert "rerun the same command with --resume" in err
+
+
+def test_the_onnxruntime_backend_announces_its_export(capsys):
+    import argparse
+
+    from cornernet_saccade.cli.common import runtime_settings
+
+    runtime_settings(argparse.Namespace(threads=1, device="cpu", backend="onnxruntime", weights="shapes"))
+    assert "backend onnxruntime: exporting shapes to an ONNX graph first" in capsys.readouterr().err
+    runtime_settings(argparse.Namespace(threads=1, device="cpu", backend="onnxruntime", weights="model.onnx"))
+    assert "exporting" not in capsys.readouterr().err
+
+
+def test_recursive_outputs_keep_the_relative_path_and_tell_same_stems_apart(weights, tmp_path, capsys):
+    """coffee.jpg, coffee.png and sub/coffee.png gave coffee, coffee_2, coffee_3 (which is which?) and
+    a summary naming coffee.png twice: now coffee.jpg, coffee.png and sub/coffee, listed by path."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    for name in ("coffee.jpg", "coffee.png", "sub/coffee.png", "sub/tea.png"):
+        Image.fromarray(np.full((40, 50, 3), 100, np.uint8)).save(photos / name)
+    assert output_stems(sorted(photos.rglob("*.*")), [photos]) == ["coffee.jpg", "coffee.png", "sub/coffee", "sub/tea"]
+    out = tmp_path / "out"
+    assert detect("--weights", weights, photos, "--recursive", "--out", out, "--per-image", "yolo",
+                  "--max-crops", "1") == 0
+    pictures = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert pictures == ["coffee.jpg.png", "coffee.png.png", "sub/coffee.png", "sub/tea.png"]
+    labels = sorted(p.relative_to(out / "labels").as_posix() for p in (out / "labels").rglob("*.txt"))
+    assert labels == ["coffee.jpg.txt", "coffee.png.txt", "sub/coffee.txt", "sub/tea.txt"]
+    rows = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:-1]]
+    assert rows == ["coffee.jpg", "coffee.png", "sub/coffee.png", "sub/tea.png"]

@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
+from PIL import Image
 
 import cornernet_saccade
 from cornernet_saccade.cli import main
@@ -72,13 +75,13 @@ def test_export_weights_help_is_a_description_not_a_docstring(capsys):
     assert ".safetensors" in text and "class names" in text
 
 
-def test_evaluate_names_the_format_it_needs(weights, tmp_path, capsys):
-    data = tmp_path / "a.csv"
-    data.write_text("image_path,xmin,ymin,xmax,ymax,label\nx.png,1,1,5,5,circle\n")
+def test_evaluate_names_the_formats_it_takes(weights, tmp_path, capsys):
+    data = tmp_path / "a.xml"
+    data.write_text("<annotation/>")
     assert main(["evaluate", "--weights", str(weights), "--data", str(data), "--threads", "1"]) == 1
     err = capsys.readouterr().err
-    assert "needs a COCO JSON annotation file" in err and "not a CSV dataset" in err
-    assert "not valid JSON" not in err
+    assert f"{data}: cannot tell the annotation format from the extension '.xml'" in err
+    assert "coco, voc, csv" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("config", [None, ""])
@@ -88,3 +91,60 @@ def test_train_without_config_or_resume_is_a_usage_error(config, capsys):
         main(argv)
     assert exit_info.value.code == 2
     assert "--config is required unless --resume is given" in capsys.readouterr().err
+
+
+def test_weights_help_names_every_bundled_model(capsys):
+    from cornernet_saccade.model.checkpoint import bundled_model_names
+
+    text = help_text("detect", capsys)
+    assert bundled_model_names() and all(name in text for name in bundled_model_names())
+    assert "shapes, shapes-squeeze, trees" in text
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_device_cuda_without_cuda_names_the_option_to_use(weights, tmp_path, capsys):
+    """The CLI flag, not the config syntax (``use device: cpu``)."""
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    assert main(["detect", str(image), "--weights", str(weights), "--out", str(tmp_path / "out"),
+                 "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert "CUDA is not available on this machine; run on the CPU (--device cpu" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def torch_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_default_threads_leave_the_busy_cores_to_the_other_work(monkeypatch, torch_threads):
+    """--threads 0 (the default) takes the cores the load average leaves free, never more than
+    torch's own count, and says why; on a busy 2-core machine 2 threads ran 3-10x slower than 1."""
+    from cornernet_saccade.backends import device
+
+    monkeypatch.setattr(device, "usable_cores", lambda: 4)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (1.2, 0.5, 0.5))
+    torch.set_num_threads(4)
+    choice = device.set_threads(0)
+    assert (choice.threads, torch.get_num_threads()) == (3, 3) and choice.warning is None
+    assert choice.why == "default: 3 of 4 cores free, load 1.2; --threads N to choose"
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (7.0, 7.0, 7.0))
+    assert device.set_threads(0).threads == 1
+    torch.set_num_threads(2)
+    monkeypatch.setattr(device.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    assert device.set_threads(0).threads == 2, "at most torch's own count"
+
+
+def test_threads_above_the_cores_are_kept_with_a_warning(weights, tmp_path, monkeypatch, capsys, torch_threads):
+    from cornernet_saccade.backends import device
+
+    monkeypatch.setattr(device, "usable_cores", lambda: 2)
+    image = tmp_path / "x.png"
+    Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(image)
+    assert main(["detect", str(image), "--weights", str(weights), "--out", str(tmp_path / "out"),
+                 "--threads", "3", "--max-crops", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: 3 threads asked for on 2 cores: threads beyond the cores wait for each other" in err
+    assert "3 CPU threads (as asked)" in err

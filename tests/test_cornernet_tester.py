@@ -168,7 +168,7 @@ def test_weights_of_a_squeeze_model_load_as_its_detector(tmp_path):
     model = CornerNetSqueeze(**tiny)
     save_checkpoint(tmp_path / "squeeze.safetensors", model, class_names=["a", "b"])
     assert stored_architecture(read_checkpoint(tmp_path / "squeeze.safetensors")) == "squeeze"
-    detector = load_detector(tmp_path / "squeeze.safetensors", device="cpu", score_threshold=0.2, mode="full")
+    detector = load_detector(tmp_path / "squeeze.safetensors", device="cpu", score_threshold=0.2)
     assert isinstance(detector, CornerNetDetector) and detector.config.score_threshold == 0.2
     assert detector.config.top_k == 20 and detector.class_names == ["a", "b"]
     assert len(detector(np.zeros((30, 40, 3), np.uint8)).boxes) >= 0
@@ -177,6 +177,30 @@ def test_weights_of_a_squeeze_model_load_as_its_detector(tmp_path):
     torch.save(CornerNetSaccade(**{**tiny, "dims": (8, 8, 8, 8)}).state_dict(), tmp_path / "saccade.pt")
     assert stored_architecture(read_checkpoint(tmp_path / "saccade.pt")) == "saccade"
     assert isinstance(load_model(tmp_path / "squeeze.safetensors"), CornerNetSqueeze)
+
+
+def test_saccade_only_settings_are_refused_for_squeeze_weights(tmp_path, capsys):
+    """--mode, --full-size, --max-crops, --mode tiled have no meaning for the CornerNet tester: they
+    are refused naming them (evaluate --mode tiled reported the tester's AP as if it had tiled)."""
+    from engine_fixtures import CLASS_NAMES, write_box_dataset
+
+    from cornernet_saccade.backends import load_detector
+    from cornernet_saccade.cli import main
+    from cornernet_saccade.errors import ConfigError
+    from cornernet_saccade.model.checkpoint import save_checkpoint
+
+    tiny = {"num_classes": 3, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
+            "pool_dim": 4, "head_dim": 4}
+    weights = tmp_path / "squeeze.safetensors"
+    save_checkpoint(weights, CornerNetSqueeze(**tiny), class_names=list(CLASS_NAMES))
+    with pytest.raises(ConfigError, match=r"att_max_crops, full_size, mode: settings of the CornerNet-Saccade "
+                                          r"detector; these weights \(squeeze network\) run the CornerNet tester"):
+        load_detector(weights, device="cpu", mode="full", full_size=255, att_max_crops=3)
+    val_json = write_box_dataset(tmp_path / "data", 1, seed=3, name="val")
+    assert main(["evaluate", "--weights", str(weights), "--data", str(val_json), "--mode", "tiled"]) == 1
+    err = capsys.readouterr().err
+    assert "mode: settings of the CornerNet-Saccade detector" in err and "Traceback" not in err
+    assert load_detector(weights, device="cpu", top_k=11, max_pixels=10**6).config.top_k == 11  # its own settings
 
 
 def test_picture_of_a_cornernet_result_shows_the_padded_view(data_dir):

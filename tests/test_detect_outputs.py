@@ -7,12 +7,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-from detect_fixtures import NAMES, detect
+from detect_fixtures import NAMES, detect, tiny_model
 from PIL import Image
 
 from cornernet_saccade.errors import OutputError
 from cornernet_saccade.inference import batch
 from cornernet_saccade.inference.batch import find_images
+from cornernet_saccade.model.checkpoint import save_checkpoint
 from cornernet_saccade.tables import format_table
 
 FAST = ("--max-crops", "2", "--score-threshold", "0")
@@ -38,7 +39,10 @@ def test_x_jpg_does_not_replace_x_png(weights, tmp_path, capsys):
     Image.fromarray(np.full((40, 50, 3), 90, np.uint8)).save(images / "x.png")
     Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(images / "x.jpg")
     before = (images / "x.png").read_bytes()
-    assert run_detect(weights, images / "x.jpg", images / "x.png", "--out", images) == 1
+    assert run_detect(weights, images / "x.jpg", images / "x.png", "--out", images) == 0  # x.jpg.png, x.png.png
+    assert (images / "x.png").read_bytes() == before
+    assert (images / "x.jpg.png").is_file() and (images / "x.png.png").is_file()
+    assert run_detect(weights, images / "x.png", "--out", images, "--overwrite") == 1
     assert (images / "x.png").read_bytes() == before
     assert "replace an input image" in capsys.readouterr().err
 
@@ -188,3 +192,25 @@ def test_two_processes_shard_the_images_and_give_the_same_results(weights, folde
     assert sorted(p.name for p in sharded.glob("*.jsonl")) == ["detections.rank0.jsonl", "detections.rank1.jsonl"]
     assert json.loads((sharded / "detections.json").read_text()) == json.loads((single / "detections.json").read_text())
     assert done.stdout.count("images processed") == 1
+
+
+def test_resume_with_other_weights_or_settings_is_refused_naming_what_differs(weights, folder, tmp_path, capsys):
+    """Results of two models or two settings never end up in one detections.json: --resume must
+    match the earlier run (speed / readable-size settings may change), --overwrite starts over."""
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, tiny_model(), class_names=["tree", "bush", "rock"])
+    out = tmp_path / "out"
+    assert run_detect(weights, folder / "first.png", "--out", out) == 0
+    before = (out / "detections.jsonl").read_text()
+    capsys.readouterr()
+    assert run_detect(other, folder, "--out", out, "--resume", "--score-threshold", "0.9") == 1
+    err = capsys.readouterr().err
+    assert "--resume would mix results of different runs" in err and "Traceback" not in err
+    assert f"weights: '{weights.resolve()}' then, '{other.resolve()}' now" in err
+    assert "class_names: ['circle', 'star', 'square'] then, ['tree', 'bush', 'rock'] now" in err
+    assert "score_threshold: 0.0 then, 0.9 now" in err and "--overwrite" in err
+    assert (out / "detections.jsonl").read_text() == before, "the earlier results are kept"
+    assert run_detect(weights, folder, "--out", out, "--resume", "--max-pixels", "1000000") == 0
+    assert run_detect(other, folder, "--out", out, "--overwrite") == 0
+    results = json.loads((out / "detections.json").read_text())
+    assert results and {entry["category"] for entry in results} <= {"tree", "bush", "rock"}

@@ -23,10 +23,10 @@ from cornernet_saccade.engine import trainer as trainer_module
 from cornernet_saccade.engine.loader import IndexStream, StreamLayout
 from cornernet_saccade.engine.loss import CornerNetSaccadeLoss, LossOutput
 from cornernet_saccade.engine.metrics import read_metrics
-from cornernet_saccade.engine.train_config import OptimConfig, load_train_config
+from cornernet_saccade.engine.train_config import OptimConfig, load_train_config, train_config_from_dict
 from cornernet_saccade.engine.trainer import build_model, check_runtime, run_training
-from cornernet_saccade.errors import ConfigError, TrainingError
-from cornernet_saccade.model.checkpoint import read_checkpoint
+from cornernet_saccade.errors import CheckpointError, ConfigError, TrainingError
+from cornernet_saccade.model.checkpoint import read_checkpoint, resolve_weights_path
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -174,6 +174,25 @@ def test_fine_tuning_from_official_layout_with_other_classes(train_json: Path, t
             assert torch.equal(value, source[key]), key
     with pytest.warns(UserWarning, match="number of classes differs"):
         assert run_training(config).iteration == 1
+
+
+def test_fine_tuning_a_bundled_model_takes_its_network_from_the_file(train_json: Path, tmp_path: Path) -> None:
+    """docs/training.md's fine-tuning: ``init_weights: shapes`` with only ``model.num_classes`` builds
+    the shapes network (not the official one the omitted keys default to) and loads it; a network
+    the config sets otherwise is refused naming both shapes."""
+    stored = read_checkpoint(resolve_weights_path("shapes"))
+    base = tiny_config_dict(train_json, tmp_path / "run", init_weights="shapes", optim={"max_iter": 1, "decay_steps": []})
+    config = train_config_from_dict({**base, "model": {"num_classes": 3}, "sampling": {"input_size": 127}}, "fine-tune")
+    held = {k: v for k, v in stored.model_config.items() if k != "architecture"}
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config.model).items()} == {
+        **held, "num_classes": 3}
+    with pytest.warns(UserWarning, match="number of classes differs"):
+        model = build_model(config, DistContext(0, 1, torch.device("cpu")), init_weights=True)
+    assert torch.equal(model.state_dict()["tl_tags.0.1.weight"], stored.state_dict["tl_tags.0.1.weight"])
+    wider = train_config_from_dict({**base, "model": {**TINY_MODEL}, "sampling": {"input_size": 127}}, "fine-tune")
+    with pytest.raises(CheckpointError, match=r"does not fit the model config .*dims=\(8, 8, 8, 8\).* the file holds "
+                                              r"a network of model config .*'dims': \[32, 48, 48, 64\]"):
+        build_model(wider, DistContext(0, 1, torch.device("cpu")), init_weights=True)
 
 
 def test_refuses_to_overwrite_a_run(train_json: Path, tmp_path: Path) -> None:
@@ -343,7 +362,7 @@ def test_resume_refuses_a_model_config_that_does_not_fit_before_building(
 ) -> None:
     """The checkpoint's stored training config asks for a network far too wide for its weights."""
     payload = torch.load(one_iteration_checkpoint, weights_only=True)
-    payload["config"]["model"]["dims"] = [200000, 8, 8, 8]
+    payload["config"]["model"]["dims"] = [2000, 8, 8, 8]  # within the bound of dims, far too wide for the file
     path = tmp_path / "edited.pt"
     torch.save(payload, path)
     monkeypatch.setattr(trainer_module, "build_model", lambda *args, **kwargs: pytest.fail("model built"))

@@ -142,7 +142,7 @@ def test_detect_runs_the_exported_file_like_eager(shapes_export, data_dir, tmp_p
     common = [image, "--mode", *mode, "--score-threshold", "0.05", "--no-pictures"]
     exported = ["--weights", str(shapes_export[0]), "--backend", "onnxruntime", "--out", str(tmp_path / "onnx")]
     assert main(["detect", *exported, *common]) == 0
-    assert main(["detect", "--weights", "shapes", "--out", str(tmp_path / "eager"), *common]) == 0
+    assert main(["detect", "--weights", "shapes", "--backend", "eager", "--out", str(tmp_path / "eager"), *common]) == 0
     got, expected = detections_of(tmp_path / "onnx"), detections_of(tmp_path / "eager")
     assert len(got) == len(expected) > 0
     for a, b in zip(got, expected):
@@ -296,7 +296,7 @@ def assert_same_detections(got, expected) -> None:
 def test_onnxruntime_tester_detections_equal_eager(tester_exports, data_dir, name):
     weights, path = tester_exports[name][:2]
     scales = {"test_scales": (1.0, 0.5)}  # canvases 383x511 and 255x255 (CornerNet: and their mirror images)
-    exported, eager = load_detector(path, backend="onnxruntime", **scales), load_detector(weights, **scales)
+    exported, eager = load_detector(path, backend="onnxruntime", **scales), load_detector(weights, backend="eager", **scales)
     assert isinstance(exported, CornerNetDetector) and isinstance(exported.model, OnnxNetwork)
     assert exported.config == eager.config and exported.config.flip == (name == "cornernet")
     assert exported.class_names == eager.class_names == TESTER_CLASSES

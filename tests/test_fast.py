@@ -268,7 +268,7 @@ def test_load_detector_runs_squeeze_weights_on_the_fast_backend(tmp_path):
     save_checkpoint(weights, fill_model(CornerNetSqueeze(**SMALL_SQUEEZE)).eval(), class_names=["a", "b", "c"])
     image = np.random.default_rng(2).integers(0, 256, size=(100, 130, 3), dtype=np.uint8)
     # random weights: corners pair up only with a loose tag distance
-    expected = load_detector(weights, device="cpu", ae_threshold=5.0)(image)
+    expected = load_detector(weights, backend="eager", device="cpu", ae_threshold=5.0)(image)
     fast = load_detector(weights, backend="fast", device="cpu", ae_threshold=5.0)
     assert isinstance(fast.model, FastNetwork) and fast.class_names == ["a", "b", "c"]
     got = fast(image)
@@ -284,3 +284,16 @@ def test_detector_of_a_fast_network_is_that_of_its_model():
     assert Detector(FastNetwork(CornerNet(**TINY).eval())).config == CornerNetTestConfig()
     assert isinstance(Detector(FastNetwork(CornerNetSaccade(**TINY).eval())), SaccadeDetector)
 
+
+
+@pytest.mark.parametrize("model_class", [CornerNetSaccade, CornerNetSqueeze])
+def test_detector_of_a_fast_network_runs_the_stored_settings_and_class_names(model_class):
+    """A detector built on ``FastNetwork(model)`` (the README's fast-path example) runs what the
+    weights file stored with ``model``, as ``Detector(model)`` does, not the official defaults."""
+    model = model_class(**TINY).eval()
+    model.class_names, model.test_settings = ["cat", "dog"], {"top_k": 7, "num_dets": 5, "max_per_image": 3}
+    fast = FastNetwork(model)
+    assert (fast.class_names, fast.test_settings, fast.num_classes) == (["cat", "dog"], model.test_settings, 2)
+    detector = Detector(fast)
+    assert (detector.config.top_k, detector.config.num_dets, detector.config.max_per_image) == (7, 5, 3)
+    assert detector.config == Detector(model).config and detector.class_names == ["cat", "dog"]

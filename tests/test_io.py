@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cornernet_saccade.errors import ImageError
@@ -219,9 +220,30 @@ def test_bad_arrays_raise_image_error(array, message):
         read_image(array)
 
 
-def test_array_pixel_limit():
-    with pytest.raises(ImageError, match="above the limit"):
-        read_image(np.zeros((10, 10, 3), dtype=np.uint8), max_pixels=99)
+def test_arrays_in_memory_have_no_pixel_limit():
+    """The limit guards decoding a file; an array or tensor is already decoded."""
+    assert read_image(np.zeros((10, 10, 3), dtype=np.uint8), max_pixels=99).shape == (10, 10, 3)
+    assert read_image(torch.zeros(3, 10, 10, dtype=torch.uint8), max_pixels=99).shape == (10, 10, 3)
+
+
+def test_the_pixel_limit_names_how_to_raise_it(tmp_path):
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(path)
+    with pytest.raises(ImageError, match="raise it with --max-pixels 600 .Python: max_pixels=600."):
+        read_image(path, max_pixels=599)
+    assert read_image(path, max_pixels=600).shape == (20, 30, 3)
+
+
+def test_a_raised_limit_also_lifts_pillows_own(tmp_path, monkeypatch):
+    """Pillow refuses above ``2 * MAX_IMAGE_PIXELS`` by itself; a caller who raised ``max_pixels``
+    above that must get the image, and Pillow's limit is back afterwards."""
+    path = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((20, 30, 3), dtype=np.uint8)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # Pillow refuses above 200 pixels
+    with pytest.raises(ImageError, match="decompression-bomb"):
+        read_image(path, max_pixels=200)
+    assert read_image(path, max_pixels=600).shape == (20, 30, 3)
+    assert Image.MAX_IMAGE_PIXELS == 100
 
 
 def test_other_sources_are_refused_naming_what_is_accepted():

@@ -2,6 +2,8 @@
 whole pipeline with a stand-in network whose outputs are known, and the official model on demo.jpg."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -411,3 +413,27 @@ def test_crops_from_uint8_pixels_equal_crops_from_the_float64_image():
     chw = torch.from_numpy(image).permute(2, 0, 1)
     torch.testing.assert_close(paste_crops(chw, windows), paste_crops(chw.to(torch.float64) / 255, windows),
                                rtol=0, atol=0)
+
+
+def test_saccade_mode_says_why_it_found_nothing_when_nothing_was_proposed():
+    """An unsure model (attention far below its threshold, weak corners) proposes no crop: the empty
+    result comes with a warning naming the threshold and the highest attention, and pointing to full
+    mode, which does give its boxes; a model whose attention proposes crops gets no warning."""
+
+    unsure = tiny_model()
+    with torch.no_grad():
+        for attention in unsure.att_modules[0]:
+            attention[1].bias.fill_(-20.0)
+        for heat in (unsure.tl_heats[0][1], unsure.br_heats[0][1]):
+            heat.bias.fill_(-10.0)
+    image = np.random.default_rng(0).integers(0, 255, (90, 120, 3), dtype=np.uint8)
+    with pytest.warns(UserWarning, match=r"no attention peak reached att_thresholds\[0\] = 0.3 \(the highest was "
+                                         r"0\.000\).*mode='full'"):
+        detector = SaccadeDetector(unsure)
+        assert len(detector(image)) == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(detector(image)) == 0  # said once per detector, not once per image of a batch
+        warnings.simplefilter("error")
+        assert len(SaccadeDetector(unsure, mode="full")(image)) > 0
+        assert len(SaccadeDetector(tiny_model())(image).trace.proposals[0]) > 0

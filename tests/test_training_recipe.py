@@ -49,7 +49,7 @@ def test_amp_auto_uses_the_detected_capability_and_says_why(
     for capability, expected in ((AMX_CPU, "bf16"), (AVX512_CPU, "none")):
         monkeypatch.setattr(trainer_module, "detect_capability", lambda device, c=capability: c)
         assert training_amp("auto", cpu)[0] == expected
-        trainer = Trainer(tiny_config(train_json, tmp_path / expected), DistContext(0, 1, cpu))
+        trainer = Trainer(tiny_config(train_json, tmp_path / expected, amp="auto"), DistContext(0, 1, cpu))
         assert trainer.amp == expected
         assert f"precision: {choose_amp(capability)[1]}" in trainer.describe()
     # an explicit amp wins over the capability
@@ -81,8 +81,9 @@ def test_weight_average_by_hand() -> None:
 
 def test_average_is_what_a_checkpoint_holds_and_resume_is_exact(train_json: Path, tmp_path: Path) -> None:
     """With ``ema_decay`` a checkpoint's weights are the average; the trained ones ride along, and
-    resuming at 3 reproduces the 6-iteration run bit for bit (both sets of weights)."""
-    straight = run_training(tiny_config(train_json, tmp_path / "straight", optim={
+    resuming at 3 reproduces the 6-iteration run bit for bit (both sets of weights), also under bf16
+    autocast (what ``amp: auto`` picks on AMX CPUs)."""
+    straight = run_training(tiny_config(train_json, tmp_path / "straight", amp="bf16", optim={
         "lr": 1e-3, "max_iter": 6, "decay_steps": [4], "ema_decay": 0.9}))
     stored = read_checkpoint(straight.checkpoint)
     trained, averaged = stored.training_state["train_weights"], stored.state_dict

@@ -195,3 +195,38 @@ def test_a_weak_attention_map_is_visible_and_has_a_colour_bar():
     assert has_colour(tile[-20:], brightest), "the colour bar ends in the top colour"
     warm = (tile[..., 0].astype(int) - tile[..., 2].astype(int)) > 100
     assert warm.sum() > 100, "the weak map's peak shows in warm colours"
+
+
+def test_labels_of_small_objects_on_a_large_picture_are_no_bigger_than_them():
+    """On a 1600x730 picture (a 3574x1631 scene as the panel shows it) a 20 px object's label was a
+    36 px bar that hid it: a label is now at most about half its box tall (never under 9 px), and a
+    large box keeps the picture's label size."""
+    from cornernet_saccade.inference.visualize import font_size, label_font_size
+
+    size = (1600, 730)
+    assert font_size(*size) == 36
+    assert label_font_size(size, (100, 100, 119, 119)) == 10  # half of 20
+    assert label_font_size(size, (100, 100, 104, 160)) == 9  # a 5 px wide box: the smallest readable
+    assert label_font_size(size, (100, 100, 499, 399)) == 36
+    picture = np.asarray(draw_detections(np.zeros((730, 1600, 3), np.uint8),
+                                         detections([[400, 300, 420, 320]], [0.9], [0])))
+    rows = np.flatnonzero(np.all(picture == np.array(class_colour(0), np.uint8), axis=-1).any(axis=1))
+    assert rows.min() >= 300 - 16, "the label bar above the box is about as tall as the box's half"
+
+
+def test_labels_stay_near_their_box_instead_of_stacking_into_a_tower():
+    """Ten boxes at one place: once the places near the box are taken, a label overlaps another
+    rather than moving further and further down the picture."""
+    from PIL import Image, ImageDraw
+
+    from cornernet_saccade.inference.visualize import label_font
+
+    picture = Image.new("RGB", (400, 400))
+    draw = ImageDraw.Draw(picture)
+    font = label_font(12)
+    placed: list = []
+    box = (100, 100, 160, 140)
+    for _ in range(10):
+        placed.append(label_bar(draw, box, "circle 0.50", font, picture.size, placed))
+    bar_height = placed[0][3] - placed[0][1] + 1
+    assert all(box[1] - bar_height <= bar[1] and bar[3] <= box[3] + bar_height for bar in placed)

@@ -28,7 +28,7 @@ from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.backends.hardware import choose_backend, detect_capability
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.inference.cornernet_tester import tester_settings
+from cornernet_saccade.inference.cornernet_tester import SACCADE_ONLY_SETTINGS, tester_settings
 from cornernet_saccade.inference.detector import Detector, DetectorBase, SaccadeDetector
 from cornernet_saccade.inference.labels import resolve_class_names
 from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
@@ -77,19 +77,13 @@ def make_backend(
     or, for a network without attention heads (run by the CornerNet tester, whose canvas varies per
     image), for every canvas side up to :data:`~cornernet_saccade.backends.onnx.DEFAULT_MAX_SIZE`. It
     runs with as many intra-op threads as torch (``torch.get_num_threads()``).
+
+    Every backend carries the model's ``class_names``, ``test_settings`` and ``num_classes`` (a
+    :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the model, an
+    ``OnnxNetwork`` from the export's metadata), so the detector runs it as it would the model.
     """
     model = model.eval()
-    network = _backend_network(model, resolve_backend(name, next(model.parameters()).device)[0], input_size, onnx_path)
-    # what the weights file said about the model travels with the network the detector runs
-    attributes: Any = network  # plain attributes (nn.Module types attribute assignment as Tensor | Module)
-    attributes.class_names = model.class_names
-    attributes.test_settings = model.test_settings
-    if network is not model:
-        attributes.num_classes = model.num_classes
-    return network
-
-
-def _backend_network(model: CornerNetBase, name: str, input_size: int, onnx_path: str | Path | None) -> nn.Module:
+    name = resolve_backend(name, next(model.parameters()).device)[0]
     if name == "eager":
         return model
     if name in ("fast", "fast-bf16"):
@@ -163,8 +157,8 @@ def load_detector(
     the class the file is for (:func:`load_model`): CornerNet-Saccade weights get a
     :class:`SaccadeDetector`, CornerNet-Squeeze / CornerNet weights the CornerNet tester
     (:class:`~cornernet_saccade.inference.settings.CornerNetTestConfig` settings; the saccade-only
-    ones such as ``mode`` are ignored; an image whose padded canvas an ONNX export does not take is
-    refused with an ``ImageError`` naming it).
+    ones such as ``mode`` are refused with a ``ConfigError`` naming them; an image whose padded canvas an ONNX
+    export does not take is refused with an ``ImageError`` naming it).
     """
     path = resolve_weights_path(weights)
     backend = resolve_backend(backend, device, path)[0]
@@ -197,7 +191,17 @@ def _tester_settings(
     source: CornerNetBase | OnnxNetwork, class_names_file: str | Path | None, settings: dict[str, Any]
 ) -> CornerNetTestConfig:
     """Set ``source.class_names`` (see :func:`load_detector`) and return its CornerNet tester settings:
-    its stored test settings with ``settings`` on top (:func:`~cornernet_saccade.inference.cornernet_tester.tester_settings`)."""
+    its stored test settings with ``settings`` on top (:func:`~cornernet_saccade.inference.cornernet_tester.tester_settings`).
+    ConfigError when ``settings`` holds a setting only the saccade detector has (``mode``,
+    ``att_max_crops``, ...): the tester would ignore it."""
+    ignored = sorted(SACCADE_ONLY_SETTINGS & set(settings))
+    if ignored:
+        network = getattr(source, "architecture", "")
+        raise ConfigError(
+            f"{', '.join(ignored)}: settings of the CornerNet-Saccade detector; these weights ({network} network) run the "
+            f"CornerNet tester (the whole padded image at each of its test_scales), which has none of them "
+            f"(its settings: {', '.join(CornerNetTestConfig.__dataclass_fields__)})"
+        )
     source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
     merged = tester_settings(source, {**(source.test_settings or {}), **settings})
     return config_from_dict(CornerNetTestConfig, merged, "detector settings")

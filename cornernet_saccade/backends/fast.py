@@ -64,7 +64,7 @@ import copy
 import functools
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -99,7 +99,8 @@ class InferenceNetwork(Protocol):
     :class:`HeadOutputs` whose lists hold one element (the last stack), float32 logits;
     ``attentions`` is empty unless ``with_attention``. :class:`~cornernet_saccade.inference.detector.SaccadeDetector`
     also calls ``.eval()`` and takes the device from ``.parameters()`` / ``.buffers()``, so the
-    backends are ``nn.Module`` subclasses.
+    backends are ``nn.Module`` subclasses; and it reads the wrapped model's ``class_names``,
+    ``test_settings`` (stored with the weights) and ``num_classes``, which every backend exposes.
     """
 
     def __call__(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs: ...
@@ -253,7 +254,8 @@ class FastNetwork(nn.Module):
     F(4x4, 3x3); ``None`` (default) turns it on for float32 on the CPU; float32 only.
     ``cuda_graphs`` needs a CUDA model.
     It is an ``nn.Module`` so that code written for the model (``.eval()``, ``.parameters()`` for
-    the device) accepts it; it has no training mode. ``has_attention`` and ``stem_residuals`` are
+    the device) accepts it; it has no training mode. ``has_attention``, ``stem_residuals``,
+    ``num_classes``, ``class_names`` and ``test_settings`` (the settings stored with the weights) are
     the model's, so ``Detector(fast)`` is the detector ``Detector(model)`` would be.
     """
 
@@ -304,6 +306,28 @@ class FastNetwork(nn.Module):
         """The model's stem depth (2: CornerNet-Squeeze, output stride 8), which chooses the CornerNet
         tester's default settings (:func:`~cornernet_saccade.inference.cornernet_tester.output_stride`)."""
         return self.network.stem_residuals
+
+    @property
+    def num_classes(self) -> int:
+        return self.network.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The model's class names (index = label), read from its weights file; the detector's default."""
+        return self.network.class_names
+
+    @class_names.setter
+    def class_names(self, names: list[str] | None) -> None:
+        self.network.class_names = names
+
+    @property
+    def test_settings(self) -> dict[str, Any] | None:
+        """The detector settings stored with the model's weights; the detector's default settings."""
+        return self.network.test_settings
+
+    @test_settings.setter
+    def test_settings(self, settings: dict[str, Any] | None) -> None:
+        self.network.test_settings = settings
 
     @property
     def compiled(self) -> bool:

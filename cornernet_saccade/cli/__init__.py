@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "make_shapes",
     "make_trees",
     "check_data",
+    "convert",
     "train",
     "evaluate",
     "analyze",

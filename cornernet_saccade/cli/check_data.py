@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 
+from cornernet_saccade.cli.common import add_max_pixels_option
 from cornernet_saccade.data.check import check_dataset
 from cornernet_saccade.data.load import FORMATS, load_dataset
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
@@ -23,12 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("path", help="COCO JSON file, VOC folder or split file, or CSV file")
     parser.add_argument("--image-root", help="folder the image file names are relative to")
     parser.add_argument("--format", choices=FORMATS, help="annotation format (default: from PATH)")
-    parser.add_argument(
-        "--max-pixels",
-        type=int,
-        default=DEFAULT_MAX_PIXELS,
-        help=f"refuse images with more pixels than this (default {DEFAULT_MAX_PIXELS})",
-    )
+    add_max_pixels_option(parser, DEFAULT_MAX_PIXELS)
     parser.set_defaults(func=run)
 
 

@@ -2,7 +2,7 @@
 
 ``--weights``; the runtime (``--device``, ``--backend``, ``--threads``); the detector settings
 (``--mode``, ``--full-size``, ``--tile-size``, ``--tile-overlap``, ``--score-threshold``, ``--max-crops``,
-``--views`` and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
+``--views``, ``--max-pixels`` and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
 else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
 """
 from __future__ import annotations
@@ -15,11 +15,14 @@ from typing import Any
 from cornernet_saccade.backends import BACKENDS, resolve_backend
 from cornernet_saccade.backends.device import set_threads
 from cornernet_saccade.config import apply_overrides
+from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, bundled_model_names
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
 DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "tile_size": "tile_size", "tile_overlap": "tile_overlap",
-                    "score_threshold": "score_threshold", "max_crops": "att_max_crops", "views": "views"}
+                    "score_threshold": "score_threshold", "max_crops": "att_max_crops", "views": "views",
+                    "max_pixels": "max_pixels"}
 #: Options that only one ``--mode`` reads -> that mode.
 MODE_OPTIONS = {"full_size": "full", "tile_size": "tiled", "tile_overlap": "tiled"}
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
@@ -28,7 +31,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
 def add_weights_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", required=True,
                         help="weights file (official .pkl, training checkpoint, .safetensors), training run "
-                             "folder (its last.pt) or bundled model name (shapes, trees)")
+                             f"folder (its last.pt) or bundled model name ({', '.join(bundled_model_names())})")
 
 
 def add_dataset_options(parser: argparse.ArgumentParser, data_help: str) -> None:
@@ -37,6 +40,14 @@ def add_dataset_options(parser: argparse.ArgumentParser, data_help: str) -> None
     parser.add_argument("--image-root", help="folder the image file names are relative to (default: per format, "
                                              "e.g. the JSON file's folder)")
     parser.add_argument("--max-images", type=int, default=0, help="use only the first N images (default: all)")
+
+
+def add_max_pixels_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup, default: int | None) -> None:
+    """``--max-pixels``: the largest image (width x height) decoded (``default``: this command's
+    default, None to keep the detector's stored or default setting)."""
+    parser.add_argument("--max-pixels", type=int, default=default, metavar="N",
+                        help=f"largest image (width x height) to decode, a guard against decompression bombs; "
+                             f"raise it for a larger image you trust (default: {DEFAULT_MAX_PIXELS})")
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
@@ -49,7 +60,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                             "folded, Winograd convolutions on the CPU; the same detections), fast-bf16, onnxruntime "
                             "(default: auto; the start-up line says what it picked and why)")
     group.add_argument("--threads", type=int, default=0,
-                       help="CPU threads (default: 0 = all cores; on a shared machine fewer are often faster)")
+                       help="CPU threads (default: 0 = the cores other work leaves free, at most torch's default; "
+                            "the start-up line says how many and why)")
 
 
 def probability(text: str) -> float:
@@ -87,6 +99,7 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
                        help="saccade first views and crop budget: as the settings give them (fixed), or derived "
                             "from each image's size and --set min_object_size=PIXELS (auto) "
                             f"(default: {_DEFAULTS['views']})")
+    add_max_pixels_option(group, None)
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                        help="any other test setting (a SaccadeConfig field for CornerNet-Saccade, a "
                             "CornerNetTestConfig one for Squeeze and CornerNet), e.g. --set init_sizes=[255,383] "
@@ -111,9 +124,18 @@ def detector_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
     """``backend`` and ``device`` for :func:`~cornernet_saccade.backends.load_detector`; applies
-    ``--threads`` and reports the thread count on stderr."""
-    threads = set_threads(args.threads)
+    ``--threads`` and reports the thread count on stderr, and the ONNX export the onnxruntime
+    backend makes of torch weights before it starts."""
+    choice = set_threads(args.threads)
+    if choice.warning:
+        print(f"warning: {choice.warning}", file=sys.stderr)
     backend, why = resolve_backend(args.backend, args.device, args.weights)
     chosen = f"{backend} (auto: {why})" if args.backend == "auto" else backend
-    print(f"device {args.device}, backend {chosen}, {threads} CPU thread{'s' * (threads != 1)}", file=sys.stderr)
+    plural = "s" * (choice.threads != 1)
+    print(f"device {args.device}, backend {chosen}, {choice.threads} CPU thread{plural} ({choice.why})",
+          file=sys.stderr)
+    if backend == "onnxruntime" and not str(args.weights).endswith(ONNX_SUFFIX):
+        print(f"backend onnxruntime: exporting {args.weights} to an ONNX graph first (about half a minute for the "
+              f"official network; export-onnx once and pass the .onnx file as --weights to skip this)",
+              file=sys.stderr, flush=True)
     return {"backend": backend, "device": args.device}

@@ -10,6 +10,7 @@ reported on stderr and skipped; the exit code is 1 only when no image could be p
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
@@ -36,12 +37,12 @@ from cornernet_saccade.inference.batch import (
     find_images,
     pending,
     plan_jobs,
+    run_description,
 )
 from cornernet_saccade.tables import format_table
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import DetectorBase
-    from cornernet_saccade.inference.results import Detections
 
 #: Pictures and results keep detections scoring at least this unless --score-threshold says otherwise.
 DEFAULT_SCORE_THRESHOLD = 0.3
@@ -55,8 +56,9 @@ def register(subparsers: Any) -> None:
         "detect",
         help="detect objects in images; write COCO-style JSON and annotated pictures",
         description="Run the detector on image files and folders. Writes OUT/detections.jsonl (a line per image "
-                    "as it finishes), OUT/detections.json (COCO results with category names) and OUT/<image "
-                    "stem>.png (detections, attention maps and the crops the detector looked at). Unreadable "
+                    "as it finishes), OUT/detections.json (COCO results with category names) and OUT/<name>.png "
+                    "(detections, attention maps and the crops the detector looked at; <name>: the image's path "
+                    "below the folder searched, without its suffix unless another image shares the name). Unreadable "
                     "images are reported and skipped; exit code 1 only when no image could be processed. "
                     "No output replaces an input image; existing files are replaced only with --overwrite.",
     )
@@ -79,7 +81,8 @@ def register(subparsers: Any) -> None:
                               "(OUT/labels/<stem>.txt: label cx cy w h score, fractions of the image); repeatable")
     outputs.add_argument("--overwrite", action="store_true", help="replace existing output files in OUT")
     outputs.add_argument("--resume", action="store_true",
-                         help="continue an earlier run in OUT: skip images already in OUT/detections.jsonl")
+                         help="continue an earlier run in OUT: skip images already in OUT/detections.jsonl "
+                              "(refused when its weights, classes or settings differ, see OUT/detect_run.json)")
     parser.add_argument("--recursive", action="store_true", help="also search sub-folders for images "
                         "(never the output folder)")
     parser.set_defaults(func=run)
@@ -102,27 +105,33 @@ def run(args: argparse.Namespace) -> int:
     from cornernet_saccade.backends.distributed import setup, teardown
 
     context = setup(args.device)  # under torchrun: this process's shard of the images
-    jobs = plan_jobs(paths)
+    jobs = plan_jobs(paths, [Path(item) for item in args.inputs if Path(item).is_dir()])
     mine = jobs[context.rank::context.world_size]
     lines = f"detections.rank{context.rank}.jsonl" if context.distributed else LINES_NAME
     folder = OutputFolder(args.out, mine, pictures=not args.no_pictures, per_image=args.per_image,
                           overwrite=args.overwrite, resume=args.resume, lines_name=lines,
                           writes_results=context.is_main)
     detector = build_detector(args, str(context.device))
+    labels = class_selection(args, detector)
+    folder.check_run(run_description(detector, args.weights, labels, args.max_dets), args.resume)
     todo = pending(mine, folder)
     if len(todo) < len(mine):
         print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
     try:
-        processed = detect_all(detector, todo, folder, selection(args, detector))
+        processed = detect_all(detector, todo, folder, lambda found: found.filter(labels, args.max_dets))
+        if processed:
+            print(summary_table(processed))
+        context.barrier()
+        results = folder.finish(jobs, gather=context.distributed) if context.is_main else None
+    except KeyboardInterrupt:
+        print(f"interrupted: the {len(folder.records)} images finished are kept in {folder.lines_path}; rerun the "
+              f"same command with --resume to do the rest", file=sys.stderr)
+        raise
     finally:
         folder.close()
-    print(summary_table(processed))
-    context.barrier()
-    if not context.is_main:
-        teardown(context)
-        return 0
-    results = folder.finish(jobs, gather=context.distributed)
     teardown(context)
+    if not context.is_main:
+        return 0
     done = len(folder.records)
     where = f"; detections written to {results}" if results else ""
     print(f"{done} of {len(jobs)} images processed{where}")
@@ -137,15 +146,11 @@ def build_detector(args: argparse.Namespace, device: str) -> DetectorBase:
     return load_detector(args.weights, class_names_file=args.class_names, **runtime, **detector_settings(args))
 
 
-def selection(args: argparse.Namespace, detector: DetectorBase) -> Any:
-    """The ``--classes`` / ``--max-dets`` filter, as a function of one image's detections."""
-    labels = None if args.classes is None else class_labels(args.classes, detector.class_names,
-                                                              cast(int, detector.model.num_classes))
-
-    def keep(detections: Detections) -> Detections:
-        return detections.filter(labels, args.max_dets)
-
-    return keep
+def class_selection(args: argparse.Namespace, detector: DetectorBase) -> list[int] | None:
+    """The labels ``--classes`` keeps (None: all)."""
+    if args.classes is None:
+        return None
+    return class_labels(args.classes, detector.class_names, cast(int, detector.model.num_classes))
 
 
 def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int) -> list[int]:
@@ -164,13 +169,15 @@ def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int)
 
 
 def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputFolder, keep: Any) -> list[ImageRecord]:
-    """Detect on each job with a progress bar; report and skip the images that fail; stop on an
-    output that cannot be written (what was written stays). Returns the records of this run."""
+    """Detect on each job with a progress bar (on a terminal; else a line per image on stderr, so a
+    log of a run shows how far it got); report and skip the images that fail; stop on an output that
+    cannot be written (what was written stays). Returns the records of this run."""
     from tqdm import tqdm
 
     ids = detector_category_ids(detector)
     records: list[ImageRecord] = []
-    for job in tqdm(jobs, desc="detect", unit="image", disable=None):
+    bar = tqdm(jobs, desc="detect", unit="image", disable=None)
+    for number, job in enumerate(bar, 1):
         try:
             record, detections, image = detect_image(detector, job, ids, keep, view_progress=True)
         except CornerNetSaccadeError as exc:
@@ -184,6 +191,9 @@ def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputF
         finally:
             image.close()
         records.append(record)
+        if bar.disable:
+            print(f"{number}/{len(jobs)} {job.path}: {len(record.results)} detections, {record.seconds:.2f} s",
+                  file=sys.stderr, flush=True)
     return records
 
 
@@ -193,13 +203,26 @@ def _naming(path: object, exc: Exception) -> str:
     return message if str(path) in message else f"{path}: {message}"
 
 
+def display_names(file_names: Sequence[str]) -> list[str]:
+    """Short distinct names of image paths: relative to their common folder (``sub/coffee.png``), the
+    file name alone for one image, the paths as given when they share no folder."""
+    paths = [Path(name) for name in file_names]
+    if len(paths) < 2:
+        return [path.name for path in paths]
+    try:
+        common = Path(os.path.commonpath(paths))
+    except ValueError:  # absolute and relative paths mixed
+        return list(file_names)
+    return [path.relative_to(common).as_posix() for path in paths]
+
+
 def summary_table(records: Sequence[ImageRecord]) -> str:
     """Aligned text table: image, detections, top classes, crops looked at, seconds."""
     rows = []
-    for record in records:
+    for record, shown in zip(records, display_names([record.file_name for record in records])):
         names = Counter(entry["category"] for entry in record.results).most_common(TOP_CLASSES)
         top = ", ".join(f"{name}:{count}" for name, count in names) or "-"
-        rows.append((Path(record.file_name).name, str(len(record.results)), top, str(record.crops),
+        rows.append((shown, str(len(record.results)), top, str(record.crops),
                      f"{record.seconds:.2f}"))
     header = ("image", "detections", "top classes", "crops", "seconds")
     return format_table(header, rows, (False, True, False, True, True))

@@ -1,4 +1,4 @@
-"""``cornernet-saccade evaluate --weights W --data VAL.json``: COCO AP of a model on a COCO-format set."""
+"""``cornernet-saccade evaluate --weights W --data VAL``: COCO AP of a model on a COCO JSON, VOC or CSV set."""
 from __future__ import annotations
 
 import argparse
@@ -19,12 +19,12 @@ def register(subparsers: Any) -> None:
     """Add the ``evaluate`` parser to ``subparsers``."""
     parser = subparsers.add_parser(
         "evaluate",
-        help="COCO evaluation (AP, AP50, AP75, AP small/medium/large) on a COCO JSON set",
-        description="Detect on every image of a COCO-format annotation file with the saccade detector and "
-                    "score the detections with pycocotools.",
+        help="COCO evaluation (AP, AP50, AP75, AP small/medium/large) on a COCO JSON, VOC or CSV set",
+        description="Detect on every image of an annotated set (COCO JSON; VOC or CSV, converted to COCO with "
+                    "the model's classes as categories) and score the detections with pycocotools.",
     )
     add_weights_option(parser)
-    add_dataset_options(parser, "COCO JSON annotation file of the evaluation images")
+    add_dataset_options(parser, "annotations of the evaluation images: COCO JSON, VOC folder or split file, or CSV")
     parser.add_argument("--out", help="write the detections here (COCO results JSON; a folder gets "
                                       "detections.json); never the annotation file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")

@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     parser.add_argument("--num", type=int, required=True, help="number of training images")
     parser.add_argument("--val-num", type=int, default=0, help="number of validation images")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the files of an earlier dataset in OUT (without it, they are kept and "
+                             "the command stops)")
     parser.add_argument("--large", action="store_true",
                         help="large scenes: 2048-4096 x 1536-3072 px, the same object sizes and the same "
                              "object and clutter densities (up to 307 objects); the options below still "
@@ -44,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     base = SceneConfig.large() if args.large else SceneConfig()
     given = {name: getattr(args, name) for name in SCENE_OPTIONS if getattr(args, name) is not None}
     config = dataclasses.replace(base, **given)
-    paths = make_shapes_dataset(args.out, args.seed, args.num, args.val_num, config, progress=True)
+    paths = make_shapes_dataset(args.out, args.seed, args.num, args.val_num, config, progress=True,
+                                overwrite=args.overwrite)
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0

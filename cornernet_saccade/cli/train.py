@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
                         help="continue a run from PATH (a checkpoint or a run folder; default: OUT/last.pt)")
     parser.add_argument("--out", help="run folder (overrides out_dir; default with --resume: the checkpoint's folder)")
     parser.add_argument("--threads", type=int, metavar="N",
-                        help="CPU threads per process (sets the config's threads; 0: all cores)")
+                        help="CPU threads per process (sets the config's threads; 0: the cores other work leaves free)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set optim.lr=1e-4 --set batch_size=8 (repeatable)")
     parser.set_defaults(func=run, parser=parser)

@@ -23,6 +23,7 @@ skipped). Issue locations are ``image id N`` / ``annotation id N``, or ``images[
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeGuard
@@ -30,6 +31,7 @@ from typing import Any, TypeGuard
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
 from cornernet_saccade.data.records import DetectionDataset, ImageRecord
 from cornernet_saccade.errors import AnnotationError
+from cornernet_saccade.inputs import read_input_bytes
 
 _IMAGE_KEYS = ("id", "file_name")
 _ANNOTATION_KEYS = ("image_id", "category_id", "bbox")
@@ -74,15 +76,15 @@ def read_coco(
 
 def _load_json(path: Path) -> dict[str, Any]:
     """The parsed top-level object, checked to hold the three lists."""
+    data = read_input_bytes(path, AnnotationError, "annotation file")
     try:
-        with path.open("rb") as handle:
-            document = json.load(handle)
-    except FileNotFoundError as exc:
-        raise AnnotationError(f"{path}: annotation file not found") from exc
+        document = json.loads(data)
     except json.JSONDecodeError as exc:
         raise AnnotationError(
             f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise AnnotationError(f"{path}: not valid JSON ({exc})") from None
     except (UnicodeDecodeError, RecursionError, IsADirectoryError, PermissionError) as exc:
         raise AnnotationError(f"{path}: cannot read as JSON ({type(exc).__name__}: {exc})") from exc
     if not isinstance(document, dict):
@@ -206,6 +208,37 @@ def _read_annotations(
         builder.add_box(
             image, entry["category_id"], _xywh_to_xyxy(entry["bbox"]), annotation_path=path, location=location
         )
+
+
+def ground_truth_document(path: str | Path) -> dict[str, Any]:
+    """The file's document as the scores need it (pycocotools): the images with an integer id and
+    the annotations of those images whose category id is an integer and whose ``bbox`` is four
+    finite numbers (as floats; crowd regions included), with ``iscrowd`` (0) and ``area`` (box area)
+    filled in where missing or malformed and ids renumbered 1..N. What the reader skips with a
+    problem report is left out here too, instead of failing inside pycocotools."""
+    path = Path(path)
+    document = _load_json(path)
+    images = [entry for entry in document["images"] if isinstance(entry, dict) and _is_id(entry.get("id"))]
+    image_ids = {entry["id"] for entry in images}
+    annotations: list[dict[str, Any]] = []
+    for entry in document["annotations"]:
+        if not isinstance(entry, dict) or not _is_id(entry.get("image_id")) or entry["image_id"] not in image_ids:
+            continue
+        box = _finite_box(entry.get("bbox"))
+        if not _is_id(entry.get("category_id")) or box is None:
+            continue
+        area = parse_number(entry.get("area"))
+        annotations.append({**entry, "id": len(annotations) + 1, "bbox": box,
+                            "iscrowd": 1 if entry.get("iscrowd", 0) == 1 else 0,
+                            "area": area if area is not None and math.isfinite(area) else box[2] * box[3]})
+    return {**document, "images": images, "annotations": annotations}
+
+
+def _finite_box(bbox: object) -> list[float] | None:
+    """COCO ``[x, y, w, h]`` as four finite floats, else ``None``."""
+    values = [parse_number(value) for value in bbox] if isinstance(bbox, list) and len(bbox) == 4 else []
+    numbers = [value for value in values if value is not None and math.isfinite(value)]
+    return numbers if len(numbers) == 4 else None
 
 
 def _xywh_to_xyxy(bbox: object) -> tuple[float | None, ...]:

@@ -18,12 +18,14 @@ path, or some but not all box fields empty: the row is skipped).
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
 from cornernet_saccade.data.records import DetectionDataset
 from cornernet_saccade.errors import AnnotationError
+from cornernet_saccade.inputs import read_input_text
 
 _FIELDS = ("image_path", "xmin", "ymin", "xmax", "ymax", "label")
 
@@ -78,7 +80,7 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str]]]:
     """``(line number, six fields)`` for each data row (blank lines and a header row skipped)."""
     line = 0
     try:
-        with path.open("r", encoding="utf-8-sig", newline="") as handle:
+        with io.StringIO(read_input_text(path, AnnotationError, "annotation file"), newline="") as handle:
             reader = csv.reader(handle, strict=True)
             first = True
             for row in reader:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.data.records import DetectionDataset
 from cornernet_saccade.data.targets import (
     ATTENTION_TARGET_KEYS,
@@ -55,6 +56,14 @@ REFERENCE_LONG_SIDE_TIERS = (
     (float(SMALL_OBJECT_MAX), SMALL_OBJECT_MAX, LARGE_OBJECT_MIN + 1),
     (0.0, MIN_TRAINED_LONG_SIDE, SMALL_OBJECT_MAX + 1),
 )
+
+
+#: Bounds of the size-like sample settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): crop pixels, heatmap cells and classes, tag slots,
+#: scales.
+SAMPLING_BOUNDS: dict[str, float] = {"input_size": 2047, "output_size": 512, "num_classes": 10_000,
+                                     "max_objects": 4096, "empty_image_scales": 16, "rand_scales": 16,
+                                     "border": 2047}
 
 
 @dataclass(frozen=True)
@@ -104,6 +113,7 @@ class SamplingConfig:
     empty_image_scales: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0, 1.1)
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), SAMPLING_BOUNDS)
         for name in ("centre_crop_prob", "flip_prob", "vflip_prob", "rotate90_prob"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")

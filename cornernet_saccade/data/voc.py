@@ -36,6 +36,7 @@ from pathlib import Path
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
 from cornernet_saccade.data.records import DetectionDataset
 from cornernet_saccade.errors import AnnotationError
+from cornernet_saccade.inputs import read_input_bytes, read_input_text
 
 _COORDINATES = ("xmin", "ymin", "xmax", "ymax")
 
@@ -94,10 +95,7 @@ def _annotation_files(path: Path) -> tuple[list[Path], Path | None]:
 
 def _split_ids(path: Path) -> list[str]:
     """The image ids of a VOC split file (first word of each non-blank line)."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (UnicodeDecodeError, PermissionError) as exc:
-        raise AnnotationError(f"{path}: cannot read the split file ({exc})") from exc
+    lines = read_input_text(path, AnnotationError, "split file").splitlines()
     ids = [line.split()[0] for line in lines if line.strip()]
     if not ids:
         raise AnnotationError(f"{path}: split file lists no image ids")
@@ -163,7 +161,7 @@ class _VocReader:
 def _parse(xml_file: Path) -> ElementTree.Element:
     """The ``<annotation>`` root element of an XML file."""
     try:
-        root = ElementTree.parse(xml_file).getroot()
+        root = ElementTree.fromstring(read_input_bytes(xml_file, AnnotationError, "XML file"))
     except ElementTree.ParseError as exc:
         line, column = exc.position
         raise AnnotationError(f"{xml_file}: malformed XML (line {line}, column {column}: {exc})") from exc

@@ -19,6 +19,7 @@ Everything is drawn from one ``numpy.random.Generator``: the same seed gives the
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,10 @@ import numpy as np
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.data.coco import coco_document, write_json
 from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.errors import ConfigError, OutputError
 
 #: Class names; label ``i`` is ``CLASS_NAMES[i]`` (COCO category id ``i + 1``).
 CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "ring")
@@ -46,6 +48,13 @@ JPEG_QUALITY = 92
 
 #: Mean image area of :meth:`SceneConfig.large` over the default's: ``(3072 * 2304) / (960 * 720)``.
 LARGE_AREA_RATIO = 3072 * 2304 / (960 * 720)
+
+
+#: Bounds of the size-like scene settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): image sides up to 100 megapixels (the image readers'
+#: default limit), objects per image, object sides, clutter.
+SCENE_BOUNDS: dict[str, float] = {"max_width": 10_000, "max_height": 10_000, "max_objects": 5_000,
+                                  "max_object_size": 10_000, "clutter_scale": 1_000}
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,10 @@ class SceneConfig:
                    max_objects=round(cls.max_objects * LARGE_AREA_RATIO), clutter_scale=LARGE_AREA_RATIO)
 
     def __post_init__(self) -> None:
+        try:
+            check_bounds(vars(self), SCENE_BOUNDS)
+        except ValueError as exc:
+            raise ConfigError(f"shape scene settings: {exc}") from None
         checks = [
             (0 < self.min_width <= self.max_width, "need 0 < min_width <= max_width"),
             (0 < self.min_height <= self.max_height, "need 0 < min_height <= max_height"),
@@ -402,7 +415,7 @@ def _write_split(out_dir: Path, split: str, seed: int, split_code: int, count: i
     records = []
     for index in tqdm(range(count), desc=split, unit="image", disable=not progress):
         image, boxes, labels = render_scene(np.random.default_rng([seed, split_code, index]), config)
-        file_name = f"images/{split}_{index:06d}.jpg"
+        file_name = _image_name(split, index)
         Image.fromarray(image).save(out_dir / file_name, quality=JPEG_QUALITY, subsampling=0)
         records.append(ImageRecord(index + 1, file_name, image.shape[1], image.shape[0], boxes, labels))
     document = coco_document(records, CLASS_NAMES,
@@ -412,20 +425,39 @@ def _write_split(out_dir: Path, split: str, seed: int, split_code: int, count: i
     return path
 
 
+def _image_name(split: str, index: int) -> str:
+    return f"images/{split}_{index:06d}.jpg"
+
+
+def _check_nothing_replaced(out: Path, counts: dict[str, int]) -> None:
+    """OutputError naming the first file of the dataset that already exists in ``out`` (and how many
+    more would be replaced): a user's earlier dataset is replaced only with ``overwrite``."""
+    targets = [out / f"{split}.json" for split in counts]
+    targets += [out / _image_name(split, index) for split, count in counts.items() for index in range(count)]
+    existing = [path for path in targets if os.path.lexists(path)]
+    if existing:
+        more = f" (and {len(existing) - 1} more files of the dataset)" if len(existing) > 1 else ""
+        raise OutputError(f"{existing[0]}: already exists{more}; choose another --out or add --overwrite")
+
+
 def make_shapes_dataset(out_dir: str | Path, seed: int, num_train: int, num_val: int = 0,
-                        config: SceneConfig = SceneConfig(), progress: bool = False,
+                        config: SceneConfig = SceneConfig(), progress: bool = False, overwrite: bool = False,
                         ) -> dict[str, Path]:
     """Write a synthetic COCO dataset: ``out_dir/{train,val}.json`` and ``out_dir/images/*.jpg``.
 
     Image ``i`` of a split is drawn from ``default_rng([seed, split, i])`` (split 0 = train,
     1 = val), so the two splits never share a scene and any image can be re-rendered alone.
     ``file_name`` entries are relative to ``out_dir``. ``progress`` shows a progress bar on stderr.
-    Returns the written JSON paths by split.
+    Returns the written JSON paths by split. Files of the dataset already in ``out_dir`` are replaced
+    only with ``overwrite`` (else OutputError naming one, before anything is written).
     """
     if seed < 0 or num_train < 0 or num_val < 0:
         raise ConfigError(f"make-shapes {out_dir}: seed and image counts must be >= 0, "
                           f"got seed={seed}, num_train={num_train}, num_val={num_val}")
     out = Path(out_dir)
+    counts = {"train": num_train, "val": num_val}
+    if not overwrite:
+        _check_nothing_replaced(out, counts)
     (out / "images").mkdir(parents=True, exist_ok=True)
     return {split: _write_split(out, split, seed, code, count, config, progress)
-            for code, (split, count) in enumerate((("train", num_train), ("val", num_val)))}
+            for code, (split, count) in enumerate(counts.items())}

@@ -1,7 +1,9 @@
-"""COCO evaluation: run a :class:`~cornernet_saccade.inference.detector.SaccadeDetector` over a COCO-format set
-and score it with pycocotools.
+"""COCO evaluation: run a detector over an annotated set and score it with pycocotools.
 
-Classes become the annotation file's categories by
+The set is a COCO JSON file, scored as it is, or any other format :func:`~cornernet_saccade.data.load.load_dataset`
+reads (VOC, CSV), converted to COCO in memory with the detector's classes as its categories (objects
+of other classes are reported and left out; VOC ``difficult`` objects are left out, so a detection
+of one counts as a false positive). Classes become the categories by
 :func:`~cornernet_saccade.inference.labels.category_ids`. Results are written in the COCO
 format of the original: ``bbox = [x1, y1, x2 - x1, y2 - y1]`` and ``score``, both rounded to 2
 decimals. pycocotools' console output is captured; :meth:`EvaluationResult.table` prints a summary.
@@ -21,9 +23,10 @@ from tqdm import tqdm
 
 from cornernet_saccade.backends import load_detector
 from cornernet_saccade.backends.distributed import DistContext
-from cornernet_saccade.data.load import detect_format, load_dataset
-from cornernet_saccade.data.records import ImageRecord
-from cornernet_saccade.errors import AnnotationError, CornerNetSaccadeError, OutputError
+from cornernet_saccade.data.coco import coco_document, ground_truth_document
+from cornernet_saccade.data.load import DatasetFormat, detect_format, load_dataset
+from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import coco_results
@@ -73,12 +76,17 @@ class EvaluationResult:
 
 
 def load_ground_truth(path: str | Path) -> Any:
-    """A pycocotools ``COCO`` of the annotation file; missing ``area`` (box area) and ``iscrowd`` (0)
+    """A pycocotools ``COCO`` of the annotation file's usable entries
+    (:func:`~cornernet_saccade.data.coco.ground_truth_document`: ``area`` and ``iscrowd`` filled in,
+    malformed entries left out as the reader leaves them out)."""
+    return coco_ground_truth(ground_truth_document(path))
+
+
+def coco_ground_truth(document: dict[str, Any]) -> Any:
+    """A pycocotools ``COCO`` of a COCO document; missing ``area`` (box area) and ``iscrowd`` (0)
     are filled in, since COCOeval needs them."""
     from pycocotools.coco import COCO
 
-    with open(path, "rb") as handle:
-        document = json.load(handle)
     for annotation in document.get("annotations", []):
         annotation.setdefault("iscrowd", 0)
         if "area" not in annotation:
@@ -149,18 +157,24 @@ def _detect_all(detector: DetectorBase, records: Sequence[ImageRecord], category
     return run
 
 
-def _require_coco(path: str | Path) -> None:
-    """AnnotationError when ``path`` is a VOC folder or split file or a CSV file: the scores need a
-    COCO JSON file. Paths of other extensions are left to the JSON reader."""
-    try:
-        found = detect_format(path)
-    except AnnotationError:
-        return
-    if found != "coco":
-        raise AnnotationError(
-            f"{path}: evaluation needs a COCO JSON annotation file (an object with 'images', 'annotations' "
-            f"and 'categories' lists, docs/training.md §1), not a {found.upper()} dataset"
-        )
+def evaluation_set(
+    annotations: str | Path, image_root: str | Path | None, format: DatasetFormat | None,
+    class_names: Sequence[str] | None, num_classes: int,
+) -> tuple[DetectionDataset, Any, list[int]]:
+    """The records, the pycocotools ground truth and the category id of each of the detector's
+    ``num_classes`` classes (named ``class_names``) of an annotation set: a COCO JSON file as it is,
+    another format (``format``, else told from the path) read with ``class_names`` and converted to
+    COCO (category ids ``label + 1``). AnnotationError when the set cannot be read or its categories
+    do not fit the classes: the trainer calls it before training, so that evaluation during training
+    cannot fail later."""
+    chosen = format or detect_format(annotations)
+    if chosen == "coco":
+        dataset, ground_truth = load_dataset(annotations, image_root=image_root, format="coco"), load_ground_truth(annotations)
+    else:
+        dataset = load_dataset(annotations, image_root=image_root, format=chosen, class_names=class_names)
+        ground_truth = coco_ground_truth(coco_document(dataset.records, dataset.class_names, str(annotations)))
+    ids = category_ids(class_names, num_classes, ground_truth.dataset["categories"], str(annotations))
+    return dataset, ground_truth, ids
 
 
 def _gathered(run: _DetectionRun) -> _DetectionRun:
@@ -188,8 +202,11 @@ def evaluate_detector(
     progress: bool = True,
     overwrite: bool = False,
     context: DistContext | None = None,
+    format: DatasetFormat | None = None,
 ) -> EvaluationResult:
-    """Detect on the images of a COCO JSON file (the first ``max_images``; 0: all) and score.
+    """Detect on the images of an annotation set (the first ``max_images``; 0: all) and score: a
+    COCO JSON file, or a VOC / CSV set converted to COCO (:func:`evaluation_set`; ``format`` as
+    :func:`~cornernet_saccade.data.load.load_dataset`, told from the path when None).
 
     With a distributed ``context`` (every process calls this), each process detects on every
     ``world_size``-th image; the results are gathered and each process returns the scores of all.
@@ -201,11 +218,8 @@ def evaluate_detector(
     order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
     scores.
     """
-    _require_coco(annotations)
-    dataset = load_dataset(annotations, image_root=image_root, format="coco")
-    ground_truth = load_ground_truth(annotations)
-    class_ids = category_ids(detector.class_names, cast(int, detector.model.num_classes),
-                             ground_truth.dataset["categories"], str(annotations))
+    dataset, ground_truth, class_ids = evaluation_set(
+        annotations, image_root, format, detector.class_names, cast(int, detector.model.num_classes))
     records = dataset.records[:max_images] if max_images else dataset.records
     target = results_target(results_path, annotations, overwrite)
     if context is not None and context.distributed:
@@ -256,7 +270,8 @@ def evaluate(
     context: DistContext | None = None,
     **settings: Any,
 ) -> EvaluationResult:
-    """Load ``weights`` (path, run folder or bundled name) and evaluate it on a COCO JSON set with the
+    """Load ``weights`` (path, run folder or bundled name) and evaluate it on an annotation set (COCO
+    JSON, VOC or CSV, see :func:`evaluate_detector`) with the
     network ``backend`` (see :func:`cornernet_saccade.backends.load_detector`, which also takes the
     detector ``settings``, e.g. ``mode="full"``)."""
     results_target(results_path, annotations, overwrite)  # refuse a bad --out before loading anything

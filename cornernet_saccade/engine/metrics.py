@@ -7,13 +7,14 @@ Each line has ``kind`` (``train``, ``val``, ``eval``, ``bad_sample``, ``skipped_
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from cornernet_saccade.errors import OutputError
-from cornernet_saccade.outputs import atomic_write, make_folder
+from cornernet_saccade.outputs import atomic_write, make_folder, open_no_follow, write_whole
 
 METRICS_NAME = "metrics.jsonl"
 
@@ -38,34 +39,31 @@ class MetricsLogger:
     def __init__(self, out_dir: str | Path, enabled: bool = True, resumed_at: int | None = None) -> None:
         self.enabled = enabled
         self.path = Path(out_dir) / METRICS_NAME
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
         self._writer = None
         if enabled:
             make_folder(self.path.parent)
-            if resumed_at is not None and self.path.is_file():
+            if resumed_at is not None and self.path.is_file() and not self.path.is_symlink():
                 drop_records_after(self.path, resumed_at)
-            try:
-                self._file = self.path.open("a", encoding="utf-8")
-            except OSError as exc:
-                raise OutputError(f"{self.path}: cannot write ({exc.strerror or exc})") from None
+            self._fd = open_no_follow(self.path, append=True)
             self._writer = _tensorboard_writer(self.path.parent)
 
     def log(self, kind: str, iteration: int, **values: Any) -> None:
         if not self.enabled:
             return
-        assert self._file is not None, "MetricsLogger.log after close"
+        assert self._fd is not None, "MetricsLogger.log after close"
         record = {"kind": kind, "iteration": iteration, "time": round(time.time(), 3), **values}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        write_whole(self._fd, self.path, (json.dumps(record) + "\n").encode())
         if self._writer is not None:
             for name, value in values.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     self._writer.add_scalar(f"{kind}/{name}", value, iteration)
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            with contextlib.suppress(OSError):  # every record was written whole
+                os.close(self._fd)
+            self._fd = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None

@@ -8,6 +8,7 @@ the files load with ``weights_only=True``.
 """
 from __future__ import annotations
 
+import math
 import os
 import random
 import shutil
@@ -108,6 +109,40 @@ def check_training_state(stored: StoredCheckpoint) -> None:
         raise CheckpointError(f"{stored.path}: malformed training checkpoint: {problem}")
 
 
+def check_restored_optimizer(path: str, optimizer: torch.optim.Optimizer, scheduler: Any) -> None:
+    """CheckpointError naming ``path`` when the optimizer and scheduler state just restored from it
+    cannot drive this run (the types were checked before, but not what the values mean): a learning
+    rate that is not a finite positive number, a per-parameter state tensor (``exp_avg``, ...) of
+    another shape than its parameter, a scheduler ``last_epoch`` that is not an integer or
+    ``base_lrs`` that are not one learning rate per parameter group. A checkpoint poisoned this
+    way cannot be resumed; start from an earlier one."""
+    problem = _scheduler_problem(scheduler, len(optimizer.param_groups))
+    for index, group in enumerate(optimizer.param_groups):
+        if problem is None and not _is_learning_rate(group.get("lr")):
+            problem = f"optimizer param_groups[{index}].lr is {_short(group.get('lr'))}, not a finite positive number"
+        for param in group["params"] if problem is None else ():
+            for key, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() and value.shape != param.shape:
+                    problem = (f"optimizer state {key!r} has shape {tuple(value.shape)}, its parameter "
+                               f"{tuple(param.shape)}")
+    if problem:
+        raise CheckpointError(f"{path}: malformed training checkpoint: {problem}; resume from an earlier "
+                              f"checkpoint of the run")
+
+
+def _is_learning_rate(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _scheduler_problem(scheduler: Any, groups: int) -> str | None:
+    if isinstance(scheduler.last_epoch, bool) or not isinstance(scheduler.last_epoch, int):
+        return f"scheduler last_epoch is {_short(scheduler.last_epoch)}, not an integer"
+    base_lrs = scheduler.base_lrs
+    if not isinstance(base_lrs, list) or len(base_lrs) != groups or not all(map(_is_learning_rate, base_lrs)):
+        return f"scheduler base_lrs is {_short(base_lrs)}, not {groups} finite positive learning rate(s)"
+    return None
+
+
 def restore_rng_state(state: dict[str, Any]) -> None:
     """Inverse of :func:`capture_rng_state` (the CUDA state goes to the current CUDA device)."""
     torch.set_rng_state(state["torch"])
@@ -130,6 +165,12 @@ class CheckpointManager:
     @property
     def last_path(self) -> Path:
         return self.out_dir / LAST_NAME
+
+    def earlier_run_files(self) -> list[Path]:
+        """The checkpoints of a run already in ``out_dir``: ``last.pt`` (also a link to nowhere) and
+        ``checkpoint_*.pt`` files, sorted. A new run there would overwrite and prune them."""
+        checkpoints = sorted(self.out_dir.glob(CHECKPOINT_GLOB))
+        return ([self.last_path] if os.path.lexists(self.last_path) else []) + checkpoints
 
     def remove_stale_temp_files(self) -> list[Path]:
         """Delete the temp files of saves that a killed run left (:data:`STALE_TEMP_GLOBS`, nothing

@@ -5,7 +5,8 @@ A config file has the sections ``data``, ``model`` (the network's config: ``Mode
 or ``cornernet``), ``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`, or
 :class:`~cornernet_saccade.data.samples.CornerNetSamplingConfig` for ``squeeze`` / ``cornernet``) and
 ``optim``, plus the top-level run settings of :class:`TrainConfig`. Omitted keys take the official COCO
-values (docs/reference.md §2).
+values (docs/reference.md §2), except that with ``init_weights`` the network (``architecture`` and the
+``model`` keys) is the weights file's, under the keys the config gives.
 ``--set optim.lr=1e-4`` style overrides are applied to the raw mapping before validation, so they go
 through the same checks. Unknown keys, wrong types and inconsistent values raise
 :class:`~cornernet_saccade.errors.ConfigError` naming the file and the key.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.config import (
     apply_overrides,
     bundled_config_dir,
@@ -30,6 +32,12 @@ from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import CornerNetSamplingConfig, SamplingConfig
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase, HourglassConfig
+from cornernet_saccade.model.checkpoint import (
+    read_checkpoint,
+    resolve_weights_path,
+    stored_architecture,
+    stored_model_config,
+)
 from cornernet_saccade.model.cornernet import CornerNet
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
 from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
@@ -46,6 +54,10 @@ SAMPLING_CLASSES: dict[str, type[SamplingConfig]] = {
 BatchNormMode = Literal["batch", "frozen", "sync"]
 #: Run folder when the config names none.
 DEFAULT_OUT_DIR = "runs/cornernet_saccade"
+#: Bounds of the size-like run settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): images per step (the official run: 48 over 4 GPUs),
+#: loader processes, validation batches; ``threads`` is bounded where threads are set.
+TRAIN_BOUNDS: dict[str, float] = {"batch_size": 1024, "grad_accum": 1024, "workers": 64, "val_batches": 10_000}
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
@@ -145,10 +157,13 @@ class TrainConfig:
     ``checkpoint_every``) are in iterations, 0 turns the action off. ``val_batches``: batches of the
     validation loss; ``eval_images``: images of the COCO evaluation (0: all). ``keep_last``: training
     checkpoints kept (0: all). ``init_weights``: weights to start from (official ``.pkl``, a project
-    checkpoint or a bundled model name; a different class count re-initialises the heatmap heads).
+    checkpoint or a bundled model name; the network is the file's unless ``architecture`` / ``model``
+    say otherwise; a different class count re-initialises the heatmap heads).
     ``on_nonfinite``: ``stop`` raises on a NaN/Inf loss, ``skip`` drops that step. ``device``:
     ``auto``, ``cpu``, ``cuda`` or ``cuda:N``. ``threads``: CPU threads of each process (0: torch's
-    default, all cores). ``architecture``: the network trained (``model`` holds its config).
+    default less the cores other work keeps busy, see
+    :func:`~cornernet_saccade.backends.device.choose_threads`). ``architecture``: the network trained
+    (``model`` holds its config).
     """
 
     data: DataConfig
@@ -177,12 +192,13 @@ class TrainConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TRAIN_BOUNDS)
         counts = {"batch_size": self.batch_size, "grad_accum": self.grad_accum, "val_batches": self.val_batches}
         for name, value in counts.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         if self.threads < 0:
-            raise ValueError(f"threads must be >= 0 (0: all cores), got {self.threads}")
+            raise ValueError(f"threads must be >= 0 (0: the cores other work leaves free), got {self.threads}")
         periods = ("workers", "log_every", "val_every", "eval_every", "eval_images", "checkpoint_every", "keep_last")
         for name in periods:
             if getattr(self, name) < 0:
@@ -190,7 +206,7 @@ class TrainConfig:
         if self.batch_size % self.grad_accum:
             raise ValueError(f"batch_size {self.batch_size} is not divisible by grad_accum {self.grad_accum}")
         if self.eval_every and not self.data.val:
-            raise ValueError("eval_every needs data.val (a COCO JSON file of the evaluation images)")
+            raise ValueError("eval_every needs data.val (the evaluation set: COCO JSON, VOC or CSV)")
         if not _DEVICE_PATTERN.match(self.device):
             raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         if not isinstance(self.model, self.model_class.config_class):
@@ -236,7 +252,29 @@ def train_config_from_dict(data: dict[str, Any], source: str, overrides: Sequenc
         source = f"{source} (with --set overrides)"
     if "data" not in data:
         raise ConfigError(f"{source}: the 'data' section (data.train: the training annotations) is missing")
-    return config_from_dict(TrainConfig, _with_derived_sampling(data, source), source)
+    return config_from_dict(TrainConfig, _with_derived_sampling(_with_weights_network(data), source), source)
+
+
+def _with_weights_network(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` whose network is that of its ``init_weights`` file: the file's architecture unless the
+    config names one, and, for that same architecture, the file's model config (the official
+    defaults for an official ``.pkl``, which stores none) under the ``model`` keys the config gives
+    (fine-tuning ``init_weights: shapes`` with ``model: {num_classes: 2}`` keeps the shapes network).
+    The file is read only when the config leaves some of the network open (a resumed run's config
+    gives all of it)."""
+    weights, model = data.get("init_weights"), data.get("model") or {}
+    architecture = data.get("architecture")
+    if not isinstance(weights, str) or not isinstance(model, dict) or architecture not in (None, *SAMPLING_CLASSES):
+        return data  # config_from_dict names the malformed value
+    fields = MODEL_CLASSES[architecture or "saccade"].config_class.__dataclass_fields__
+    if architecture is not None and set(model) >= set(fields):
+        return data
+    stored = read_checkpoint(resolve_weights_path(weights))
+    held = stored_architecture(stored)
+    if held != (architecture or held):
+        return data  # another network than the file's: loading it names both
+    file_model = stored_model_config(stored)
+    return {**data, "architecture": held, "model": {**(file_model if isinstance(file_model, dict) else {}), **model}}
 
 
 def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
@@ -246,7 +284,8 @@ def _with_derived_sampling(data: dict[str, Any], source: str) -> dict[str, Any]:
     model = data.get("model") or {}
     sampling = data.get("sampling") or {}
     architecture = data.get("architecture", "saccade")
-    if not isinstance(model, dict) or not isinstance(sampling, dict) or architecture not in SAMPLING_CLASSES:
+    if not (isinstance(model, dict) and isinstance(sampling, dict) and isinstance(architecture, str)
+            and architecture in SAMPLING_CLASSES):
         return data  # config_from_dict names the malformed section or value
     model_class = MODEL_CLASSES[architecture]
     sampling_class = SAMPLING_CLASSES[architecture]

@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import random
 import sys
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +38,7 @@ from cornernet_saccade.backends.hardware import choose_amp, detect_capability
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
-from cornernet_saccade.engine.evaluate import evaluate_detector
+from cornernet_saccade.engine.evaluate import evaluate_detector, evaluation_set
 from cornernet_saccade.engine.loader import StreamLayout, stream_loader
 from cornernet_saccade.engine.loss import (
     NORMALIZER_KEYS,
@@ -46,10 +47,11 @@ from cornernet_saccade.engine.loss import (
     LossOutput,
     loss_normalizers,
 )
-from cornernet_saccade.engine.metrics import MetricsLogger
+from cornernet_saccade.engine.metrics import METRICS_NAME, MetricsLogger
 from cornernet_saccade.engine.run_checkpoints import (
     CheckpointManager,
     capture_rng_state,
+    check_restored_optimizer,
     check_training_state,
     restore_rng_state,
 )
@@ -61,6 +63,7 @@ from cornernet_saccade.model.checkpoint import (
     StoredCheckpoint,
     check_model_fits,
     load_checkpoint,
+    read_checkpoint,
     resolve_weights_path,
 )
 from cornernet_saccade.model.heads import HeadOutputs
@@ -106,9 +109,12 @@ def build_model(config: TrainConfig, context: DistContext, init_weights: bool) -
     """The network of ``config.model``, seeded, with ``init_weights`` loaded when asked, BatchNorm
     set up for ``config.batchnorm``, on ``context.device`` (not yet wrapped in DDP)."""
     seed_everything(config.seed)
+    stored = read_checkpoint(resolve_weights_path(config.init_weights)) if init_weights and config.init_weights else None
+    if stored is not None:  # names both networks' shapes when they differ, before building the model
+        check_model_fits(stored, config.model_class, config.model)
     model: nn.Module = config.model_class(config.model)
-    if init_weights and config.init_weights:
-        load_checkpoint(model, resolve_weights_path(config.init_weights))
+    if stored is not None:
+        load_checkpoint(model, stored)
     if config.batchnorm == "frozen":
         for layer in batchnorm_layers(model):
             layer.requires_grad_(False)
@@ -189,6 +195,16 @@ class RunningMean:
         return means
 
 
+def _check_no_earlier_run(out_dir: str, checkpoints: CheckpointManager) -> None:
+    """ConfigError when ``out_dir`` holds an earlier run's checkpoints or metrics (a new run would
+    overwrite, prune and mix them), even one whose ``last.pt`` is missing or dangling."""
+    earlier = checkpoints.earlier_run_files() + [p for p in [Path(out_dir) / METRICS_NAME] if p.exists()]
+    if earlier:
+        shown = ", ".join(p.name for p in earlier[:3]) + (f" and {len(earlier) - 3} more" if len(earlier) > 3 else "")
+        raise ConfigError(f"{out_dir}: already holds a run ({shown}); pass --resume to continue it or --out to "
+                          f"start a new one elsewhere")
+
+
 class Trainer:
     """One training run (see the module docstring). ``resume``: a training checkpoint to continue."""
 
@@ -199,11 +215,8 @@ class Trainer:
         self.context = context
         self.device = context.device
         self.checkpoints = CheckpointManager(config.out_dir, config.keep_last)
-        if resume is None and self.checkpoints.last_path.exists():
-            raise ConfigError(
-                f"{config.out_dir}: already holds a run ({self.checkpoints.last_path.name}); pass --resume to "
-                f"continue it or --out to start a new one elsewhere"
-            )
+        if resume is None:
+            _check_no_earlier_run(config.out_dir, self.checkpoints)
         if resume is not None:
             check_training_state(resume)
             check_model_fits(resume, config.model_class, config.model)
@@ -216,6 +229,9 @@ class Trainer:
         self.val_samples = (
             self._samples(config.data.val, config.data.val_image_root, self.class_names) if config.data.val else None
         )
+        if config.eval_every and config.data.val:  # what evaluation needs, checked before any training
+            evaluation_set(config.data.val, config.data.val_image_root, config.data.format, self.class_names,
+                           config.model.num_classes)
         self.model = build_model(config, context, init_weights=resume is None)
         optim = config.optim
         trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -273,6 +289,7 @@ class Trainer:
                 self.scaler.load_state_dict(state["scaler"])
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{stored.path}: optimizer state does not fit this run's model ({exc})") from None
+        check_restored_optimizer(stored.path, self.optimizer, self.scheduler)
         try:
             restore_rng_state(state["rng"])
         except (ValueError, TypeError, IndexError, RuntimeError) as exc:
@@ -461,7 +478,7 @@ class Trainer:
             mode = {"mode": self.config.eval_mode} if self.config.architecture == "saccade" else {}
             detector = Detector(self.averaged_model, class_names=self.class_names, **mode)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
-                                       self.config.eval_images, progress=False)
+                                       self.config.eval_images, progress=False, format=self.config.data.format)
             self.logger.log("eval", self.iteration, **result.as_dict())
             self._say(f"iteration {self.iteration}:\n{result.table()}")
         set_train_mode(self.model, self.config.batchnorm)
@@ -485,7 +502,9 @@ class Trainer:
 
 def run_training(config: TrainConfig, resume: StoredCheckpoint | None = None) -> TrainResult:
     """Train with ``config`` (in a torchrun job: as one of its processes), optionally resuming."""
-    set_threads(config.threads)
+    threads = set_threads(config.threads)
+    if threads.warning:
+        warnings.warn(threads.warning, RuntimeWarning, stacklevel=2)
     context = setup(config.device)
     try:
         return Trainer(config, context, resume).run()

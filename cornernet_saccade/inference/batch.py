@@ -3,17 +3,21 @@ writing results as each image finishes, so that a crash or a failed write keeps 
 
 An output folder holds ``detections.jsonl`` (one line per finished image, written and flushed as it
 finishes), ``detections.json`` (the COCO results of every finished image, written at the end),
-``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
-``labels/<stem>.txt``). No output ever replaces an input image of the run; an existing file is
-replaced only with ``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
+``detect_run.json`` (what made the results: weights, class names, settings, selection; a resumed run
+must match it), ``<stem>.png`` pictures and, on request, per-image files (``json/<stem>.json``, YOLO
+``labels/<stem>.txt``); ``<stem>`` keeps the sub-folders an image was found in (:func:`output_stems`).
+No output ever replaces an input image of the run; an existing file is replaced only with
+``overwrite`` (or, with ``resume``, when it belongs to an image not yet finished).
 """
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import stat
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,15 @@ from cornernet_saccade.errors import OutputError
 from cornernet_saccade.image_windows import WINDOWED_MIN_PIXELS, ImageWindows, open_windows
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
-from cornernet_saccade.outputs import atomic_write, make_folder, resolved_path, write_text
+from cornernet_saccade.outputs import (
+    FolderLock,
+    atomic_write,
+    make_folder,
+    open_no_follow,
+    resolved_path,
+    write_text,
+    write_whole,
+)
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.detector import DetectorBase
@@ -32,6 +44,10 @@ if TYPE_CHECKING:
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 RESULTS_NAME = "detections.json"
 LINES_NAME = "detections.jsonl"
+RUN_NAME = "detect_run.json"
+#: Detector settings that change no detection (only which images can be read, or speed): a resumed
+#: run may change them (e.g. raise max_pixels for an image the first run skipped).
+RESULT_NEUTRAL_SETTINGS = frozenset({"max_pixels", "batch_size"})
 #: The lines files of a run: ``detections.jsonl``, or one ``detections.rank<N>.jsonl`` per process.
 LINES_GLOB = "detections*.jsonl"
 #: Per-image output formats: sub-folder and file suffix.
@@ -128,23 +144,39 @@ def image_ids(paths: Sequence[Path]) -> list[int]:
     return list(range(1, len(paths) + 1))
 
 
-def output_stems(paths: Sequence[Path]) -> list[str]:
-    """A distinct output name per path: its stem, with ``_2``, ``_3``, ... added on repeats."""
+def output_stems(paths: Sequence[Path], folders: Sequence[Path] = ()) -> list[str]:
+    """A distinct output name per path: its path relative to the first of the searched ``folders``
+    that holds it, without the suffix (``sub/coffee``: the outputs keep the sub-folders), else its
+    stem; names that several paths share keep the suffix (``coffee.jpg``, ``coffee.png``), and
+    ``_2``, ``_3``, ... are added to repeats that remain (the same name under two input folders)."""
+    relative = [_relative_to_search(path, folders) for path in paths]
+    bare = [name.with_suffix("").as_posix() for name in relative]
+    shared = {name for name, count in Counter(bare).items() if count > 1}
     used: set[str] = set()
     stems = []
-    for path in paths:
-        stem, number = path.stem, 1
+    for name, full in zip(bare, relative):
+        base = full.as_posix() if name in shared else name
+        stem, number = base, 1
         while stem in used:
             number += 1
-            stem = f"{path.stem}_{number}"
+            stem = f"{base}_{number}"
         used.add(stem)
         stems.append(stem)
     return stems
 
 
-def plan_jobs(paths: Sequence[Path]) -> list[ImageJob]:
-    """A job per path, with its image id and output stem."""
-    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths))]
+def _relative_to_search(path: Path, folders: Sequence[Path]) -> Path:
+    """``path`` relative to the first of ``folders`` it lies in (as found by :func:`find_images`),
+    else its file name."""
+    for folder in folders:
+        if folder in path.parents:
+            return path.relative_to(folder)
+    return Path(path.name)
+
+
+def plan_jobs(paths: Sequence[Path], folders: Sequence[Path] = ()) -> list[ImageJob]:
+    """A job per path, with its image id and output stem (:func:`output_stems` of the searched ``folders``)."""
+    return [ImageJob(*job) for job in zip(paths, image_ids(paths), output_stems(paths, folders))]
 
 
 class OutputFolder:
@@ -168,10 +200,17 @@ class OutputFolder:
         self.per_image = tuple(per_image)
         self.lines_path = self.folder / lines_name
         self.writes_results = writes_results
-        self.records: dict[str, ImageRecord] = self.read_all_records() if resume else {}
-        self._check_plan(jobs, overwrite or resume)
+        self.records: dict[Path, ImageRecord] = {}
+        self._check_inputs_kept(jobs)
         self._make_folders()
-        self._lines = self._open_lines(append=resume)
+        self._lock = FolderLock(self.folder / f".{lines_name}.lock")
+        try:
+            self.records = self.read_all_records() if resume else {}
+            self._check_plan(jobs, overwrite or resume)
+            self._lines = self._open_lines(append=resume)
+        except BaseException:
+            self._lock.release()
+            raise
 
     def outputs(self, job: ImageJob) -> list[Path]:
         """Every file this run writes for ``job``."""
@@ -180,18 +219,25 @@ class OutputFolder:
                         for f in self.per_image]
 
     def is_done(self, job: ImageJob) -> bool:
-        return str(job.path) in self.records
+        """Whether an earlier run (or this one) finished ``job``'s image: the same file, however its
+        path was written (relative, absolute, through links)."""
+        return resolved_path(job.path) in self.records
 
-    def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
-        inputs = {resolved_path(job.path) for job in jobs}
+    def _planned(self, jobs: Sequence[ImageJob]) -> list[Path]:
         planned = [path for job in jobs if not self.is_done(job) for path in self.outputs(job)]
-        planned += [self.folder / RESULTS_NAME, self.lines_path] if self.writes_results else [self.lines_path]
-        for path in planned:
+        return planned + ([self.folder / RESULTS_NAME, self.folder / RUN_NAME, self.lines_path] if self.writes_results
+                          else [self.lines_path])
+
+    def _check_inputs_kept(self, jobs: Sequence[ImageJob]) -> None:
+        inputs = {resolved_path(job.path) for job in jobs}
+        for path in self._planned(jobs):
             if resolved_path(path) in inputs:
                 raise OutputError(f"{path}: an output would replace an input image of this run; choose "
                                   f"another output folder")
+
+    def _check_plan(self, jobs: Sequence[ImageJob], may_replace: bool) -> None:
         if not may_replace:
-            existing = [path for path in planned if path.exists()]
+            existing = [path for path in self._planned(jobs) if os.path.lexists(path)]
             if existing:
                 more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
                 raise OutputError(f"{existing[0]}{more}: already exists; choose another output folder, "
@@ -202,11 +248,15 @@ class OutputFolder:
         for folder in (self.folder, *subfolders):
             make_folder(folder)
 
-    def _open_lines(self, append: bool) -> Any:
-        try:
-            return open(self.lines_path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115 (closed in finish)
-        except OSError as exc:
-            raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
+    def _open_lines(self, append: bool) -> int:
+        """This process's lines file, never through a link; when appending, cut after its last
+        whole line first (a line torn by a crash or a full disk; its image is redone)."""
+        fd = open_no_follow(self.lines_path, append)
+        if append:
+            whole = self.lines_path.read_bytes().rfind(b"\n") + 1
+            if whole < os.fstat(fd).st_size:
+                os.ftruncate(fd, whole)
+        return fd
 
     def write(self, job: ImageJob, record: ImageRecord, detections: Detections, pixels: Any) -> None:
         """Write one finished image's files, then its ``detections.jsonl`` line (flushed)."""
@@ -219,31 +269,55 @@ class OutputFolder:
             folder, suffix = PER_IMAGE_FORMATS[name]
             text = per_image_text(name, record, detections)
             write_text(self.folder / folder / f"{job.stem}{suffix}", text)
-        try:
-            self._lines.write(record.line() + "\n")
-            self._lines.flush()
-        except OSError as exc:
-            raise OutputError(f"{self.lines_path}: cannot write ({exc.strerror or exc})") from None
-        self.records[record.file_name] = record
+        write_whole(self._lines, self.lines_path, (record.line() + "\n").encode())
+        self.records[resolved_path(record.file_name)] = record
 
-    def read_all_records(self) -> dict[str, ImageRecord]:
-        """The finished images in every lines file of the folder (all processes of the run)."""
-        records: dict[str, ImageRecord] = {}
+    def check_run(self, description: dict[str, Any], resume: bool) -> None:
+        """Make sure every result in the folder comes from the run ``description``
+        (:func:`run_description`): with ``resume``, an earlier ``detect_run.json`` that differs is an
+        OutputError naming what differs (a folder of a version that wrote none is resumed as it is);
+        then the description is written (by the process that writes the results)."""
+        path = self.folder / RUN_NAME
+        if resume and path.is_file():
+            differences = run_differences(_read_json(path), description)
+            if differences:
+                raise OutputError(
+                    f"{self.folder}: --resume would mix results of different runs; that run differs in "
+                    f"{'; '.join(differences)}. Rerun with its options, choose another output folder, or "
+                    f"use --overwrite to start over"
+                )
+        if self.writes_results:
+            write_text(path, json.dumps(description, indent=1) + "\n")
+
+    def read_all_records(self) -> dict[Path, ImageRecord]:
+        """The finished images in every lines file of the folder (all processes of the run), by
+        their files' resolved paths."""
+        records: dict[Path, ImageRecord] = {}
         for path in sorted(self.folder.glob(LINES_GLOB)):
-            records.update(read_records(path))
+            records.update((resolved_path(name), record) for name, record in read_records(path).items())
         return records
 
+    def _close_lines(self) -> None:
+        """Every line was written whole, so closing loses nothing (and its error is not one)."""
+        if self._lines >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self._lines)
+            self._lines = -1
+
     def close(self) -> None:
-        self._lines.close()
+        """Close the lines file and release the lock of this run's outputs (again: nothing)."""
+        self._close_lines()
+        self._lock.release()
 
     def finish(self, order: Sequence[ImageJob], gather: bool = False) -> Path | None:
         """Close the lines file; write ``detections.json`` (every finished image's results, in the
         order of ``order``; with ``gather``, those of every process's lines file too). Returns its
-        path, or None (and writes nothing) when no image finished."""
-        self.close()
+        path, or None (and writes nothing) when no image finished. The outputs stay locked until
+        :meth:`close`."""
+        self._close_lines()
         if gather:
             self.records = self.read_all_records()
-        records = [self.records[str(job.path)] for job in order if str(job.path) in self.records]
+        records = [self.records[resolved_path(job.path)] for job in order if self.is_done(job)]
         if not records:
             return None
         path = self.folder / RESULTS_NAME
@@ -253,24 +327,56 @@ class OutputFolder:
 
 def read_records(path: Path) -> dict[str, ImageRecord]:
     """The finished images of an earlier run (its ``detections.jsonl``), keyed by file name; a
-    missing file gives none, a torn last line (a crash while writing it) is ignored."""
+    missing file gives none, a torn last line (no line end: a crash or a full disk while writing
+    it) is ignored."""
+    if path.is_symlink():
+        raise OutputError(f"{path}: a link; refusing to read or write through it (the program's outputs are "
+                          f"never links: remove it or choose another output folder)")
     if not path.is_file():
         return {}
     records: dict[str, ImageRecord] = {}
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        *lines, _torn = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise OutputError(f"{path}: cannot read the earlier run's results ({exc})") from None
     for number, line in enumerate(lines, 1):
         try:
             data = json.loads(line)
             record = ImageRecord(**data)
-        except (ValueError, TypeError):
-            if number == len(lines):
-                break
+        except (ValueError, TypeError, RecursionError):
             raise OutputError(f"{path}: line {number} is not a result line of this program") from None
         records[record.file_name] = record
     return records
+
+
+def run_description(detector: DetectorBase, weights: str | Path, labels: Sequence[int] | None,
+                    max_dets: int | None) -> dict[str, Any]:
+    """What makes a detection run's results (``detect_run.json``): the weights file, the class names,
+    the detector settings and the class / count selection. JSON types only."""
+    from cornernet_saccade.model.checkpoint import resolve_weights_path
+
+    settings = json.loads(json.dumps(dataclasses.asdict(detector.config)))  # tuples as lists, as read back
+    return {"weights": str(resolve_weights_path(weights).resolve()), "class_names": detector.class_names,
+            "settings": settings, "classes": None if labels is None else list(labels), "max_dets": max_dets}
+
+
+def run_differences(earlier: Any, now: dict[str, Any]) -> list[str]:
+    """``key: earlier value then, value now`` for each entry of a run description (settings one by
+    one, except :data:`RESULT_NEUTRAL_SETTINGS`) that differs; a malformed ``earlier`` is one difference."""
+    if not isinstance(earlier, dict) or not isinstance(earlier.get("settings"), dict):
+        return [f"{RUN_NAME} (not a run description of this program)"]
+    pairs = [(key, earlier.get(key), value) for key, value in now.items() if key != "settings"]
+    pairs += [(key, earlier["settings"].get(key), value) for key, value in now["settings"].items()
+              if key not in RESULT_NEUTRAL_SETTINGS]
+    return [f"{key}: {then!r} then, {value!r} now" for key, then, value in pairs if then != value]
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON document of ``path``; OutputError naming it when it cannot be read."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise OutputError(f"{path}: cannot read the earlier run's description ({exc})") from None
 
 
 def results_json(results: Sequence[dict[str, Any]]) -> str:
@@ -301,7 +407,7 @@ def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
     than :data:`~cornernet_saccade.image_windows.WINDOWED_MIN_PIXELS` pixels (saccade detectors)."""
     from cornernet_saccade.inference.visualize import detection_name
 
-    source = open_windows(job.path)
+    source = open_windows(job.path, max_pixels=detector.config.max_pixels)
     height, width = source.height, source.width
     try:
         with _views_bar(detector, job, view_progress and height * width > WINDOWED_MIN_PIXELS):

@@ -143,13 +143,17 @@ def map_to_image_pixels(detections: Tensor, view: PaddedView, map_hw: tuple[int,
     return torch.cat((boxes, detections[:, 4:]), dim=1)
 
 
+#: The settings of the saccade detector that the CornerNet tester has not (``mode``, ``full_size``,
+#: ``att_max_crops``, ``tile_size``, ...): it runs the whole padded image at each of its test scales.
+SACCADE_ONLY_SETTINGS = frozenset(SaccadeConfig.__dataclass_fields__) - frozenset(CornerNetTestConfig.__dataclass_fields__)
+
+
 def tester_settings(model: nn.Module, settings: Mapping[str, Any]) -> dict[str, Any]:
     """The tester settings of ``model``: its original ones (:meth:`CornerNetTestConfig.for_model`
     by output stride) with ``settings`` on top, the saccade-only options (``mode``, ``full_size``,
     ``att_max_crops``, ...) dropped; the others must be :class:`CornerNetTestConfig` fields."""
-    saccade_only = set(SaccadeConfig.__dataclass_fields__) - set(CornerNetTestConfig.__dataclass_fields__)
     base = dataclasses.asdict(CornerNetTestConfig.for_model(output_stride(model)))
-    return {**base, **{k: v for k, v in settings.items() if k not in saccade_only}}
+    return {**base, **{k: v for k, v in settings.items() if k not in SACCADE_ONLY_SETTINGS}}
 
 
 class CornerNetDetector(DetectorBase):
@@ -178,7 +182,7 @@ class CornerNetDetector(DetectorBase):
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource | ImageWindows) -> Detections:
-        pixels = whole_pixels(image)
+        pixels = whole_pixels(image, max_pixels=self.config.max_pixels)
         views = [padded_view(pixels.shape[:2], s) for s in self.config.test_scales]
         self._check_canvases(views, pixels.shape[:2], image)
         trace = SaccadeTrace(padded_views=True, view_kind="padded views")

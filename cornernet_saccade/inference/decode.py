@@ -81,7 +81,8 @@ def decode_detections(
     """Pair the top-``k`` top-left and bottom-right corners of each image into ``num_dets`` boxes.
 
     Inputs are raw logits of one stack: heats ``[B,C,H,W]``, tags ``[B,1,H,W]``, offsets
-    ``[B,2,H,W]`` (x, y). Returns ``[B,num_dets,8]`` rows ``x1, y1, x2, y2, score, tl_score,
+    ``[B,2,H,W]`` (x, y). Returns ``[B,num_dets,8]`` rows (fewer when the map has fewer than ``k``
+    cells times classes: then every corner is taken) ``x1, y1, x2, y2, score, tl_score,
     br_score, class`` (0-based, as float) in output-map cells, best score first. A pair scores
     ``(tl + br) / 2``, or :data:`REJECTED_SCORE` when the classes differ, the tags are more than
     ``ae_threshold`` apart, the box is inverted after offsets, or (``no_border``) the top-left peak is
@@ -91,6 +92,8 @@ def decode_detections(
     height, width = tl_heat.shape[2:]
     if num_dets > k * k:
         raise ValueError(f"num_dets ({num_dets}) exceeds the {k * k} corner pairs of k={k}")
+    k = min(k, tl_heat[0].numel())  # a small map (a tiny image, a large k) offers fewer corners
+    num_dets = min(num_dets, k * k)
     tl = top_corners(tl_heat, k, kernel)
     br = top_corners(br_heat, k, kernel)
     tl_shift, br_shift = gather_at(tl_off, tl.inds), gather_at(br_off, br.inds)  # [B,K,2]

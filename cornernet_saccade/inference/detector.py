@@ -22,6 +22,7 @@ from cornernet_saccade.images import ImageSource
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.locations import (
     FIRST_ROUND_MIN_SCORE,
+    MAX_NEXT_SCALE,
     attention_peaks,
     decode_attention_locations,
     initial_locations,
@@ -133,6 +134,8 @@ class SaccadeDetector(DetectorBase):
         if config is None:
             config = getattr(model, "test_settings", None)
         self.config: SaccadeConfig = resolve_settings(SaccadeConfig, config, overrides, "saccade config")
+        #: Whether :meth:`_warn_nothing_proposed` has spoken (it does once per detector).
+        self._warned = False
         super().__init__(model, class_names)
         #: Called after each batch of views with their number (e.g. progress on large images).
         self.on_views: ViewsCallback | None = None
@@ -140,12 +143,17 @@ class SaccadeDetector(DetectorBase):
     def __call__(self, image: ImageSource | ImageWindows) -> Detections:
         # a large tiled TIFF is read by windows (image_windows.open_windows); anything else whole, as
         # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
-        source = image if isinstance(image, ImageWindows) else open_windows(image)
+        source = image if isinstance(image, ImageWindows) else open_windows(image, max_pixels=self.config.max_pixels)
         try:
-            return self._detect(self._view_source(source))
+            result = self._detect(self._view_source(source))
         finally:
             if source is not image and isinstance(source, TiffWindows):
                 source.close()
+        proposals = result.trace.proposals
+        if self.config.mode == "saccade" and not len(result) and not len(proposals[0]) and not self._warned:
+            self._warned = True  # once per detector: a batch of empty images would repeat it per image
+            self._warn_nothing_proposed(result.trace)
+        return result
 
     def _view_source(self, source: ImageWindows) -> ViewSource:
         """What views are cut from: an image held whole as a ``uint8 [3,H,W]`` tensor on the device,
@@ -165,6 +173,23 @@ class SaccadeDetector(DetectorBase):
                 detections = self._detect_saccade(image, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
             return self._merge(detections, trace, source_hw(image))
+
+    def _warn_nothing_proposed(self, trace: SaccadeTrace) -> None:
+        """Say (once per detector) why saccade mode found nothing when no location was proposed after the first views:
+        no attention peak reached its threshold and no first-view detection was confident enough
+        to zoom on (an undertrained model, or one trained without attention targets)."""
+        peak = max((float(att.max()) for att in trace.attention_maps if att.size), default=0.0)
+        threshold = self.config.att_thresholds[0]
+        attention = (f"no attention peak reached att_thresholds[0] = {threshold} (the highest was {peak:.3f})"
+                     if peak <= threshold else
+                     f"the attention peaks above att_thresholds[0] = {threshold} lie outside the image or would "
+                     f"zoom in more than {MAX_NEXT_SCALE:g}x (a small image)")
+        warnings.warn(
+            f"saccade mode found nothing: {attention}, and no detection of the first views scored above "
+            f"{FIRST_ROUND_MIN_SCORE}, so no crop was zoomed into; a model this unsure (early in training?) or "
+            f"an image this small may still give detections with mode='full' (--mode full)",
+            UserWarning, stacklevel=3,
+        )
 
     def _detect_saccade(self, image: ViewSource, trace: SaccadeTrace) -> Tensor:
         """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge. The first

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cornernet_saccade.errors import AnnotationError, ConfigError
+from cornernet_saccade.inputs import read_input_text
 
 #: ``(category id, name)`` of the COCO 2014/2017 detection categories, by id.
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -70,10 +71,7 @@ def category_ids(
 
 def read_class_names(path: str | Path) -> list[str]:
     """Class names from a text file, one per line (surrounding spaces and blank lines ignored)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the class names file ({exc})") from None
+    text = read_input_text(path, ConfigError, "class names file")
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 

@@ -66,8 +66,9 @@ def initial_locations(height: int, width: int, sizes: Sequence[int], canvas: int
             rows.append([height // 2, width // 2, scale, 1.0])
             continue
         half = window_side(scale, canvas) // 2
-        columns = tile_origins(width, 2 * half, 0)
-        for y in tile_origins(height, 2 * half, 0):
+        side = max(1, 2 * half)  # a window of 1 pixel (an image of a few pixels zoomed far) has half 0
+        columns = tile_origins(width, side, 0)
+        for y in tile_origins(height, side, 0):
             rows.extend([y + half, x + half, scale, 1.0] for x in columns)
     return np.array(rows, dtype=np.float32)
 

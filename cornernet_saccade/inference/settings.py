@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from cornernet_saccade.bounds import check_bounds
+from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.nms import SoftNMSMethod
 from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, is_input_size
 
@@ -12,6 +14,16 @@ CPU_BATCH_SIZE = 4
 #: Tiles per network call on a GPU in tiled mode when ``SaccadeConfig.batch_size`` is None: 8 tiles
 #: of 511 px are the pixels of the original's 32-crop batches of 255 px.
 GPU_TILE_BATCH_SIZE = 8
+
+
+#: Bounds of the size-like test settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised on
+#: purpose with ``CORNERNET_SACCADE_LIMITS``): pixels of a network input or first view, corners,
+#: boxes and crops per image, crops per network call, zoom and test scales, pooling windows.
+TEST_SETTING_BOUNDS: dict[str, float] = {
+    "init_sizes": 4096, "full_size": 4096, "tile_size": 4096, "att_max_crops": 1000, "att_scales": 16,
+    "test_scales": 4, "top_k": 1000, "full_top_k": 1000, "num_dets": 10_000, "full_num_dets": 10_000,
+    "max_per_image": 10_000, "batch_size": 256, "nms_kernel": 63, "att_nms_ks": 63,
+}
 
 
 NMS_METHODS = {"hard": SoftNMSMethod.HARD, "linear": SoftNMSMethod.LINEAR, "gaussian": SoftNMSMethod.GAUSSIAN}
@@ -56,6 +68,9 @@ class SaccadeConfig:
     original batched up to 32; tiles: :data:`GPU_TILE_BATCH_SIZE` at once), batches of
     :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the caches (official network, fast
     path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8; benchmarks/fast_inference.py).
+    ``max_pixels``: the largest image file (width x height) the detector decodes
+    (:func:`~cornernet_saccade.images.read_image`; a guard against decompression bombs, 100
+    megapixels by default); raise it for a larger image you trust. Arrays and tensors are not limited.
     """
 
     mode: Literal["saccade", "full", "tiled"] = "saccade"
@@ -84,8 +99,10 @@ class SaccadeConfig:
     tile_overlap: int = 128
     score_threshold: float = 0.0
     clip_boxes: bool = True
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TEST_SETTING_BOUNDS)
         if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
         if not self.init_sizes or min(self.init_sizes) < 1:
@@ -94,8 +111,8 @@ class SaccadeConfig:
             raise ValueError("att_scales needs one (coarse, middle, fine) triple per att_thresholds entry")
         if any(k < 1 or k % 2 == 0 for k in (*self.att_nms_ks, self.nms_kernel)):
             raise ValueError("att_nms_ks and nms_kernel must be odd and positive")
-        if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size or 1, self.full_size) < 1:
-            raise ValueError("att_max_crops must be >= 0; max_per_image, batch_size, full_size >= 1")
+        if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size or 1, self.full_size, self.max_pixels) < 1:
+            raise ValueError("att_max_crops must be >= 0; max_per_image, batch_size, full_size, max_pixels >= 1")
         for k, num in ((self.top_k, self.num_dets), (self.full_top_k, self.full_num_dets)):
             check_decode_caps(k, num)
         if self.nms_sigma <= 0:
@@ -123,7 +140,7 @@ class CornerNetTestConfig:
     ``merge_bbox`` averages near-duplicate boxes with weights ``(1 - decay) ** weight_exp`` (the
     original's multi-scale setting: ``merge_bbox=True, weight_exp=10``); then the
     ``max_per_image`` best (ties kept) and ``score_threshold`` as :class:`SaccadeConfig`. Boxes are
-    always clipped to the image, as the original does.
+    always clipped to the image, as the original does. ``max_pixels`` as :class:`SaccadeConfig`.
     """
 
     test_scales: tuple[float, ...] = (1.0,)
@@ -140,8 +157,10 @@ class CornerNetTestConfig:
     weight_exp: float = 8.0
     max_per_image: int = 100
     score_threshold: float = 0.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), TEST_SETTING_BOUNDS)
         if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
             raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
         if not self.test_scales or not all(s > 0 for s in self.test_scales):
@@ -149,8 +168,8 @@ class CornerNetTestConfig:
         if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
             raise ValueError("nms_kernel must be odd and positive")
         check_decode_caps(self.top_k, self.num_dets)
-        if self.max_per_image < 1 or self.nms_sigma <= 0 or self.weight_exp < 0:
-            raise ValueError("max_per_image must be >= 1, nms_sigma > 0, weight_exp >= 0")
+        if min(self.max_per_image, self.max_pixels) < 1 or self.nms_sigma <= 0 or self.weight_exp < 0:
+            raise ValueError("max_per_image and max_pixels must be >= 1, nms_sigma > 0, weight_exp >= 0")
 
     @classmethod
     def squeeze(cls) -> CornerNetTestConfig:

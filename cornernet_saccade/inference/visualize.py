@@ -2,10 +2,12 @@
 
 :func:`draw_detections` draws each box (image pixels, x1 y1 x2 y2) in its class's colour with a
 ``name score`` label; line width and font size grow with the image, so the picture reads the same
-at any size. :func:`render_panel` puts the annotated image beside tiles built from the detector's
-:class:`~cornernet_saccade.inference.results.SaccadeTrace`: every view it looked at (the downsized first-round
-views and the zoomed crops, as rectangles clipped to the image) and, in saccade mode, the first
-round's coarse / middle / fine attention probabilities as heat over the image.
+at any size, but a label is no taller than about half its box (:func:`label_font_size`), so the
+labels of small objects on a large image do not hide them. :func:`render_panel` puts the annotated
+image beside tiles built from the detector's :class:`~cornernet_saccade.inference.results.SaccadeTrace`:
+every view it looked at (the downsized first-round views and the zoomed crops, as rectangles clipped
+to the image) and, in saccade mode, the first round's coarse / middle / fine attention probabilities
+as heat over the image.
 """
 from __future__ import annotations
 
@@ -71,9 +73,22 @@ def line_width(width: int, height: int) -> int:
     return max(1, round(max(width, height) / 400))
 
 
+#: Smallest label font size (pixels): still readable.
+MIN_FONT_SIZE = 9
+#: A label's font is at most this fraction of its box's shorter side.
+FONT_TO_BOX = 0.5
+
+
 def font_size(width: int, height: int) -> int:
-    """Label font size (pixels) for a picture of ``width x height``."""
+    """Largest label font size (pixels) for a picture of ``width x height``."""
     return max(11, round(max(width, height) / 45))
+
+
+def label_font_size(picture_size: tuple[int, int], box: Rectangle) -> int:
+    """Font size of the label of ``box`` (inclusive x1, y1, x2, y2 picture pixels): the picture's
+    :func:`font_size`, at most :data:`FONT_TO_BOX` of the box's shorter side, at least :data:`MIN_FONT_SIZE`."""
+    x1, y1, x2, y2 = box
+    return max(MIN_FONT_SIZE, min(font_size(*picture_size), round(FONT_TO_BOX * min(x2 - x1 + 1, y2 - y1 + 1))))
 
 
 def detection_name(detections: Detections, index: int, class_names: Sequence[str] | None = None) -> str:
@@ -97,31 +112,33 @@ def draw_detections(
 
     ``image_rgb``: ``uint8 [H,W,3]`` RGB (or anything :func:`~cornernet_saccade.images.read_image`
     takes; it is not modified). Boxes are in image pixels, rounded to the nearest pixel; the outline
-    lies inside the box. The ``name score`` label sits on a bar of the class colour above the box
-    (inside it at the image's top edge); when that place is taken by a better detection's label, it
-    moves inside the box's top, then below the box, then down in steps of its height until it is free. The best
-    detection is drawn last, on top, and chooses its label place first.
+    lies inside the box. The ``name score`` label (font :func:`label_font_size`) sits on a bar of the
+    class colour above the box (inside it at the image's top edge); when that place is taken by a
+    better detection's label, it moves inside the box's top, then below the box, then down inside the
+    box in steps of its height; when no place near the box is free it takes the first one, over the
+    other label, rather than a tower of labels away from its box. The best detection is drawn last,
+    on top, and chooses its label place first.
     """
     picture = Image.fromarray(read_image(image_rgb))
     draw = ImageDraw.Draw(picture)
     thickness = line_width(*picture.size)
-    font = label_font(font_size(*picture.size))
     drawable = (detections.scores >= score_threshold) & np.isfinite(detections.boxes).all(axis=1)
     boxes: dict[int, Rectangle] = {}
-    labels: dict[int, tuple[str, Rectangle]] = {}
+    labels: dict[int, tuple[str, Rectangle, Font]] = {}
     placed: list[Rectangle] = []
     for index in map(int, np.flatnonzero(drawable)):  # best first: the best labels get the best places
         x1, x2 = sorted(round(float(v)) for v in detections.boxes[index, [0, 2]])
         y1, y2 = sorted(round(float(v)) for v in detections.boxes[index, [1, 3]])
         boxes[index] = (x1, y1, x2, y2)
+        font = label_font(label_font_size(picture.size, boxes[index]))
         text = f"{detection_name(detections, index, class_names)} {detections.scores[index]:.2f}"
         bar = label_bar(draw, boxes[index], text, font, picture.size, placed)
         placed.append(bar)
-        labels[index] = (text, bar)
+        labels[index] = (text, bar, font)
     for index in list(boxes)[::-1]:
         colour = class_colour(int(detections.labels[index]))
         draw.rectangle(boxes[index], outline=colour, width=thickness)
-        text, bar = labels[index]
+        text, bar, font = labels[index]
         _draw_label(draw, bar, text, colour, font)
     return picture
 
@@ -136,7 +153,7 @@ def label_bar(draw: ImageDraw.ImageDraw, box: Rectangle, text: str, font: Font, 
     bar_w, bar_h = _bar_size(draw, text, font)
     x1, y1, x2, y2 = box
     candidates = [(x1, y1 - bar_h), (x1, y1), (x1, y2 + 1)]
-    candidates += [(x1, y1 + step * bar_h) for step in range(1, 1 + max(0, size[1] // max(bar_h, 1)))]
+    candidates += [(x1, y1 + step * bar_h) for step in range(1, max(1, (y2 - y1 + 1) // max(bar_h, 1)))]
     fallback = None
     for x, y in candidates:
         if y < 0 or y + bar_h > size[1]:

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from torch import Tensor, nn
 
+from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.model.checkpoint import bundled_weights_path, model_from_checkpoint
 from cornernet_saccade.model.heads import PRIOR_BIAS, CornerPoolModule, HeadOutputs, prediction_head
@@ -45,6 +46,7 @@ class HourglassConfig:
     head_dim: int = 256
 
     def __post_init__(self) -> None:
+        check_bounds(vars(self), MODEL_BOUNDS)
         if self.num_classes < 1 or self.num_stacks < 1:
             raise ValueError("num_classes and num_stacks must be >= 1")
         if len(self.dims) < 2 or len(self.dims) != len(self.modules):
@@ -61,6 +63,11 @@ class HourglassConfig:
         return self.num_stacks * sum(self.modules)
 
 
+#: Bounds of the network's size-like settings (:func:`~cornernet_saccade.bounds.check_bounds`; raised
+#: on purpose with ``CORNERNET_SACCADE_LIMITS``): the official networks use 2 or 3 stacks, widths up
+#: to 512 and 4 blocks per level; LVIS has 1,203 classes.
+MODEL_BOUNDS: dict[str, float] = {"num_classes": 10_000, "num_stacks": 8, "dims": 2048, "modules": 16,
+                                  "stem_dim": 2048, "pool_dim": 2048, "head_dim": 2048}
 ModelT = TypeVar("ModelT", bound="CornerNetBase")
 #: The network class of each ``architecture`` name (filled as the model modules are imported).
 MODEL_CLASSES: dict[str, type[CornerNetBase]] = {}

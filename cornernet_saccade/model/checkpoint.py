@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.config import check_tree_size, config_from_dict
 from cornernet_saccade.errors import CheckpointError, ConfigError
 from cornernet_saccade.outputs import atomic_write
 
@@ -93,11 +93,40 @@ def _json_metadata(path: str | Path, metadata: dict[str, Any], key: str) -> Any:
     """The JSON value of ``metadata[key]``; CheckpointError naming the file and key when malformed."""
     try:
         return json.loads(metadata[key])
-    except (TypeError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+    except (TypeError, ValueError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
         raise CheckpointError(f"{path}: metadata entry {key!r} is not valid JSON ({exc})") from None
 
 
+#: Largest pickle (the structure of a torch zip file: ``data.pkl``, tensors apart) read: a training
+#: checkpoint of the official network holds under 1 MB; a few hundred KB of deflated pickle opcodes
+#: can expand to gigabytes of Python objects.
+MAX_PICKLE_BYTES = 16 << 20
+#: Largest ratio of a torch zip file's stored (uncompressed) size to its size on disk: ``torch.save``
+#: stores its members uncompressed, a file built to expand on reading is refused before it does.
+MAX_EXPANSION = 4
+
+
+def _check_zip_sizes(path: Path) -> None:
+    """CheckpointError naming ``path`` when its zip directory declares a pickle above
+    :data:`MAX_PICKLE_BYTES` or members that expand beyond :data:`MAX_EXPANSION` times the file
+    (only the directory is read; the members are never decompressed here)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load reports the malformed file
+    for member in members:
+        if member.filename.endswith(".pkl") and member.file_size > MAX_PICKLE_BYTES:
+            raise CheckpointError(f"{path}: its pickle {member.filename} declares {member.file_size:,} bytes, above "
+                                  f"the {MAX_PICKLE_BYTES:,} a checkpoint needs; refusing to read it")
+    stored = sum(member.file_size for member in members)
+    if stored > MAX_EXPANSION * path.stat().st_size + (1 << 20):
+        raise CheckpointError(f"{path}: its members expand to {stored:,} bytes, {stored // path.stat().st_size}x the "
+                              f"file; torch checkpoints are stored uncompressed, refusing to read it")
+
+
 def _torch_load(path: Path) -> Any:
+    _check_zip_sizes(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -166,8 +195,10 @@ def _stored_from_torch(path: Path, obj: Any) -> StoredCheckpoint:
 
 
 def _checked(stored: StoredCheckpoint) -> StoredCheckpoint:
-    """``stored``, once its class names and test settings are known to be well-formed (else
-    CheckpointError): a malformed entry is reported when the file is read, not deep in a later step."""
+    """``stored``, once its class names and test settings are known to be well-formed and its stored
+    data (config, training state) of bounded size (else CheckpointError): a malformed entry is
+    reported when the file is read, not deep in a later step."""
+    check_tree_size([stored.model_config, stored.training_state], f"{stored.path}: stored data", CheckpointError)
     _ = stored.class_names, stored.test_settings
     return stored
 
@@ -201,12 +232,26 @@ def _fit_problems(
     return problems, class_heads
 
 
-def _check_finite(path: str, tensors: dict[str, Tensor]) -> None:
-    """CheckpointError naming ``path`` and the tensors when a floating-point tensor holds NaN or Inf
-    (such weights silently give no detections at all)."""
-    bad = [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise CheckpointError(f"{path}: non-finite weights (NaN or Inf) in {len(bad)} tensors: {_describe(bad)}")
+#: The dtypes a weight may be stored in (converted to the model's on loading); float8 and the
+#: others cannot be checked or converted faithfully.
+WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+
+
+def _check_values(path: str, tensors: dict[str, Tensor], own: dict[str, Tensor]) -> None:
+    """CheckpointError naming ``path`` and the tensors when a tensor cannot hold what the model's
+    does (a weight not of :data:`WEIGHT_DTYPES`; a counter not an integer) or holds values that
+    silently give no or nonsense detections: NaN or Inf, a negative BatchNorm ``running_var``."""
+    checks = [
+        ("of a dtype weights cannot have (bool, integer, complex, float8; float32, float16, bfloat16 or float64 "
+         "expected)", lambda k, v: (v.dtype not in WEIGHT_DTYPES) if own[k].is_floating_point()
+         else (v.is_floating_point() or v.is_complex() or v.dtype == torch.bool)),
+        ("non-finite weights (NaN or Inf)", lambda k, v: v.is_floating_point() and not bool(torch.isfinite(v).all())),
+        ("negative BatchNorm running_var", lambda k, v: k.endswith("running_var") and bool((v < 0).any())),
+    ]
+    for problem, is_bad in checks:
+        bad = [k for k, v in tensors.items() if is_bad(k, v)]
+        if bad:
+            raise CheckpointError(f"{path}: {problem} in {len(bad)} tensors: {_describe(bad)}")
 
 
 def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> StoredCheckpoint:
@@ -215,8 +260,9 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
     Every key must be present with the right shape, except when only the number of classes differs:
     then the last conv of the heatmap heads (``tl_heats.*.1``, ``br_heats.*.1``) keeps its fresh
     initialisation and a warning names the skipped keys (fine-tuning onto another class set).
-    Any other missing, unexpected or mis-shaped key, or a NaN/Inf value in a loaded tensor, raises
-    :class:`CheckpointError` naming the file and the keys.
+    Any other missing, unexpected or mis-shaped key, or a loaded tensor of a wrong dtype or with
+    values no trained network has (:func:`_check_values`), raises :class:`CheckpointError` naming
+    the file and the keys.
     """
     stored = source if isinstance(source, StoredCheckpoint) else read_checkpoint(source)
     own = model.state_dict()
@@ -225,7 +271,7 @@ def load_checkpoint(model: nn.Module, source: str | Path | StoredCheckpoint) -> 
     if problems:
         raise CheckpointError(f"{stored.path}: does not fit this model; " + "; ".join(problems))
     to_load = {k: v for k, v in loaded.items() if k not in class_heads}
-    _check_finite(stored.path, to_load)
+    _check_values(stored.path, to_load, own)
     if class_heads:
         warnings.warn(
             f"{stored.path}: number of classes differs ({loaded[class_heads[0]].shape[0]} in the file, "
@@ -260,9 +306,11 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
     if problems:
         implied = sum(shape.numel() for shape in own.values())
         held = sum(v.numel() for v in stored.state_dict.values())
+        file_config = stored_model_config(stored)
+        holds = f"a network of model config {file_config}, " if isinstance(file_config, dict) else ""
         raise CheckpointError(
             f"{stored.path}: does not fit the model config {config} ({implied:,} values, the file holds "
-            f"{held:,}); " + "; ".join(problems)
+            f"{holds}{held:,} values); " + "; ".join(problems)
         )
 
 
@@ -279,6 +327,13 @@ def _model_config_dict(model: nn.Module) -> dict[str, Any] | None:
     values = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
     architecture = getattr(model, "architecture", "")
     return {ARCHITECTURE_KEY: architecture, **values} if architecture else values
+
+
+def stored_model_config(stored: StoredCheckpoint) -> Any:
+    """The file's ``model_config`` without its architecture entry (the network's shape: a mapping of
+    the network's config fields), as stored (None when absent; a malformed one as it is)."""
+    config = stored.model_config
+    return {k: v for k, v in config.items() if k != ARCHITECTURE_KEY} if isinstance(config, dict) else config
 
 
 def stored_architecture(stored: StoredCheckpoint) -> str:
@@ -355,12 +410,16 @@ def save_checkpoint(
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
+def bundled_model_names() -> list[str]:
+    """Names of the bundled default models (``cornernet_saccade/weights/<name>.safetensors``), sorted."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
 def bundled_weights_path(name: str) -> Path:
     """Path of a bundled default model (``cornernet_saccade/weights/<name>.safetensors``)."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     if not path.is_file():
-        available = sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-        raise CheckpointError(f"no bundled model named {name!r} (available: {available or 'none'})")
+        raise CheckpointError(f"no bundled model named {name!r} (available: {bundled_model_names() or 'none'})")
     return path
 
 
@@ -368,6 +427,8 @@ def resolve_weights_path(weights: str | Path) -> Path:
     """The file behind ``weights``: a weights file, a training run folder (its ``last.pt``) or the
     name of a bundled model (e.g. ``shapes``). CheckpointError naming ``weights`` when none fits."""
     path = Path(weights)
+    if path.exists():
+        _warn_if_shadowing(path)
     if path.is_file():
         return path
     if path.is_dir():
@@ -378,6 +439,15 @@ def resolve_weights_path(weights: str | Path) -> Path:
     if path.suffix or len(path.parts) > 1:
         raise CheckpointError(f"{path}: no such weights file")
     return bundled_weights_path(str(weights))
+
+
+def _warn_if_shadowing(path: Path) -> None:
+    """Warn, naming both, when the local ``path`` is taken for a bare name that is also a bundled
+    model's (a folder ``shapes`` in the working directory hides the bundled ``shapes``)."""
+    bundled = WEIGHTS_DIR / f"{path}.safetensors"
+    if len(path.parts) == 1 and not path.suffix and bundled.is_file():
+        warnings.warn(f"{path}: loading {path.resolve()} from the working directory, not the bundled model "
+                      f"{path.name!r}; to load the bundled one, pass its path {bundled}", stacklevel=3)
 
 
 ModelT = TypeVar("ModelT", bound=nn.Module)
@@ -417,9 +487,7 @@ def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, over
     config_class = cls.config_class
     _check_architecture(stored, cls)
     if config is None:
-        file_config = stored.model_config
-        if isinstance(file_config, dict):
-            file_config = {k: v for k, v in file_config.items() if k != ARCHITECTURE_KEY}
+        file_config = stored_model_config(stored)
         try:
             config = config_from_dict(config_class, file_config, f"{stored.path}: model_config")
         except ConfigError as exc:
