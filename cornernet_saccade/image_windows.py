@@ -124,6 +124,11 @@ class TiffWindows:
                              f"byte counts for a {self._grid[0]} x {self._grid[1]} grid)")
         self._offsets = np.asarray(offsets, np.int64)
         self._counts = np.asarray(counts, np.int64)
+        size = path.stat().st_size
+        if len(offsets) and (self._offsets.min() < 0 or self._counts.min() < 0
+                             or (self._offsets + self._counts).max() > size):
+            raise ImageError(f"{path}: the TIFF tile table points outside the file ({size} bytes); truncated or "
+                             f"corrupt")
 
     def read(self, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
         chunk_h, chunk_w = self._chunk

@@ -4,6 +4,7 @@ compression; other images are read whole; a large tiled TIFF is detected within 
 from __future__ import annotations
 
 import json
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -105,6 +106,20 @@ def test_a_truncated_tile_is_an_error_naming_the_file(tmp_path):
     windows = open_windows(path)
     with pytest.raises(ImageError, match=f"{path}: cannot decode the TIFF window"):
         windows.read(0, 10, 0, 10)
+
+
+@pytest.mark.usefixtures("windowed_from_any_size")
+def test_a_truncated_tiff_is_an_error_naming_the_file(tmp_path):
+    pixels = random_rgb()
+    path = tmp_path / "tiled.tif"
+    write_tiled_tiff(path, 300, 410, 64, lambda y0, y1, x0, x1: pixels[y0:y1, x0:x1])
+    data = path.read_bytes()
+    with Image.open(path) as image:
+        offsets = image.tag_v2[324]  # TileOffsets
+    table = struct.pack("<2I", *offsets[:2])
+    path.write_bytes(data.replace(table, struct.pack("<2I", len(data) + 100, offsets[1])))  # tile 0 past the end
+    with pytest.raises(ImageError, match=f"{path}: the TIFF tile table points outside the file"):
+        open_windows(path)
 
 
 @pytest.mark.usefixtures("windowed_from_any_size")
