@@ -54,12 +54,13 @@ def test_the_grid_zoom_makes_the_smallest_object_trained_size_after_the_fine_zoo
     assert zoom <= 1.0 or max(plan.init_sizes) == 255  # never enlarged (a tiny image's 255 view aside)
 
 
-def test_fixed_views_are_the_settings_and_auto_keeps_the_whole_image_views():
+def test_fixed_views_are_the_settings_and_auto_only_adds_to_them():
     fixed = SaccadeConfig(init_sizes=(255, 511), att_max_crops=7)
     assert view_plan(20000, 20000, fixed) == ViewPlan((255, 511), 7)
     auto = SaccadeConfig(views="auto", init_sizes=(255, 511), att_max_crops=7)
-    assert view_plan(3072, 4096, auto).init_sizes == (255, 1024)  # the 511 grid is replaced
-    assert view_plan(3072, 4096, SaccadeConfig(views="auto", init_sizes=(511,))).init_sizes == (255, 1024)
+    assert view_plan(3072, 4096, auto) == ViewPlan((255, 511, 1024), 21)  # 7 * 3
+    assert view_plan(1000, 1000, auto) == ViewPlan((255, 511), 7)  # the 511 grid zooms 0.511 > 0.25
+    assert view_plan(3072, 4096, SaccadeConfig(views="auto", init_sizes=(1100,))).init_sizes == (1100,)
 
 
 def test_crop_budget_follows_the_area_within_its_bounds():

@@ -50,8 +50,8 @@ class SaccadeConfig:
     ``att_scales`` (zoom multipliers for the coarse, middle, fine maps); at most ``att_max_crops``
     zoomed crops over all rounds (the ``init_sizes`` views do not count; a size above the 255 px crop
     is a grid of first views covering the whole image at that zoom,
-    :func:`~cornernet_saccade.inference.locations.initial_locations`). ``views="auto"`` replaces the
-    ``init_sizes`` grids and the ``att_max_crops`` cap by ones derived from each image's size
+    :func:`~cornernet_saccade.inference.locations.initial_locations`). ``views="auto"`` adds to the
+    ``init_sizes`` views and raises the ``att_max_crops`` cap as each image's size needs
     (:func:`~cornernet_saccade.inference.view_policy.view_plan`): a grid of first views whose zoom
     lets the attention maps find objects of long side ``min_object_size`` image pixels, and a crop
     budget that grows with the image area; ``"fixed"`` (default) uses them as given. Decoding: ``top_k`` corners

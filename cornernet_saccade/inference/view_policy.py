@@ -3,14 +3,14 @@
 ``views="fixed"`` takes ``init_sizes`` and ``att_max_crops`` as given (the original). ``views="auto"``
 derives both from the image size (:func:`view_plan`):
 
-* **first views**: the whole-image views of ``init_sizes`` (its sizes up to the 255 px crop; 255
-  when it has none), for large objects, plus one grid of 255 px views covering the image (an
-  ``init_sizes`` entry above 255, see :func:`~cornernet_saccade.inference.locations.initial_locations`)
-  at the zoom :func:`grid_zoom`, which makes an object of long side ``min_object_size`` (image
-  pixels) ``MIN_TRAINED_LONG_SIDE / fine`` crop pixels long in the first view (one fine attention
-  cell, 4 crop pixels, with the official ``fine`` zoom 4) and ``MIN_TRAINED_LONG_SIDE`` (16, the
-  smallest long side the training sampler shows) in the crop the fine attention map proposes there.
-  No grid when the whole-image views already zoom that much (a small image).
+* **first views**: those of ``init_sizes`` (the whole-image views, for large objects, and any grid
+  they hold), plus one grid of 255 px views covering the image (an ``init_sizes`` entry above 255,
+  see :func:`~cornernet_saccade.inference.locations.initial_locations`) at the zoom
+  :func:`grid_zoom`, which makes an object of long side ``min_object_size`` (image pixels)
+  ``MIN_TRAINED_LONG_SIDE / fine`` crop pixels long in the first view (one fine attention cell, 4
+  crop pixels, with the official ``fine`` zoom 4) and ``MIN_TRAINED_LONG_SIDE`` (16, the smallest
+  long side the training sampler shows) in the crop the fine attention map proposes there. No grid
+  when ``init_sizes`` already zoom that much (a small image): auto never looks at less than fixed.
 * **crop budget**: every location the attention maps and the confident detections propose is
   zoomed into, up to ``att_max_crops`` per :data:`AUTO_CROP_AREA` image pixels (at least
   ``att_max_crops``, at most :data:`MAX_AUTO_CROPS`).
@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 
 from cornernet_saccade.inference.settings import SaccadeConfig
-from cornernet_saccade.model.geometry import CROP_SIZE, MIN_TRAINED_LONG_SIDE
+from cornernet_saccade.model.geometry import MIN_TRAINED_LONG_SIDE
 
 #: Highest zoom (crop pixels per image pixel) of the auto grid: native resolution. First views never
 #: enlarge the image; with the official fine zoom 4 its fine proposals reach the largest zoom a
@@ -66,16 +66,15 @@ def crop_budget(height: int, width: int, max_crops: int) -> int:
 def view_plan(height: int, width: int, config: SaccadeConfig) -> ViewPlan:
     """The first views and crop budget of a ``height x width`` image (image pixels) under ``config``.
 
-    ``views="fixed"``: ``init_sizes`` and ``att_max_crops``. ``views="auto"``: the whole-image
-    sizes of ``init_sizes`` (those up to ``CROP_SIZE``; ``(CROP_SIZE,)`` when none), then the grid
-    size ``ceil(grid_zoom * max(height, width))`` when it exceeds them; budget :func:`crop_budget`.
+    ``views="fixed"``: ``init_sizes`` and ``att_max_crops``. ``views="auto"``: ``init_sizes``, then
+    the grid size ``ceil(grid_zoom * max(height, width))`` when it exceeds them all; budget
+    :func:`crop_budget`.
     E.g. official settings and ``min_object_size`` 16 (zoom 0.25): a 640x480 image keeps
     ``(192, 255)``, a 4096x3072 image gets ``(192, 255, 1024)``.
     """
     if config.views == "fixed":
         return ViewPlan(config.init_sizes, config.att_max_crops)
-    whole = tuple(size for size in config.init_sizes if size <= CROP_SIZE) or (CROP_SIZE,)
     zoom = grid_zoom(config.min_object_size, config.att_scales[0][-1])
     grid = math.ceil(zoom * max(height, width))
-    sizes = (*whole, grid) if grid > max(whole) else whole
+    sizes = (*config.init_sizes, grid) if grid > max(config.init_sizes) else config.init_sizes
     return ViewPlan(sizes, crop_budget(height, width, config.att_max_crops))
