@@ -166,7 +166,7 @@ class TiffWindows:
 
 def _tiff_of_chunks(tags: TiffImagePlugin.ImageFileDirectory_v2, tiled: bool, size: tuple[int, int],
                     chunks: list[bytes]) -> bytes:
-    """A little-endian-or-as-the-source TIFF of ``size`` (height, width) image pixels whose tiles (or
+    """A TIFF (in the source's byte order) of ``size`` (height, width) image pixels whose tiles (or
     strips), row-major, are the still-compressed ``chunks`` of the source, with the source's
     decoding tags."""
     ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=tags.prefix)
