@@ -54,7 +54,7 @@ DEFAULT_MAX_PIXELS = 100_000_000
 ACCEPTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
 
 #: What Pillow's parsers and decoders raise on corrupt or hostile data.
-_DECODER_ERRORS = (
+DECODER_ERRORS = (
     OSError,  # includes PIL.UnidentifiedImageError and "image file is truncated"
     ValueError,
     SyntaxError,  # e.g. "broken PNG file"
@@ -113,7 +113,7 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
             value range.
     """
     if isinstance(source, Image.Image):
-        return _pil_pixels(source, _PIL_NAME, max_pixels)
+        return pil_to_rgb8(source, _PIL_NAME, max_pixels)
     if _is_tensor(source):
         source = _tensor_to_hwc(source)
     if isinstance(source, np.ndarray):
@@ -121,15 +121,15 @@ def read_image(source: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> 
     if not isinstance(source, (str, PathLike)):
         raise ImageError(f"read_image expects a path, a numpy array, a PIL image or a torch tensor, "
                          f"got {type(source).__name__}")
-    path = _existing_file(source)
+    path = existing_file(source)
     with _pillow_limit(max_pixels), _open(path) as image:
         _check_pixel_count(path, image.size, max_pixels)
         try:
             image.load()
             upright = _apply_orientation(image, _orientation(image))
-        except _DECODER_ERRORS as exc:
+        except DECODER_ERRORS as exc:
             raise ImageError(f"{path}: cannot decode the image ({_describe(exc)})") from exc
-        return _pil_pixels(upright, path, max_pixels)
+        return pil_to_rgb8(upright, path, max_pixels)
 
 
 @contextlib.contextmanager
@@ -148,12 +148,12 @@ def _pillow_limit(max_pixels: int) -> Iterator[None]:
         Image.MAX_IMAGE_PIXELS = limit
 
 
-def _pil_pixels(image: Image.Image, name: object, max_pixels: int) -> np.ndarray:
+def pil_to_rgb8(image: Image.Image, name: object, max_pixels: int) -> np.ndarray:
     """A loaded PIL image as ``uint8 [H, W, 3]`` RGB."""
     _check_pixel_count(name, image.size, max_pixels)
     try:
         pixels = np.asarray(image) if image.mode in _DIRECT_MODES else np.asarray(image.convert("RGB"))
-    except _DECODER_ERRORS as exc:
+    except DECODER_ERRORS as exc:
         raise ImageError(f"{name}: cannot decode the image ({_describe(exc)})") from exc
     return _hwc_to_rgb8(_as_hwc(pixels, name), name)
 
@@ -179,7 +179,7 @@ def image_size(path: str | PathLike[str]) -> tuple[int, int]:
         ImageError: the file is missing, empty, not an accepted image format, or its header is
             corrupt or beyond Pillow's decompression-bomb limit.
     """
-    checked = _existing_file(path)
+    checked = existing_file(path)
     with _open(checked) as image:
         width, height = image.size
         if _orientation(image) in _SWAPPING_ORIENTATIONS:
@@ -187,7 +187,7 @@ def image_size(path: str | PathLike[str]) -> tuple[int, int]:
         return width, height
 
 
-def _existing_file(path: str | PathLike[str]) -> Path:
+def existing_file(path: str | PathLike[str]) -> Path:
     """The path, after checking it names a non-empty regular file."""
     checked = Path(path)
     try:
@@ -217,7 +217,7 @@ def _open(path: Path) -> Image.Image:
         raise ImageError(f"{path}: refused by Pillow's decompression-bomb check ({exc})") from exc
     except PermissionError as exc:
         raise ImageError(f"{path}: permission denied") from exc
-    except _DECODER_ERRORS as exc:
+    except DECODER_ERRORS as exc:
         accepted = ", ".join(ACCEPTED_FORMATS)
         raise ImageError(
             f"{path}: not a readable image (accepted formats: {accepted}; {_describe(exc)})"
@@ -244,7 +244,7 @@ def _orientation(image: Image.Image) -> int:
     """
     try:
         value = image.getexif().get(ExifTags.Base.Orientation, 1)
-    except _DECODER_ERRORS:
+    except DECODER_ERRORS:
         return 1
     return value if isinstance(value, int) and value in _ORIENTATION_TRANSPOSE else 1
 

@@ -2,7 +2,7 @@
 
 ``--weights``; the runtime (``--device``, ``--backend``, ``--threads``); the detector settings
 (``--mode``, ``--full-size``, ``--tile-size``, ``--tile-overlap``, ``--score-threshold``, ``--max-crops``,
-``--max-pixels`` and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
+``--views``, ``--max-pixels`` and ``--set KEY=VALUE`` for any other setting), which default to the weights' stored test settings,
 else :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s values.
 """
 from __future__ import annotations
@@ -21,7 +21,8 @@ from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, bundled_model_names
 
 #: ``--option`` -> the :class:`SaccadeConfig` field it sets.
 DETECTOR_OPTIONS = {"mode": "mode", "full_size": "full_size", "tile_size": "tile_size", "tile_overlap": "tile_overlap",
-                    "score_threshold": "score_threshold", "max_crops": "att_max_crops", "max_pixels": "max_pixels"}
+                    "score_threshold": "score_threshold", "max_crops": "att_max_crops", "views": "views",
+                    "max_pixels": "max_pixels"}
 #: Options that only one ``--mode`` reads -> that mode.
 MODE_OPTIONS = {"full_size": "full", "tile_size": "tiled", "tile_overlap": "tiled"}
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(SaccadeConfig)}
@@ -93,7 +94,12 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
                        help=f"keep detections scoring at least this (default: {shown}; the Python API's "
                             f"SaccadeDetector default is {_DEFAULTS['score_threshold']})")
     group.add_argument("--max-crops", type=int, default=None,
-                       help=f"most zoomed crops per image (default: {_DEFAULTS['att_max_crops']})")
+                       help=f"most zoomed crops per image; with --views auto, per 2048x2048 pixels of image "
+                            f"(default: {_DEFAULTS['att_max_crops']})")
+    group.add_argument("--views", choices=("fixed", "auto"), default=None,
+                       help="saccade first views and crop budget: as the settings give them (fixed), or derived "
+                            "from each image's size and --set min_object_size=PIXELS (auto) "
+                            f"(default: {_DEFAULTS['views']})")
     add_max_pixels_option(group, None)
     group.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="settings",
                        help="any other test setting (a SaccadeConfig field for CornerNet-Saccade, a "

@@ -179,15 +179,17 @@ def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputF
     bar = tqdm(jobs, desc="detect", unit="image", disable=None)
     for number, job in enumerate(bar, 1):
         try:
-            record, detections, pixels = detect_image(detector, job, ids, keep)
+            record, detections, image = detect_image(detector, job, ids, keep, view_progress=True)
         except CornerNetSaccadeError as exc:
             tqdm.write(f"skipped {_naming(job.path, exc)}", file=sys.stderr)
             continue
         try:
-            folder.write(job, record, detections, pixels)
+            folder.write(job, record, detections, image)
         except OutputError as exc:
             raise OutputError(f"{exc} (the {len(folder.records)} images finished before are kept in "
                               f"{folder.lines_path}; fix the problem and rerun with --resume)") from None
+        finally:
+            image.close()
         records.append(record)
         if bar.disable:
             print(f"{number}/{len(jobs)} {job.path}: {len(record.results)} detections, {record.seconds:.2f} s",

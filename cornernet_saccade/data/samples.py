@@ -29,7 +29,13 @@ from cornernet_saccade.data.targets import (
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.preprocess import COCO_MEAN_BGR, COCO_STD_BGR
-from cornernet_saccade.model.geometry import CROP_SIZE, LARGE_OBJECT_MIN, SMALL_OBJECT_MAX, output_size
+from cornernet_saccade.model.geometry import (
+    CROP_SIZE,
+    LARGE_OBJECT_MIN,
+    MIN_TRAINED_LONG_SIDE,
+    SMALL_OBJECT_MAX,
+    output_size,
+)
 
 #: PCA of COCO pixel colours (BGR order), from the original ``db/coco.py``.
 COCO_EIG_VAL = (0.2141788, 0.01817699, 0.00341571)
@@ -48,7 +54,7 @@ _GRAY_WEIGHTS_BGR = np.array([0.114, 0.587, 0.299], np.float32)
 REFERENCE_LONG_SIDE_TIERS = (
     (float(LARGE_OBJECT_MIN), LARGE_OBJECT_MIN, CROP_SIZE),
     (float(SMALL_OBJECT_MAX), SMALL_OBJECT_MAX, LARGE_OBJECT_MIN + 1),
-    (0.0, 16, SMALL_OBJECT_MAX + 1),
+    (0.0, MIN_TRAINED_LONG_SIDE, SMALL_OBJECT_MAX + 1),
 )
 
 
@@ -91,7 +97,7 @@ class SamplingConfig:
     output_size: int = output_size(CROP_SIZE)
     num_classes: int = 80
     max_objects: int = 128
-    min_scale: int = 16
+    min_scale: int = MIN_TRAINED_LONG_SIDE
     gaussian_iou: float = 0.5
     centre_crop_prob: float = 0.5
     centre_jitter: int = 14

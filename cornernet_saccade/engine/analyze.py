@@ -16,7 +16,9 @@ Stages, each a fraction of the ground-truth objects (per COCO size and per class
 ``found``
     such a detection scores at least ``score_threshold``: it is in the final result.
 
-Sizes are COCO's by box area in image pixels: small < 32², medium < 96², large otherwise.
+Sizes are COCO's by box area in image pixels: small < 32², medium < 96², large otherwise. The
+report also says what the detector looked at per image (first views, zoomed crops, network pixels):
+with ``views="auto"`` that is what the view policy chose for each image's size.
 """
 from __future__ import annotations
 
@@ -107,6 +109,8 @@ class RecallReport:
     labels: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     cap_costs: dict[str, float] = field(default_factory=dict)
+    #: Per analysed image: first views, zoomed crops, network input pixels (:func:`looked_at`).
+    views: list[tuple[int, int, int]] = field(default_factory=list)
 
     def add(self, stages: np.ndarray, boxes: np.ndarray, labels: np.ndarray) -> None:
         corners = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -124,9 +128,17 @@ class RecallReport:
         return [(name, int(mask.sum()), [float(v) for v in flags[mask].mean(axis=0)] if mask.any() else [0.0] * 5)
                 for name, mask in groups]
 
+    def views_per_image(self) -> dict[str, float]:
+        """Mean first views, zoomed crops and network Mpixels per image (zeros without images)."""
+        means = np.array(self.views, np.float64).reshape(-1, 3).mean(axis=0) if self.views else np.zeros(3)
+        return {"first views": float(means[0]), "zoomed crops": float(means[1]),
+                "network Mpixels": float(means[2]) / 1e6}
+
     def table(self) -> str:
         rows = [(name, str(count), *(f"{v:.3f}" for v in values)) for name, count, values in self.rows()]
         text = format_table(("objects", "count", *STAGES), rows, (False, True, *[True] * len(STAGES)))
+        looked = ", ".join(f"{value:.1f} {name}" for name, value in self.views_per_image().items())
+        text += f"\n\nlooked at per image: {looked}"
         if self.cap_costs:
             base = self.rows()[0][2][-1]
             costs = [(cap, f"{base:.3f}", f"{found:.3f}") for cap, found in self.cap_costs.items()]
@@ -136,7 +148,7 @@ class RecallReport:
     def as_dict(self) -> dict[str, Any]:
         return {"stages": list(STAGES), "rows": [{"group": g, "objects": n, **dict(zip(STAGES, v))}
                                                  for g, n, v in self.rows()],
-                "cap_costs": self.cap_costs, "skipped": self.skipped}
+                "cap_costs": self.cap_costs, "skipped": self.skipped, "per_image": self.views_per_image()}
 
 
 def analyze_records(detector: SaccadeDetector, records: Sequence[ImageRecord], class_names: Sequence[str],
@@ -153,11 +165,21 @@ def analyze_records(detector: SaccadeDetector, records: Sequence[ImageRecord], c
             report.skipped.append(str(exc))
             continue
         report.add(object_stages(detections, record.boxes, record.labels, threshold), record.boxes, record.labels)
+        report.views.append(looked_at(detections))
     return report
 
 
+def looked_at(detections: Detections) -> tuple[int, int, int]:
+    """What the detector looked at for one image: first views (round 0: the saccade first views, the
+    full-mode canvas or the tiles), zoomed crops (later rounds) and network input pixels."""
+    trace = detections.trace
+    first = sum(view.round == 0 for view in trace.crops)
+    return first, len(trace.crops) - first, trace.network_pixels
+
+
 def cap_costs(detector: SaccadeDetector, records: Sequence[ImageRecord], progress: bool = True) -> dict[str, float]:
-    """The fraction of objects found with each cap of :data:`CAPS` doubled (one run per cap)."""
+    """The fraction of objects found with each cap of :data:`CAPS` doubled (one run per cap; with
+    ``views="auto"`` doubling ``att_max_crops`` doubles the crop budget up to its cap)."""
     costs = {}
     for cap in CAPS:
         doubled = _with_settings(detector, **{cap: 2 * getattr(detector.config, cap)})

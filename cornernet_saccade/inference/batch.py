@@ -18,13 +18,13 @@ import os
 import stat
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from cornernet_saccade.errors import OutputError
-from cornernet_saccade.images import read_image
+from cornernet_saccade.image_windows import WINDOWED_MIN_PIXELS, ImageWindows, open_windows
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
 from cornernet_saccade.outputs import (
@@ -399,22 +399,48 @@ def per_image_text(name: str, record: ImageRecord, detections: Detections) -> st
 
 
 def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
-                 keep: Callable[[Detections], Detections] | None = None) -> tuple[ImageRecord, Detections, Any]:
-    """Read and detect one image; its record, its detections (after ``keep``) and its pixels."""
+                 keep: Callable[[Detections], Detections] | None = None,
+                 view_progress: bool = False) -> tuple[ImageRecord, Detections, ImageWindows]:
+    """Open and detect one image; its record, its detections (after ``keep``) and the image (an
+    :class:`~cornernet_saccade.image_windows.ImageWindows`: a large tiled TIFF is read by windows;
+    the caller closes it). ``view_progress``: a progress bar of the views run on an image of more
+    than :data:`~cornernet_saccade.image_windows.WINDOWED_MIN_PIXELS` pixels (saccade detectors)."""
     from cornernet_saccade.inference.visualize import detection_name
 
-    pixels = read_image(job.path, max_pixels=detector.config.max_pixels)
-    start = time.perf_counter()
-    detections = detector(pixels)
-    seconds = time.perf_counter() - start
+    source = open_windows(job.path, max_pixels=detector.config.max_pixels)
+    height, width = source.height, source.width
+    try:
+        with _views_bar(detector, job, view_progress and height * width > WINDOWED_MIN_PIXELS):
+            start = time.perf_counter()
+            detections = detector(source)
+            seconds = time.perf_counter() - start
+    except BaseException:
+        source.close()
+        raise
     if keep is not None:
         detections = keep(detections)
-    height, width = pixels.shape[:2]
     results = coco_results(job.image_id, detections, ids)
     for index, entry in enumerate(results):
         entry.update(category=detection_name(detections, index), file_name=str(job.path), width=width, height=height)
     record = ImageRecord(str(job.path), job.image_id, width, height, len(detections.trace.crops), seconds, results)
-    return record, detections, pixels
+    return record, detections, source
+
+
+@contextlib.contextmanager
+def _views_bar(detector: DetectorBase, job: ImageJob, show: bool) -> Iterator[None]:
+    """While open, a progress bar counts the views ``detector`` runs (when ``show`` and it reports
+    them through ``on_views``)."""
+    if not show or not hasattr(detector, "on_views"):
+        yield
+        return
+    from tqdm import tqdm
+
+    with tqdm(desc=f"{job.path.name}: views", unit="view", leave=False, disable=None) as bar:
+        detector.on_views = bar.update
+        try:
+            yield
+        finally:
+            detector.on_views = None
 
 
 def detector_category_ids(detector: DetectorBase) -> list[int]:

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.errors import ImageError
-from cornernet_saccade.images import ImageSource, read_image
+from cornernet_saccade.image_windows import ImageWindows, whole_pixels
+from cornernet_saccade.images import ImageSource
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.detector import DetectorBase, resolve_settings
 from cornernet_saccade.inference.nms import best_per_image, soft_nms_rows
@@ -180,8 +181,8 @@ class CornerNetDetector(DetectorBase):
                                                             "cornernet test config")
         super().__init__(model, class_names)
 
-    def __call__(self, image: ImageSource) -> Detections:
-        pixels = read_image(image, max_pixels=self.config.max_pixels)
+    def __call__(self, image: ImageSource | ImageWindows) -> Detections:
+        pixels = whole_pixels(image, max_pixels=self.config.max_pixels)
         views = [padded_view(pixels.shape[:2], s) for s in self.config.test_scales]
         self._check_canvases(views, pixels.shape[:2], image)
         trace = SaccadeTrace(padded_views=True, view_kind="padded views")
@@ -192,7 +193,7 @@ class CornerNetDetector(DetectorBase):
         trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
         return self._merge(detections.cpu().numpy(), trace)
 
-    def _check_canvases(self, views: Sequence[PaddedView], image_hw: tuple[int, ...], image: ImageSource) -> None:
+    def _check_canvases(self, views: Sequence[PaddedView], image_hw: tuple[int, ...], image: object) -> None:
         """ImageError (naming ``image`` when it is a path; callers that read the file name it) when a
         canvas of ``views`` has a side the network does not take. Only a network with ``input_sizes``
         (an ONNX export: sides ``128k-1`` up to its max size, or one fixed size) limits them; the

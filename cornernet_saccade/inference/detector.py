@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.errors import ImageError
-from cornernet_saccade.images import ImageSource, read_image
+from cornernet_saccade.image_windows import ArrayWindows, ImageWindows, TiffWindows, open_windows
+from cornernet_saccade.images import ImageSource
 from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
 from cornernet_saccade.inference.locations import (
     FIRST_ROUND_MIN_SCORE,
@@ -32,21 +33,31 @@ from cornernet_saccade.inference.nms import best_per_image, soft_nms
 from cornernet_saccade.inference.preprocess import normalize_bgr
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
 from cornernet_saccade.inference.settings import CPU_BATCH_SIZE, GPU_TILE_BATCH_SIZE, NMS_METHODS, SaccadeConfig
+from cornernet_saccade.inference.view_policy import view_plan
 from cornernet_saccade.inference.views import (
     CropWindow,
+    ViewSource,
     clip_to_image,
     crop_to_image_pixels,
     full_image_window,
     location_windows,
     map_to_crop_pixels,
     paste_crops,
+    source_hw,
     tile_grid,
     window_offsets,
 )
-from cornernet_saccade.model.geometry import padded_input_size
+from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
 
 #: What the first round's views of each mode are (:attr:`SaccadeTrace.view_kind`).
 VIEW_KINDS = {"saccade": "initial views", "full": "whole image", "tiled": "tiles"}
+
+#: Views pasted and run at once on a GPU when ``SaccadeConfig.batch_size`` is None (all of a round,
+#: up to this many: a round of the auto view policy may have hundreds).
+GPU_MAX_BATCH_SIZE = 64
+
+#: Called after each batch of views with the number of views it ran (``SaccadeDetector.on_views``).
+ViewsCallback = Callable[[int], None]
 
 
 SettingsT = TypeVar("SettingsT")
@@ -75,10 +86,10 @@ class DetectorBase:
         first = next(itertools.chain(model.parameters(), model.buffers()), None)
         self.device = first.device if first is not None else torch.device("cpu")
 
-    def __call__(self, image: ImageSource) -> Detections:
+    def __call__(self, image: ImageSource | ImageWindows) -> Detections:
         raise NotImplementedError
 
-    def detect_batch(self, images: Iterable[ImageSource], on_error: str = "skip") -> list[Detections | None]:
+    def detect_batch(self, images: Iterable[ImageSource | ImageWindows], on_error: str = "skip") -> list[Detections | None]:
         """:meth:`__call__` for each image (each image's crops depend on its own attention).
 
         An image that cannot be read (:class:`~cornernet_saccade.errors.ImageError`) gives ``None``
@@ -126,24 +137,42 @@ class SaccadeDetector(DetectorBase):
         #: Whether :meth:`_warn_nothing_proposed` has spoken (it does once per detector).
         self._warned = False
         super().__init__(model, class_names)
+        #: Called after each batch of views with their number (e.g. progress on large images).
+        self.on_views: ViewsCallback | None = None
 
-    def __call__(self, image: ImageSource) -> Detections:
+    def __call__(self, image: ImageSource | ImageWindows) -> Detections:
+        # a large tiled TIFF is read by windows (image_windows.open_windows); anything else whole, as
         # uint8 [3,H,W] on the device: each crop converts only its own pixels to float64
-        pixels = torch.from_numpy(read_image(image, max_pixels=self.config.max_pixels)).to(self.device).permute(2, 0, 1)
+        source = image if isinstance(image, ImageWindows) else open_windows(image, max_pixels=self.config.max_pixels)
+        try:
+            result = self._detect(self._view_source(source))
+        finally:
+            if source is not image and isinstance(source, TiffWindows):
+                source.close()
+        proposals = result.trace.proposals
+        if self.config.mode == "saccade" and not len(result) and not len(proposals[0]) and not self._warned:
+            self._warned = True  # once per detector: a batch of empty images would repeat it per image
+            self._warn_nothing_proposed(result.trace)
+        return result
+
+    def _view_source(self, source: ImageWindows) -> ViewSource:
+        """What views are cut from: an image held whole as a ``uint8 [3,H,W]`` tensor on the device,
+        an image read by windows as it is (each view's pixels are read, then moved to the device)."""
+        if isinstance(source, ArrayWindows):
+            return torch.from_numpy(source.pixels).to(self.device).permute(2, 0, 1)
+        return source
+
+    def _detect(self, image: ViewSource) -> Detections:
         trace = SaccadeTrace(view_kind=VIEW_KINDS[self.config.mode])
         with torch.inference_mode():
             if self.config.mode == "full":
-                detections = self._detect_full(pixels, trace)
+                detections = self._detect_full(image, trace)
             elif self.config.mode == "tiled":
-                detections = self._detect_tiled(pixels, trace)
+                detections = self._detect_tiled(image, trace)
             else:
-                detections = self._detect_saccade(pixels, trace)
+                detections = self._detect_saccade(image, trace)
             trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
-            result = self._merge(detections, trace, (pixels.shape[1], pixels.shape[2]))
-        if self.config.mode == "saccade" and not len(result) and not len(trace.proposals[0]) and not self._warned:
-            self._warned = True  # once per detector: a batch of empty images would repeat it per image
-            self._warn_nothing_proposed(trace)
-        return result
+            return self._merge(detections, trace, source_hw(image))
 
     def _warn_nothing_proposed(self, trace: SaccadeTrace) -> None:
         """Say (once per detector) why saccade mode found nothing when no location was proposed after the first views:
@@ -162,50 +191,52 @@ class SaccadeDetector(DetectorBase):
             UserWarning, stacklevel=3,
         )
 
-    def _detect_saccade(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
-        """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge."""
+    def _detect_saccade(self, image: ViewSource, trace: SaccadeTrace) -> Tensor:
+        """All detections ``[M,8]`` (image pixels) of the saccade rounds, before the merge. The first
+        views and the crop budget are :func:`~cornernet_saccade.inference.view_policy.view_plan`'s."""
         cfg = self.config
         rounds = len(cfg.att_thresholds)
-        locations = initial_locations(image.shape[1], image.shape[2], cfg.init_sizes)
+        height, width = source_hw(image)
+        plan = view_plan(height, width, cfg)
+        locations = initial_locations(height, width, plan.init_sizes)
         dets, attentions, offsets = self._look(image, locations, 0, with_attention=True, trace=trace)
         trace.attention_maps = [att.cpu().numpy() for att in attentions]
         found = [dets[dets[:, 4] > FIRST_ROUND_MIN_SCORE]]
-        proposals = self._propose(image, attentions, locations, offsets, found[-1], 0)
+        proposals = self._propose((height, width), attentions, locations, offsets, found[-1], 0)
         trace.proposals.append(proposals)
         num_crops = 0
         for round_index in range(1, rounds + 1):
-            locations = proposals[: cfg.att_max_crops - num_crops]
+            locations = proposals[: plan.max_crops - num_crops]
             if len(locations) == 0:
                 break
             num_crops += len(locations)
             last = round_index == rounds
             dets, attentions, offsets = self._look(image, locations, round_index, not last, trace)
             found.append(dets[dets[:, 4] > REJECTED_SCORE])
-            if last or num_crops == cfg.att_max_crops:
+            if last or num_crops == plan.max_crops:
                 break
-            proposals = self._propose(image, attentions, locations, offsets, found[-1], round_index)
+            proposals = self._propose((height, width), attentions, locations, offsets, found[-1], round_index)
             trace.proposals.append(proposals)
         return torch.cat(found)
 
-    def _detect_full(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
+    def _detect_full(self, image: ViewSource, trace: SaccadeTrace) -> Tensor:
         """Detections ``[M,8]`` (image pixels) of one pass over the whole padded image.
 
         The image is resized so its long side is ``full_size`` crop pixels and pasted at the
         top-left of a zero canvas of side :func:`padded_input_size` (``full_size`` itself for the
         official 511), so any ``full_size`` fits the hourglass; the padding holds no image."""
         cfg = self.config
-        height, width = image.shape[1:]
+        height, width = source_hw(image)
         window = full_image_window((height, width), cfg.full_size)
         scale = cfg.full_size / window.side
         trace.crops.append(CropView(0, (height / 2, width / 2), scale, window.region_xyxy))
-        crops = paste_crops(image, [window], padded_input_size(cfg.full_size))
-        trace.count_input(crops)
-        dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
+        dets, _ = self._run_views(image, [window], padded_input_size(cfg.full_size), False, cfg.full_top_k,
+                                  cfg.full_num_dets, no_border=False, trace=trace, step=1)
         dets = crop_to_image_pixels(dets, np.array([scale]), window_offsets([window]))
         dets = dets.reshape(-1, 8)
         return dets[dets[:, 4] > REJECTED_SCORE]
 
-    def _detect_tiled(self, image: Tensor, trace: SaccadeTrace) -> Tensor:
+    def _detect_tiled(self, image: ViewSource, trace: SaccadeTrace) -> Tensor:
         """Detections ``[M,8]`` (image pixels) of the native-resolution tiles, before the merge.
 
         Tiles of side ``tile_size`` (:func:`tile_grid`: row-major, overlapping by ``tile_overlap``
@@ -223,56 +254,57 @@ class SaccadeDetector(DetectorBase):
         of the 88 tiles of a 4096x3072 image would take minutes. ``_merge`` then merges the tiles'
         boxes as it merges the crops'."""
         cfg = self.config
-        windows, cores = tile_grid((image.shape[1], image.shape[2]), cfg.tile_size, cfg.tile_overlap)
+        windows, cores = tile_grid(source_hw(image), cfg.tile_size, cfg.tile_overlap)
         trace.crops += [CropView(0, (w.offset_y + w.side / 2, w.offset_x + w.side / 2), 1.0, w.region_xyxy)
                         for w in windows]
         found = []
-        step = self._tile_batch_size(image.is_cuda)
+        step = self._tile_batch_size()
         for start in range(0, len(windows), step):
             batch = windows[start : start + step]
-            dets = self._run_tiles(image, batch, trace)
+            dets, _ = self._run_views(image, batch, cfg.tile_size, False, cfg.full_top_k, cfg.full_num_dets,
+                                      no_border=False, trace=trace, step=step)
+            dets = crop_to_image_pixels(dets, np.ones(len(batch)), window_offsets(batch))
             kept = in_cores(dets, cores[start : start + step]) & (dets[..., 4] > REJECTED_SCORE)
             found.append(dets[kept & (kept.cumsum(dim=1) <= cfg.max_per_image)])  # rows are best first
         return torch.cat(found)
 
-    def _tile_batch_size(self, on_gpu: bool) -> int:
+    def _tile_batch_size(self) -> int:
         """Tiles pasted and run at once: ``batch_size``, else :data:`GPU_TILE_BATCH_SIZE` on a GPU
         and :data:`CPU_BATCH_SIZE` on the CPU (tiles are pasted per batch, not all at once)."""
-        return self.config.batch_size or (GPU_TILE_BATCH_SIZE if on_gpu else CPU_BATCH_SIZE)
+        return self.config.batch_size or (GPU_TILE_BATCH_SIZE if self.device.type == "cuda" else CPU_BATCH_SIZE)
 
-    def _run_tiles(self, image: Tensor, windows: Sequence[CropWindow], trace: SaccadeTrace) -> Tensor:
-        """Detections ``[N, full_num_dets, 8]`` in image pixels of the tile ``windows``."""
-        cfg = self.config
-        crops = paste_crops(image, windows, cfg.tile_size)
-        trace.count_input(crops)
-        dets, _ = self._run_network(crops, False, cfg.full_top_k, cfg.full_num_dets, no_border=False)
-        return crop_to_image_pixels(dets, np.ones(len(windows)), window_offsets(windows))
+    def _crop_batch_size(self) -> int:
+        """Crops pasted and run at once: ``batch_size``, else :data:`GPU_MAX_BATCH_SIZE` on a GPU (all
+        of a round up to that) and :data:`CPU_BATCH_SIZE` on the CPU."""
+        return self.config.batch_size or (GPU_MAX_BATCH_SIZE if self.device.type == "cuda" else CPU_BATCH_SIZE)
 
     def _look(
-        self, image: Tensor, locations: np.ndarray, round_index: int, with_attention: bool, trace: SaccadeTrace
+        self, image: ViewSource, locations: np.ndarray, round_index: int, with_attention: bool, trace: SaccadeTrace
     ) -> tuple[Tensor, list[Tensor], np.ndarray]:
         """Run the views of ``locations``: ``(detections [N*num_dets, 8] image pixels, attention
         probabilities (empty without attention), offsets [N,2])``; records the views in ``trace``."""
-        windows = location_windows(locations, (image.shape[1], image.shape[2]))
+        windows = location_windows(locations, source_hw(image))
         offsets = window_offsets(windows)
         for (y, x, scale), w in zip(locations[:, :3].tolist(), windows):
             trace.crops.append(CropView(round_index, (y, x), scale, w.region_xyxy))
-        crops = paste_crops(image, windows)
-        trace.count_input(crops)
-        dets, attentions = self._run_network(crops, with_attention, self.config.top_k, self.config.num_dets, True)
+        dets, attentions = self._run_views(image, windows, CROP_SIZE, with_attention, self.config.top_k,
+                                           self.config.num_dets, True, trace, self._crop_batch_size())
         dets = crop_to_image_pixels(dets, locations[:, 2], offsets)
         return dets.reshape(-1, 8), attentions, offsets
 
-    def _run_network(
-        self, crops: Tensor, with_attention: bool, k: int, num_dets: int, no_border: bool
+    def _run_views(
+        self, image: ViewSource, windows: Sequence[CropWindow], canvas: int, with_attention: bool, k: int,
+        num_dets: int, no_border: bool, trace: SaccadeTrace, step: int,
     ) -> tuple[Tensor, list[Tensor]]:
-        """Network + decoding in batches: detections ``[N,num_dets,8]`` in crop pixels and, with
-        attention, the sigmoid attention maps (coarse, middle, fine ``[N,1,h,w]``)."""
+        """Paste the views ``step`` at a time (``canvas`` crop pixels), run the network and decode:
+        detections ``[N,num_dets,8]`` in crop pixels and, with attention, the sigmoid attention maps
+        (coarse, middle, fine ``[N,1,h,w]``); counts the input in ``trace``, calls :attr:`on_views`."""
         cfg = self.config
         dets, attentions = [], []
-        batch_size = cfg.batch_size or (len(crops) if crops.is_cuda else CPU_BATCH_SIZE)
-        for batch in crops.split(batch_size):
-            out = self.model(normalize_bgr(batch), with_attention=with_attention)
+        for start in range(0, len(windows), step):
+            crops = paste_crops(image, windows[start : start + step], canvas, self.device)
+            trace.count_input(crops)
+            out = self.model(normalize_bgr(crops), with_attention=with_attention)
             decoded = decode_detections(
                 out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],
                 k=k, kernel=cfg.nms_kernel, ae_threshold=cfg.ae_threshold, num_dets=num_dets, no_border=no_border,
@@ -280,12 +312,14 @@ class SaccadeDetector(DetectorBase):
             dets.append(map_to_crop_pixels(decoded, out.tl_heats[-1].shape[-1] / crops.shape[-1]))
             if with_attention:
                 attentions.append([torch.sigmoid(att) for att in out.attentions[-1]])
+            if self.on_views is not None:
+                self.on_views(len(crops))
         merged_attentions = [torch.cat(maps) for maps in zip(*attentions)]
         return torch.cat(dets), merged_attentions
 
     def _propose(
         self,
-        image: Tensor,
+        image_hw: tuple[int, int],
         attentions: list[Tensor],
         locations: np.ndarray,
         offsets: np.ndarray,
@@ -297,7 +331,7 @@ class SaccadeDetector(DetectorBase):
         cfg = self.config
         peaks = [att.cpu().numpy() for att in attention_peaks(attentions, cfg.att_nms_ks)]
         proposals = decode_attention_locations(
-            peaks, cfg.att_scales[round_index], locations[:, 2], offsets, (image.shape[1], image.shape[2]),
+            peaks, cfg.att_scales[round_index], locations[:, 2], offsets, image_hw,
             cfg.att_thresholds[round_index], ignore_same=round_index > 0,
         )
         if cfg.ref_dets:

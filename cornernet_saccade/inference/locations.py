@@ -144,14 +144,14 @@ def location_nms(locations: np.ndarray, distance: float = LOCATION_NMS_DISTANCE)
     """
     ordered = locations[np.argsort(locations[:, 3])[::-1]]
     ys, xs, scales = ordered[:, 0], ordered[:, 1], ordered[:, 2]
-    near = np.minimum(np.abs(ys[:, None] - ys[None]), np.abs(xs[:, None] - xs[None]))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = scales[:, None] / scales[None]
     low, high = SAME_SCALE_RATIOS
     alive = np.ones(len(ordered), dtype=bool)
     kept = []
-    for i in range(len(ordered)):
+    for i in range(len(ordered)):  # one row of the distance and ratio tables at a time: memory O(N)
         if alive[i]:
             kept.append(i)
-            alive &= (near[i] > distance / scales[i]) | (ratios[i] > high) | (ratios[i] < low)
+            near = np.minimum(np.abs(ys[i] - ys), np.abs(xs[i] - xs))
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratios = scales[i] / scales
+            alive &= (near > distance / scales[i]) | (ratios > high) | (ratios < low)
     return ordered[kept].reshape(-1, 4)

@@ -50,7 +50,11 @@ class SaccadeConfig:
     ``att_scales`` (zoom multipliers for the coarse, middle, fine maps); at most ``att_max_crops``
     zoomed crops over all rounds (the ``init_sizes`` views do not count; a size above the 255 px crop
     is a grid of first views covering the whole image at that zoom,
-    :func:`~cornernet_saccade.inference.locations.initial_locations`). Decoding: ``top_k`` corners
+    :func:`~cornernet_saccade.inference.locations.initial_locations`). ``views="auto"`` adds to the
+    ``init_sizes`` views and raises the ``att_max_crops`` cap as each image's size needs
+    (:func:`~cornernet_saccade.inference.view_policy.view_plan`): a grid of first views whose zoom
+    lets the attention maps find objects of long side ``min_object_size`` image pixels, and a crop
+    budget that grows with the image area; ``"fixed"`` (default) uses them as given. Decoding: ``top_k`` corners
     per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop.
     Merge: soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
     ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
@@ -74,6 +78,8 @@ class SaccadeConfig:
     att_thresholds: tuple[float, ...] = (0.3,)
     att_scales: tuple[tuple[float, float, float], ...] = ((1.0, 2.0, 4.0),)
     att_max_crops: int = 30
+    views: Literal["fixed", "auto"] = "fixed"
+    min_object_size: float = 16.0
     att_nms_ks: tuple[int, int, int] = (3, 3, 3)
     ref_dets: bool = True
     top_k: int = 12
@@ -116,6 +122,8 @@ class SaccadeConfig:
                              f"got {self.tile_size}")
         if not 0 <= self.tile_overlap < self.tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size) = [0, {self.tile_size}), got {self.tile_overlap}")
+        if not self.min_object_size > 0:  # also refuses NaN
+            raise ValueError(f"min_object_size must be a positive long side in image pixels, got {self.min_object_size}")
 
 
 @dataclass(frozen=True)

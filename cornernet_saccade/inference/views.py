@@ -3,6 +3,10 @@ conversions of boxes between frames.
 
 Frames: **image pixels** (x right, y down, of the input image); **crop pixels** (the square canvas a
 view is pasted into, 255x255 for a saccade crop); **output-map cells** (64x64 for 255, ratio 64/255).
+
+The image is a ``[3, H, W]`` tensor or an :class:`~cornernet_saccade.image_windows.ImageWindows`
+(read by windows): each view reads only its own region, and a view of a large region (a downsized
+view of a large image) only the rows and columns its resize reads (:func:`resize_by_taps`).
 """
 from __future__ import annotations
 
@@ -14,7 +18,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cornernet_saccade.image_windows import ImageWindows
 from cornernet_saccade.model.geometry import CROP_SIZE
+
+#: A view whose region has more image pixels than this is resized by :func:`resize_by_taps` from the
+#: rows and columns its bilinear taps read, not from the whole region (whose float64 copy takes 8
+#: bytes per pixel and channel). No view of an image up to 1024 x 1024 pixels is that large.
+DIRECT_RESIZE_MAX_PIXELS = 1024 * 1024
+
+#: Most image pixels :func:`resize_by_taps` reads from an ``ImageWindows`` at once (a band of rows
+#: of the view's region; at least one chunk of rows the source decodes together).
+BAND_PIXELS = 1024 * 1024
+
+#: What views are cut from: a ``[3, H, W]`` tensor (``uint8`` or float64 in [0, 1]) or an image read
+#: by windows.
+ViewSource = Tensor | ImageWindows
 
 
 @dataclass(frozen=True)
@@ -135,23 +153,36 @@ def tile_grid(image_hw: tuple[int, int], tile: int, overlap: int) -> tuple[list[
     return windows, np.array(cores, np.float64)
 
 
-def paste_crops(image: Tensor, windows: Sequence[CropWindow], canvas: int = CROP_SIZE) -> Tensor:
-    """Cut and resize the views out of ``image`` ``[3,H,W]``: ``uint8`` (0-255) or float64 in [0, 1].
+def source_hw(image: ViewSource) -> tuple[int, int]:
+    """``(height, width)`` of a view source, image pixels."""
+    return (image.shape[1], image.shape[2]) if isinstance(image, Tensor) else (image.height, image.width)
 
-    Returns float32 ``[N,3,canvas,canvas]`` in crop pixels, zero outside the pasted part. Each
-    view's source pixels are converted to float64 in [0, 1] (``v / 255`` for uint8: the same values
-    as converting the whole image, at a fraction of the memory) and resized bilinearly
-    (``align_corners=False``) in float64, like the original, one channel at a time: a view of the
-    whole image (the zoomed-out first views) then holds 8 bytes per image pixel at once, not 48.
+
+def paste_crops(image: ViewSource, windows: Sequence[CropWindow], canvas: int = CROP_SIZE,
+                device: torch.device | None = None) -> Tensor:
+    """Cut and resize the views out of ``image`` (:data:`ViewSource`).
+
+    Returns float32 ``[N,3,canvas,canvas]`` in crop pixels on ``device`` (default: the tensor's, the
+    CPU for an ``ImageWindows``), zero outside the pasted part. Each view's source pixels are
+    converted to float64 in [0, 1] (``v / 255`` for uint8: the same values as converting the whole
+    image, at a fraction of the memory) and resized bilinearly (``align_corners=False``) in float64,
+    like the original, one channel at a time (8 bytes per region pixel at once, not 48); a region
+    above :data:`DIRECT_RESIZE_MAX_PIXELS` by :func:`resize_by_taps`.
     """
-    crops = torch.zeros((len(windows), 3, canvas, canvas), dtype=torch.float32, device=image.device)
+    if device is None:
+        device = image.device if isinstance(image, Tensor) else torch.device("cpu")
+    crops = torch.zeros((len(windows), 3, canvas, canvas), dtype=torch.float32, device=device)
     for crop, w in zip(crops, windows):
         if w.is_empty:
             continue
         size = (w.dst_y1 - w.dst_y0, w.dst_x1 - w.dst_x0)
-        for channel in range(image.shape[0]):
-            part = image[channel, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1]
-            crop[channel, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = _resized_plane(part, size)
+        if (w.src_y1 - w.src_y0) * (w.src_x1 - w.src_x0) > DIRECT_RESIZE_MAX_PIXELS:
+            resized = resize_by_taps(image, w, size).to(device)
+            crop[:, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = resized
+            continue
+        part = _region(image, w, device)
+        for channel in range(part.shape[0]):
+            crop[channel, w.dst_y0 : w.dst_y1, w.dst_x0 : w.dst_x1] = _resized_plane(part[channel], size)
     return crops
 
 
@@ -162,6 +193,76 @@ def _resized_plane(plane: Tensor, size: tuple[int, int]) -> Tensor:
     if plane.dtype == torch.uint8:
         source.div_(255.0)
     return F.interpolate(source, size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def _region(image: ViewSource, w: CropWindow, device: torch.device) -> Tensor:
+    """The source pixels ``[3, h, w]`` of view ``w`` (a view of the tensor, or read from the windows)."""
+    if isinstance(image, Tensor):
+        return image[:, w.src_y0 : w.src_y1, w.src_x0 : w.src_x1]
+    pixels = image.read(w.src_y0, w.src_y1, w.src_x0, w.src_x1)
+    return torch.from_numpy(np.ascontiguousarray(pixels)).to(device).permute(2, 0, 1)
+
+
+def _unit_float(pixels: Tensor) -> Tensor:
+    """``pixels`` as float64 in [0, 1]: ``v / 255`` for uint8 (divided in place: one float64 copy)."""
+    return pixels.to(torch.float64).div_(255.0) if pixels.dtype == torch.uint8 else pixels.to(torch.float64)
+
+
+def linear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Bilinear taps of a resize from ``in_size`` to ``out_size`` pixels along one axis, as
+    ``F.interpolate(mode="bilinear", align_corners=False)`` computes them: for each output pixel the
+    two source pixels (``[out_size]`` int64, 0-based in the input) and their weights (float64)."""
+    scale = in_size / out_size
+    source = np.maximum(scale * (np.arange(out_size) + 0.5) - 0.5, 0.0)
+    low = np.minimum(np.floor(source).astype(np.int64), in_size - 1)
+    high = low + (low < in_size - 1)
+    weight_high = np.clip(source - low, 0.0, 1.0)
+    return low, high, 1.0 - weight_high, weight_high
+
+
+def resize_by_taps(image: ViewSource, w: CropWindow, size: tuple[int, int]) -> Tensor:
+    """The region of view ``w`` resized bilinearly to ``size`` (height, width), float64 ``[3, h, w]``
+    in [0, 1] on the CPU, reading only the (at most ``2 * size``) rows and columns the taps use and
+    converting them to float64 a band of output rows at a time.
+
+    The same formula as ``F.interpolate(mode="bilinear", align_corners=False)``; the sums are
+    ordered differently, so values may differ from it by about 1e-13.
+    """
+    rows_low, rows_high, row_w0, row_w1 = linear_taps(w.src_y1 - w.src_y0, size[0])
+    cols_low, cols_high, col_w0, col_w1 = linear_taps(w.src_x1 - w.src_x0, size[1])
+    rows = np.unique(np.concatenate((rows_low, rows_high)))
+    cols = np.unique(np.concatenate((cols_low, cols_high)))
+    values = _gather(image, w, rows, cols).cpu()  # [3, R, C], uint8 until a band of output rows needs them
+    top, bottom = np.searchsorted(rows, rows_low), np.searchsorted(rows, rows_high)
+    left, right = torch.from_numpy(np.searchsorted(cols, cols_low)), torch.from_numpy(np.searchsorted(cols, cols_high))
+    w_left, w_right = torch.from_numpy(col_w0), torch.from_numpy(col_w1)
+    resized = torch.empty((3, *size), dtype=torch.float64)
+    step = max(1, BAND_PIXELS // (2 * len(cols)))  # output rows per band: 2 source rows each
+    for start in range(0, size[0], step):
+        band = slice(start, start + step)
+        upper, lower = _unit_float(values[:, top[band]]), _unit_float(values[:, bottom[band]])
+        upper = upper[:, :, left] * w_left + upper[:, :, right] * w_right
+        lower = lower[:, :, left] * w_left + lower[:, :, right] * w_right
+        resized[:, band] = upper * torch.from_numpy(row_w0[band])[:, None] + lower * torch.from_numpy(row_w1[band])[:, None]
+    return resized
+
+
+def _gather(image: ViewSource, w: CropWindow, rows: np.ndarray, cols: np.ndarray) -> Tensor:
+    """``[3, len(rows), len(cols)]`` pixels of view ``w``'s region at ``rows`` x ``cols`` (sorted,
+    0-based in the region); an ``ImageWindows`` is read in bands of rows of at most
+    :data:`BAND_PIXELS` pixels (whole chunks of the source's rows), only where some row is needed."""
+    abs_rows, abs_cols = torch.from_numpy(rows + w.src_y0), torch.from_numpy(cols + w.src_x0)
+    if isinstance(image, Tensor):
+        return image.index_select(1, abs_rows.to(image.device)).index_select(2, abs_cols.to(image.device))
+    width = w.src_x1 - w.src_x0
+    band = max(1, BAND_PIXELS // (width * image.chunk_rows)) * image.chunk_rows
+    absolute = rows + w.src_y0
+    parts = []
+    for start in np.unique(absolute // band) * band:
+        needed = absolute[(absolute >= start) & (absolute < start + band)]
+        pixels = image.read(int(needed[0]), int(needed[-1]) + 1, w.src_x0, w.src_x1)
+        parts.append(pixels[needed - needed[0]][:, cols])
+    return torch.from_numpy(np.concatenate(parts)).permute(2, 0, 1)
 
 
 def window_offsets(windows: Sequence[CropWindow]) -> np.ndarray:

@@ -20,8 +20,10 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from cornernet_saccade.image_windows import ArrayWindows, ImageWindows, whole_pixels
 from cornernet_saccade.images import ImageSource, read_image
 from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.views import full_image_window, paste_crops
 from cornernet_saccade.model.geometry import ATTENTION_RATIOS
 
 RGB = tuple[int, int, int]
@@ -198,7 +200,7 @@ def display_scale(height: int, width: int) -> float:
 
 
 def render_panel(
-    image: ImageSource,
+    image: ImageSource | ImageWindows,
     detections: Detections,
     class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
@@ -208,10 +210,10 @@ def render_panel(
     The image is scaled so its long side lies in ``[MIN_DISPLAY_SIDE, MAX_DISPLAY_SIDE]`` (not at
     all when it already does) and annotated with :func:`draw_detections`. The tiles, half its size
     and two per row, are: the views the detector looked at (:func:`crops_tile`), then one per
-    first-round attention map (:func:`attention_tile`; none in full-image mode).
+    first-round attention map (:func:`attention_tile`; none in full-image mode). An image read by
+    windows is read downsized (:func:`downsized_pixels`), never whole.
     """
-    pixels = read_image(image)
-    height, width = pixels.shape[:2]
+    pixels, (height, width) = _display_pixels(image)
     scale = display_scale(height, width)
     display_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     original = Image.fromarray(pixels)
@@ -225,6 +227,26 @@ def render_panel(
     if trace.padded_views:  # the CornerNet tester: what the network saw
         tiles += [padded_view_tile(thumbnail, crop, (height, width)) for crop in trace.crops[:MAX_PADDED_TILES]]
     return _compose(annotated, tiles)
+
+
+def _display_pixels(image: ImageSource | ImageWindows) -> tuple[np.ndarray, tuple[int, int]]:
+    """Pixels to draw the picture from and the ``(height, width)`` of the image: the whole image, or
+    for one read by windows, a copy downsized to the display size."""
+    if isinstance(image, ImageWindows) and not isinstance(image, ArrayWindows):
+        hw = (image.height, image.width)
+        return downsized_pixels(image, display_scale(*hw)), hw
+    pixels = whole_pixels(image)
+    return pixels, (pixels.shape[0], pixels.shape[1])
+
+
+def downsized_pixels(image: ImageWindows, scale: float) -> np.ndarray:
+    """``uint8 [h, w, 3]`` RGB: the image resized bilinearly by about ``scale`` (its long side to
+    ``round(scale * max(H, W))`` pixels), read by windows (only the rows and columns the resize uses)."""
+    side = max(1, round(scale * max(image.height, image.width)))
+    window = full_image_window((image.height, image.width), side)
+    canvas = paste_crops(image, [window], side)[0]
+    resized = canvas[:, : window.dst_y1, : window.dst_x1].permute(1, 2, 0).numpy()
+    return np.ascontiguousarray(np.clip(np.rint(resized * 255.0), 0, 255).astype(np.uint8))
 
 
 def padded_view_tile(thumbnail: Image.Image, crop: CropView, image_hw: tuple[int, int]) -> Image.Image:

@@ -19,6 +19,10 @@ ATTENTION_RATIOS: tuple[int, ...] = (16, 8, 4)
 LARGE_OBJECT_MIN = 96
 SMALL_OBJECT_MAX = 32
 
+#: The smallest long side (crop pixels) the training sampler zooms an object to
+#: (:data:`~cornernet_saccade.data.samples.REFERENCE_LONG_SIDE_TIERS`; ``SamplingConfig.min_scale``).
+MIN_TRAINED_LONG_SIDE = 16
+
 
 def output_size(input_size: int, stride_layers: int = 2) -> int:
     """Side of the corner heatmaps (cells) for an input side (pixels): ``input_size`` halved (rounded
