@@ -111,13 +111,14 @@ def run(args: argparse.Namespace) -> int:
     folder = OutputFolder(args.out, mine, pictures=not args.no_pictures, per_image=args.per_image,
                           overwrite=args.overwrite, resume=args.resume, lines_name=lines,
                           writes_results=context.is_main)
-    detector = build_detector(args, str(context.device))
-    labels = class_selection(args, detector)
-    folder.check_run(run_description(detector, args.weights, labels, args.max_dets), args.resume)
-    todo = pending(mine, folder)
-    if len(todo) < len(mine):
-        print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}", file=sys.stderr)
-    try:
+    try:  # from here on the folder (its lock) is closed however the run ends
+        detector = build_detector(args, str(context.device))
+        labels = class_selection(args, detector)
+        folder.check_run(run_description(detector, args.weights, labels, args.max_dets), args.resume)
+        todo = pending(mine, folder)
+        if len(todo) < len(mine):
+            print(f"resuming: {len(mine) - len(todo)} of {len(mine)} images already done in {args.out}",
+                  file=sys.stderr)
         processed = detect_all(detector, todo, folder, lambda found: found.filter(labels, args.max_dets))
         if processed:
             print(summary_table(processed))
