@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from common import (
+    BACKEND_DTYPES,
     add_threads_argument,
     argument_parser,
     begin,
@@ -40,7 +41,7 @@ from common import (
 )
 
 from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze
-from cornernet_saccade.backends import make_backend
+from cornernet_saccade.backends import make_backend, resolve_backend
 from cornernet_saccade.inference.cornernet_tester import CornerNetDetector, output_stride
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.settings import CornerNetTestConfig
@@ -49,7 +50,7 @@ from cornernet_saccade.tables import format_table
 from cornernet_saccade.testing import fill_model
 
 MODELS: dict[str, type[CornerNetBase]] = {"saccade": CornerNetSaccade, "squeeze": CornerNetSqueeze, "cornernet": CornerNet}
-BACKENDS = ("eager", "fast", "onnxruntime")
+BACKENDS = ("eager", "auto", "fast", "fast-bf16", "onnxruntime")
 
 
 @dataclass
@@ -60,11 +61,14 @@ class Measurement:
     seconds: list[float]
     gflop: float
 
-    def row(self, peak_gflops: float) -> list[str]:
+    def row(self, peaks: dict[torch.dtype, float], eager_seconds: float | None) -> list[str]:
         median = statistics.median(self.seconds)
         rate = self.gflop / median
-        return [self.model, self.backend, self.image, f"{median:.3f}", f"{min(self.seconds):.3f}-{max(self.seconds):.3f}",
-                f"{self.gflop:.1f}", f"{rate:.1f}", f"{rate / peak_gflops:.0%}"]
+        backend = resolve_backend(self.backend, "cpu")[0]
+        label = f"auto ({backend})" if self.backend == "auto" else backend
+        ratio = "-" if eager_seconds is None else f"{eager_seconds / median:.2f}"
+        return [self.model, label, self.image, f"{median:.3f}", ratio, f"{median:.3f}", f"{min(self.seconds):.3f}-{max(self.seconds):.3f}",
+                f"{self.gflop:.1f}", f"{rate:.1f}", f"{rate / peaks[BACKEND_DTYPES[backend]]:.0%}"]
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -110,22 +114,25 @@ def measure(name: str, backends: Sequence[str], images: list[tuple[str, np.ndarr
     return results
 
 
-HEADER = ("model", "backend", "image", "median s", "spread s", "GFLOP", "GFLOP/s", "of matmul")
+HEADER = ("model", "backend", "image", "median s", "x eager", "spread s", "GFLOP", "GFLOP/s", "of matmul (its dtype)")
 
 
-def table(measurements: Sequence[Measurement], peak_gflops: float) -> str:
-    rows = [m.row(peak_gflops) for m in measurements]
-    return format_table(HEADER, rows, (False, False, False, *[True] * 5))
+def table(measurements: Sequence[Measurement], peaks: dict[torch.dtype, float]) -> str:
+    """One row per measurement; ``x eager``: eager's median of the same model and image in this run /
+    this row's (``-`` without an eager row)."""
+    eager = {(m.model, m.image): statistics.median(m.seconds) for m in measurements if m.backend == "eager"}
+    rows = [m.row(peaks, eager.get((m.model, m.image))) for m in measurements]
+    return format_table(HEADER, rows, (False, False, False, *[True] * 6))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     begin(args.threads, "official architectures, reference fill", args.repeats, args.warmup)
     images = load_images(args.images or default_images(with_demo=True))
-    peak = matmul_gflops(torch.float32)
-    print(f"fp32 matrix-multiply rate: {peak:.1f} GFLOP/s")
+    peaks = {dtype: matmul_gflops(dtype) for dtype in (torch.float32, torch.bfloat16)}
+    print("matrix-multiply rate: " + ", ".join(f"{dtype} {rate:.1f} GFLOP/s" for dtype, rate in peaks.items()))
     measurements = [m for name in args.models for m in measure(name, args.backends, images, args.repeats, args.warmup)]
-    print(table(measurements, peak))
+    print(table(measurements, peaks))
 
 
 if __name__ == "__main__":
