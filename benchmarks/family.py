@@ -67,7 +67,7 @@ class Measurement:
         backend = resolve_backend(self.backend, "cpu")[0]
         label = f"auto ({backend})" if self.backend == "auto" else backend
         ratio = "-" if eager_seconds is None else f"{eager_seconds / median:.2f}"
-        return [self.model, label, self.image, f"{median:.3f}", ratio, f"{median:.3f}", f"{min(self.seconds):.3f}-{max(self.seconds):.3f}",
+        return [self.model, label, self.image, f"{median:.3f}", ratio, f"{min(self.seconds):.3f}-{max(self.seconds):.3f}",
                 f"{self.gflop:.1f}", f"{rate:.1f}", f"{rate / peaks[BACKEND_DTYPES[backend]]:.0%}"]
 
 
