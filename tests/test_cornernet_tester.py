@@ -171,7 +171,9 @@ def test_weights_of_a_squeeze_model_load_as_its_detector(tmp_path):
     detector = load_detector(tmp_path / "squeeze.safetensors", device="cpu", score_threshold=0.2)
     assert isinstance(detector, CornerNetDetector) and detector.config.score_threshold == 0.2
     assert detector.config.top_k == 20 and detector.class_names == ["a", "b"]
-    assert len(detector(np.zeros((30, 40, 3), np.uint8)).boxes) >= 0
+    found = detector(np.zeros((30, 40, 3), np.uint8))  # runs, and its boxes are well formed and clipped
+    assert found.boxes.shape == (len(found.scores), 4) and (found.scores >= 0.2).all()
+    assert (found.boxes[:, [0, 2]] <= 40).all() and (found.boxes[:, [1, 3]] <= 30).all() and (found.boxes >= 0).all()
     torch.save({"module." + k: v for k, v in CornerNet(**tiny).state_dict().items()}, tmp_path / "official.pkl")
     assert stored_architecture(read_checkpoint(tmp_path / "official.pkl")) == "cornernet"
     torch.save(CornerNetSaccade(**{**tiny, "dims": (8, 8, 8, 8)}).state_dict(), tmp_path / "saccade.pt")
