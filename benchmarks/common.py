@@ -33,6 +33,7 @@ from torch import nn
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
 from cornernet_saccade.backends import FAST_DTYPES, make_backend
+from cornernet_saccade.backends.device import usable_cores
 from cornernet_saccade.backends.fast import FastNetwork, InferenceNetwork
 from cornernet_saccade.backends.hardware import SPEED_FLAGS, choose_backend, cpu_flags, cpu_name, detect_capability
 from cornernet_saccade.images import read_image
@@ -209,8 +210,8 @@ def machine_header(threads: int) -> str:
     load = os.getloadavg()[0]
     lines = [
         f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
-        f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs ({len(os.sched_getaffinity(0))} usable), "
-        f"flags: {flags}; backend auto: {' '.join(choose_backend(detect_capability('cpu')))}",
+        f"CPU: {cpu_name()}, {os.cpu_count()} logical CPUs ({usable_cores()} usable), "
+        f"flags: {flags}; backend auto: {'{} ({})'.format(*choose_backend(detect_capability('cpu')))}",
         f"torch {torch.__version__} ({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__} "
         f"({threads} intra-op threads), python {platform.python_version()}",
         f"1-minute load average at start: {load:.2f}",

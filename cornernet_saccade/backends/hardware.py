@@ -2,10 +2,10 @@
 CUDA's bf16 support. Choices that depend on the hardware (bf16 autocast in training, the detector
 backend ``auto``) are made from a :class:`Capability` by one function each, which also says why.
 
-bf16 pays on a CPU only with AMX (Intel's matrix tiles: ``amx_bf16``): there oneDNN's bf16
-convolutions run several times faster than fp32 ones (docs/benchmarks.md). ``avx512_bf16`` alone
-(bf16 dot products in the vector units) is about as fast as fp32 for these networks, and without it
-bf16 is emulated, slower than fp32.
+bf16 pays on a CPU only with AMX (Intel's matrix tiles: ``amx_bf16``): there the detector ran 4x
+faster in bf16 than eager fp32 (docs/benchmarks.md). With ``avx512_bf16`` alone (bf16 dot products in
+the vector units) the earlier development VM multiplied bf16 at half its fp32 rate and the bf16 path
+was slower than ``fast``; without it bf16 is emulated, slower still.
 """
 from __future__ import annotations
 

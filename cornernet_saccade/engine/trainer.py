@@ -274,14 +274,12 @@ class Trainer:
     def _restore(self, stored: StoredCheckpoint) -> None:
         """Continue from a training checkpoint: weights, optimizer, scheduler, scaler, RNG, counters."""
         state = stored.training_state
-        load_checkpoint(self.model, stored)
-        if "train_weights" in state:  # the checkpoint's weights are the average; these the trained ones
-            if self.average is not None:
-                self.average.network.load_state_dict(self.model.state_dict())
-                self.average.updates = int(state.get("ema_updates", 0))
-            self._load_train_weights(stored)
-        elif self.average is not None:  # a run without an average goes on with one: it starts here
+        load_checkpoint(self.model, stored)  # the checkpoint's weights: the average where the run kept one
+        if self.average is not None:  # (a run without an average that goes on with one starts it here)
             self.average.network.load_state_dict(self.model.state_dict())
+            self.average.updates = int(state.get("ema_updates", 0))
+        if "train_weights" in state:  # the trained weights beside the average
+            self._load_train_weights(stored)
         try:
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
