@@ -1,6 +1,6 @@
 """Shared pieces of the benchmarks: models, backends, images, timing, FLOP counting, machine facts.
 
-Backends (``--backends``), each an :class:`~cornernet_saccade.backends.fast.InferenceNetwork`; the first four
+Backends (``--backends``), each an :class:`~cornernet_saccade.model.protocol.DetectionNetwork`; the first four
 are those of :mod:`cornernet_saccade.backends` (``--backend`` of ``detect`` and ``evaluate``):
 
 =================  ==========================================================================
@@ -34,11 +34,12 @@ from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
 from cornernet_saccade.backends import FAST_DTYPES, make_backend
 from cornernet_saccade.backends.device import usable_cores
-from cornernet_saccade.backends.fast import FastNetwork, InferenceNetwork
+from cornernet_saccade.backends.fast import FastNetwork
 from cornernet_saccade.backends.hardware import SPEED_FLAGS, choose_backend, cpu_flags, cpu_name, detect_capability
 from cornernet_saccade.images import read_image
 from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.model.geometry import CROP_SIZE
+from cornernet_saccade.model.protocol import DetectionNetwork
 from cornernet_saccade.testing import fill_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -137,7 +138,7 @@ def mode_input_size(mode: str) -> int:
     return CROP_SIZE if mode == "saccade" else SaccadeConfig().full_size
 
 
-def build_backend(name: str, model: CornerNetSaccade, size: int) -> InferenceNetwork:
+def build_backend(name: str, model: CornerNetSaccade, size: int) -> DetectionNetwork:
     """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs; onnxruntime
     gets as many intra-op threads as torch (set by :func:`begin`)."""
     if name in EXTRA_BACKENDS:

@@ -42,7 +42,7 @@ from common import (
 
 from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze
 from cornernet_saccade.backends import make_backend, resolve_backend
-from cornernet_saccade.inference.cornernet_tester import CornerNetDetector, output_stride
+from cornernet_saccade.inference.cornernet_tester import CornerNetDetector
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.settings import CornerNetTestConfig
 from cornernet_saccade.model.base import CornerNetBase
@@ -94,7 +94,7 @@ def detector_for(model: CornerNetBase, backend: str) -> Callable[[np.ndarray], o
     network = make_backend(model, backend)  # eager: the model itself
     if isinstance(model, CornerNetSaccade):
         return SaccadeDetector(network)
-    return CornerNetDetector(network, CornerNetTestConfig.for_model(output_stride(model)))
+    return CornerNetDetector(network, CornerNetTestConfig.for_model(model.output_stride))
 
 
 def measure(name: str, backends: Sequence[str], images: list[tuple[str, np.ndarray]], repeats: int,

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cornernet_saccade.inference.cornernet_tester import CornerNetDetector
-    from cornernet_saccade.inference.detector import Detector, SaccadeDetector
+    from cornernet_saccade.inference.detector import Detector
+    from cornernet_saccade.inference.saccade_detector import SaccadeDetector
     from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
     from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
     from cornernet_saccade.model.cornernet import CornerNet, CornerNetConfig
-    from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+    from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, CornerNetSaccadeConfig
     from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze, SqueezeConfig
     from cornernet_saccade.model.heads import HeadOutputs
 
@@ -28,8 +29,8 @@ _EXPORTS = {
     "SqueezeConfig": "cornernet_saccade.model.cornernet_squeeze",
     "CornerNetSaccade": "cornernet_saccade.model.cornernet_saccade",
     "HeadOutputs": "cornernet_saccade.model.heads",
-    "ModelConfig": "cornernet_saccade.model.cornernet_saccade",
-    "SaccadeDetector": "cornernet_saccade.inference.detector",
+    "CornerNetSaccadeConfig": "cornernet_saccade.model.cornernet_saccade",
+    "SaccadeDetector": "cornernet_saccade.inference.saccade_detector",
     "Detector": "cornernet_saccade.inference.detector",
     "CornerNetDetector": "cornernet_saccade.inference.cornernet_tester",
     "CornerNetTestConfig": "cornernet_saccade.inference.settings",
@@ -48,7 +49,7 @@ __all__ = [
     "CornerNetSaccade",
     "CornerNetSqueeze",
     "HeadOutputs",
-    "ModelConfig",
+    "CornerNetSaccadeConfig",
     "SaccadeConfig",
     "SaccadeDetector",
     "SqueezeConfig",

@@ -22,8 +22,9 @@ from cornernet_saccade.inference.cornernet_tester import (
 )
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.nms import soft_nms_rows
-from cornernet_saccade.inference.results import SaccadeTrace, box_iou
+from cornernet_saccade.inference.results import box_iou
 from cornernet_saccade.inference.settings import CornerNetTestConfig
+from cornernet_saccade.inference.trace import DetectionTrace
 
 IMAGES = {"demo": "saccade_demo.jpg", "pad127": "tester_pad127.png"}
 MULTI_SCALE = CornerNetTestConfig(test_scales=(0.5, 1.0, 1.5), merge_bbox=True, weight_exp=10.0)
@@ -141,8 +142,9 @@ def test_multi_scale_merge_matches_original(references):
     """The merge alone: the three scales' detections as recorded give the original's final boxes."""
     ref = references["cornernet"]
     detections = np.concatenate([ref[f"demo/multiscale/scale{i}/dets_image_coords_valid"] for i in range(3)])
-    detector = CornerNetDetector(torch.nn.Conv2d(1, 1, 1), MULTI_SCALE)
-    result = detector._merge(detections, SaccadeTrace())
+    network = CornerNet(num_stacks=1, dims=(8, 8), modules=(1, 1), stem_dim=4, pool_dim=4, head_dim=4)
+    detector = CornerNetDetector(network, MULTI_SCALE)  # only its merge runs
+    result = detector._merge(detections, DetectionTrace())
     assert_same_detections(ref["demo/multiscale/final"], as_rows(result))
 
 
@@ -160,8 +162,9 @@ def test_detector_picks_the_inference_of_the_model():
 def test_weights_of_a_squeeze_model_load_as_its_detector(tmp_path):
     """``load_detector`` (detect, evaluate) builds the class a weights file is for: stored
     ``model_config["architecture"]``, or the tensor names of an official state_dict."""
-    from cornernet_saccade.backends import load_detector, load_model
+    from cornernet_saccade.backends import load_detector
     from cornernet_saccade.model.checkpoint import read_checkpoint, save_checkpoint, stored_architecture
+    from cornernet_saccade.model.registry import load_model
 
     tiny = {"num_classes": 2, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
             "pool_dim": 4, "head_dim": 4}

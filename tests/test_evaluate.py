@@ -22,7 +22,8 @@ from cornernet_saccade.engine.metrics import read_metrics
 from cornernet_saccade.engine.trainer import run_training
 from cornernet_saccade.errors import AnnotationError
 from cornernet_saccade.inference.labels import category_ids
-from cornernet_saccade.inference.results import Detections, SaccadeTrace, coco_results
+from cornernet_saccade.inference.results import Detections, coco_results
+from cornernet_saccade.inference.trace import DetectionTrace
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CATEGORIES = [{"id": 7, "name": "b"}, {"id": 3, "name": "a"}, {"id": 9, "name": "c"}]
@@ -31,7 +32,7 @@ CATEGORIES = [{"id": 7, "name": "b"}, {"id": 3, "name": "a"}, {"id": 9, "name": 
 def test_coco_results_by_hand() -> None:
     detections = Detections(
         boxes=np.array([[10.3125, 20.5, 30.75, 50.0], [0, 0, 4, 2]], np.float32),
-        scores=np.array([0.875, 0.3125], np.float32), labels=np.array([1, 0]), class_names=None, trace=SaccadeTrace(),
+        scores=np.array([0.875, 0.3125], np.float32), labels=np.array([1, 0]), class_names=None, trace=DetectionTrace(),
     )
     assert coco_results(5, detections, [3, 7]) == [
         {"image_id": 5, "category_id": 7, "bbox": [10.31, 20.5, 20.44, 29.5], "score": 0.88},

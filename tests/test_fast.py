@@ -290,8 +290,8 @@ def test_detector_of_a_fast_network_is_that_of_its_model():
 def test_detector_of_a_fast_network_runs_the_stored_settings_and_class_names(model_class):
     """A detector built on ``FastNetwork(model)`` (the README's fast-path example) runs what the
     weights file stored with ``model``, as ``Detector(model)`` does, not the official defaults."""
-    model = model_class(**TINY).eval()
-    model.class_names, model.test_settings = ["cat", "dog"], {"top_k": 7, "num_dets": 5, "max_per_image": 3}
+    settings = {"top_k": 7, "num_dets": 5, "max_per_image": 3}
+    model = model_class(**TINY, class_names=["cat", "dog"], test_settings=settings).eval()
     fast = FastNetwork(model)
     assert (fast.class_names, fast.test_settings, fast.num_classes) == (["cat", "dog"], model.test_settings, 2)
     detector = Detector(fast)

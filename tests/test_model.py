@@ -9,7 +9,7 @@ import torch
 
 from cornernet_saccade import CornerNetSaccade
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.model.cornernet_saccade import ModelConfig
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccadeConfig
 
 REL_TOL = 1e-4  # max abs diff <= 1e-4 x the reference array's abs max
 
@@ -59,7 +59,7 @@ def test_invalid_configuration_is_rejected():
         CornerNetSaccade(num_clases=3)
     with pytest.raises(ConfigError):
         CornerNetSaccade(dims=(16, 16))
-    assert ModelConfig() == CornerNetSaccade(num_stacks=1).config.__class__()
+    assert CornerNetSaccadeConfig() == CornerNetSaccade(num_stacks=1).config.__class__()
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.trace import CropView, DetectionTrace
 
 NAMES = ["square", "circle", "square", "star", "circle", "square", "star"]
 LABELS = [2, 0, 2, 1, 0, 2, 1]
@@ -14,7 +15,7 @@ LABELS = [2, 0, 2, 1, 0, 2, 1]
 def sample(names: list[str] | None = NAMES) -> Detections:
     """Seven detections, best first (scores 0.9 .. 0.3), boxes ``[10i, 0, 10i + 5, 5]``."""
     boxes = np.array([[10 * i, 0, 10 * i + 5, 5] for i in range(7)], np.float32)
-    trace = SaccadeTrace(crops=[CropView(0, (8.0, 8.0), 1.0, (0, 0, 16, 16))] * 3)
+    trace = DetectionTrace(crops=[CropView(0, (8.0, 8.0), 1.0, (0, 0, 16, 16))] * 3)
     return Detections(boxes, np.linspace(0.9, 0.3, 7).astype(np.float32), np.array(LABELS), names, trace)
 
 

@@ -153,7 +153,7 @@ def test_official_checkpoint_loads_unchanged(tmp_path, name):
     """A state_dict written the way the original writes it (``torch.save`` of the ``DataParallel``
     model's ``state_dict()``: ``module.`` prefix, legacy serialisation), as CornerNet_Squeeze_500000.pkl
     and CornerNet_500000.pkl: its class loads it, and ``load_model`` tells the network from its tensors."""
-    from cornernet_saccade.backends import load_model
+    from cornernet_saccade.model.registry import load_model
 
     cls = MODELS[name][0]
     written = {k: torch.full(v.shape, float(i % 997), dtype=v.dtype)  # each tensor its own value (fast to make)

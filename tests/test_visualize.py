@@ -6,7 +6,8 @@ import itertools
 import numpy as np
 import pytest
 
-from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.trace import CropView, DetectionTrace
 from cornernet_saccade.inference.visualize import (
     HEAT_COLOURS,
     INITIAL_VIEW_COLOUR,
@@ -30,7 +31,7 @@ def detections(boxes, scores, labels, trace=None, names=None) -> Detections:
         scores=np.asarray(scores, dtype=np.float32),
         labels=np.asarray(labels, dtype=np.int64),
         class_names=names,
-        trace=trace or SaccadeTrace(),
+        trace=trace or DetectionTrace(),
     )
 
 
@@ -104,13 +105,13 @@ def test_tile_rectangle_clips_to_the_image():
     assert tile_rectangle((300, 0, 400, 50), (100, 200), (100, 50)) is None
 
 
-def saccade_trace(height: int, width: int) -> SaccadeTrace:
+def saccade_trace(height: int, width: int) -> DetectionTrace:
     long_side = max(height, width)
     initial = [CropView(0, (height / 2, width / 2), s / long_side, (0, 0, long_side, long_side)) for s in (192, 255)]
     zoomed = [CropView(1, (100.0, 100.0), 2.0, (36, 36, 164, 164)),
               CropView(1, (400.0, 550.0), 1.0, (423, 273, 678, 528))]
     maps = [np.full((2, 1, s, s), 0.7, dtype=np.float32) for s in (16, 32, 64)]
-    return SaccadeTrace(crops=initial + zoomed, attention_maps=maps)
+    return DetectionTrace(crops=initial + zoomed, attention_maps=maps)
 
 
 @pytest.fixture
@@ -129,7 +130,7 @@ def test_panel_shows_the_annotated_image_and_the_views(grey_image):
 
 
 def test_panel_full_image_mode_without_detections(grey_image):
-    full = SaccadeTrace(crops=[CropView(0, (250.0, 300.0), 511 / 600, (0, 0, 600, 600))])
+    full = DetectionTrace(crops=[CropView(0, (250.0, 300.0), 511 / 600, (0, 0, 600, 600))])
     panel = render_panel(grey_image, detections([], [], [], full))
     saccade_panel = render_panel(grey_image, detections([], [], [], saccade_trace(500, 600)))
     below_titles = np.asarray(panel)[40:, 600:]
@@ -142,7 +143,7 @@ def test_panel_full_image_mode_without_detections(grey_image):
 def test_panel_scales_small_and_large_images(size, shown_long_side):
     image = np.full((*size, 3), 90, dtype=np.uint8)
     scale = shown_long_side / max(size)
-    dets = detections([[10, 10, 60, 50]], [0.9], [2], SaccadeTrace(crops=[CropView(0, (0, 0), 1.0, (0, 0, 5, 5))]))
+    dets = detections([[10, 10, 60, 50]], [0.9], [2], DetectionTrace(crops=[CropView(0, (0, 0), 1.0, (0, 0, 5, 5))]))
     panel = np.asarray(render_panel(image, dets))
     shown_h = round(size[0] * scale)
     assert np.all(panel[:shown_h, shown_long_side - 1] == 90), "image scaled to the display size"
@@ -187,7 +188,7 @@ def test_a_weak_attention_map_is_visible_and_has_a_colour_bar():
 
     maps = np.zeros((1, 1, 4, 4), np.float32)
     maps[0, 0, 1, 2] = 0.08
-    trace = SaccadeTrace(crops=[CropView(0, (32.0, 32.0), 4.0, (0, 0, 64, 64))], attention_maps=[maps])
+    trace = DetectionTrace(crops=[CropView(0, (32.0, 32.0), 4.0, (0, 0, 64, 64))], attention_maps=[maps])
     thumbnail = Image.new("RGB", (256, 256), (128, 128, 128))
     tile = np.asarray(attention_tile(thumbnail, trace, 0, (64, 64)))
     brightest = np.array(HEAT_COLOURS[-1]).round().astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Choosing the network a :class:`~cornernet_saccade.inference.detector.SaccadeDetector` runs.
+"""Choosing the network a detector runs, and building a detector from a weights file.
 
 Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, with_attention=...)``
 -> last-stack :class:`~cornernet_saccade.model.heads.HeadOutputs`, so the detector takes any of them:
@@ -21,34 +21,24 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from torch import nn
 
 from cornernet_saccade.backends.device import resolve_device
+from cornernet_saccade.backends.fast import FastNetwork
 from cornernet_saccade.backends.hardware import choose_backend, detect_capability
-from cornernet_saccade.config import config_from_dict
-from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.inference.cornernet_tester import SACCADE_ONLY_SETTINGS, tester_settings
-from cornernet_saccade.inference.detector import Detector, DetectorBase, SaccadeDetector
+from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
+from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.inference.detector import Detector, DetectorBase
+from cornernet_saccade.inference.detector_base import detector_settings
 from cornernet_saccade.inference.labels import resolve_class_names
-from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
-from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase
-from cornernet_saccade.model.checkpoint import (
-    ONNX_SUFFIX,
-    model_from_stored,
-    read_checkpoint,
-    resolve_weights_path,
-    stored_architecture,
-)
-from cornernet_saccade.model.cornernet import CornerNet  # noqa: F401  (registers its architecture)
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze  # noqa: F401  (registers its architecture)
+from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.model.base import CornerNetBase
+from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, resolve_weights_path
 from cornernet_saccade.model.geometry import CROP_SIZE, padded_input_size
-
-if TYPE_CHECKING:
-    from cornernet_saccade.backends.onnx import OnnxNetwork
+from cornernet_saccade.model.protocol import DetectionNetwork, InputSizes
+from cornernet_saccade.model.registry import load_model
 
 #: What ``--backend`` takes: ``auto`` and the backends it chooses from.
 BACKENDS = ("auto", "eager", "fast", "fast-bf16", "fast-fp16", "onnxruntime")
@@ -72,7 +62,7 @@ def resolve_backend(name: str, device: str | torch.device = "auto", weights: str
 
 def make_backend(
     model: CornerNetBase, name: str, *, input_size: int = 255, onnx_path: str | Path | None = None
-) -> nn.Module:
+) -> DetectionNetwork:
     """The network for backend ``name`` built from ``model`` (any network of the family, in eval
     mode, on its device).
 
@@ -82,28 +72,25 @@ def make_backend(
     image), for every canvas side up to :data:`~cornernet_saccade.backends.onnx.DEFAULT_MAX_SIZE`. It
     runs with as many intra-op threads as torch (``torch.get_num_threads()``).
 
-    Every backend carries the model's ``class_names``, ``test_settings`` and ``num_classes`` (a
-    :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the model, an
-    ``OnnxNetwork`` from the export's metadata), so the detector runs it as it would the model.
+    Every backend is a :class:`~cornernet_saccade.model.protocol.DetectionNetwork` giving the model's
+    answers (a :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the
+    model, an ``OnnxNetwork`` from the export's metadata), so a detector runs it as it would the model.
     """
     model = model.eval()
-    name = resolve_backend(name, next(model.parameters()).device)[0]
+    name = resolve_backend(name, model.device)[0]
     if name == "eager":
         return model
     if name in FAST_DTYPES:
-        from cornernet_saccade.backends.fast import FastNetwork
-
         return FastNetwork(model, dtype=FAST_DTYPES[name])
     if name == "onnxruntime":
-        from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx, has_attention
-
         threads = torch.get_num_threads()
         if onnx_path is not None:
             return OnnxNetwork(onnx_path, intra_op_threads=threads)
-        fixed = has_attention(type(model))  # the CornerNet tester's canvas varies per image
         with tempfile.TemporaryDirectory(prefix="cornernet_saccade_") as folder:
-            # the session holds the graph in memory once created: the file can go
-            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size, dynamic_size=not fixed)
+            # the session holds the graph in memory once created: the file can go; the CornerNet
+            # tester's canvas varies per image, so its graph takes every size
+            path = export_onnx(model, Path(folder) / f"model_{input_size}.onnx", size=input_size,
+                               dynamic_size=not model.has_attention)
             return OnnxNetwork(path, intra_op_threads=threads)
     raise ConfigError(f"unknown backend {name!r} (choose from {', '.join(BACKENDS)})")
 
@@ -117,25 +104,6 @@ def mode_input_size(mode: str, full_size: int | None = None, tile_size: int | No
     if mode == "tiled":
         return tile_size or defaults.tile_size
     return CROP_SIZE if mode == "saccade" else padded_input_size(full_size or defaults.full_size)
-
-
-def network_for_mode(
-    model: CornerNetSaccade, backend: str, mode: str, full_size: int | None = None, tile_size: int | None = None
-) -> nn.Module:
-    """:func:`make_backend` with the input size the detector mode feeds (:func:`mode_input_size`)."""
-    return make_backend(model, backend, input_size=mode_input_size(mode, full_size, tile_size))
-
-
-def load_model(weights: str | Path) -> CornerNetBase:
-    """The network of a weights file, run folder or bundled name, of the class the file is for
-    (:func:`~cornernet_saccade.model.checkpoint.stored_architecture`: stored, or read from the
-    tensor names of an official ``.pkl``)."""
-    path = resolve_weights_path(weights)
-    stored = read_checkpoint(path)  # read once: it names the network and holds its weights
-    architecture = stored_architecture(stored)
-    if architecture not in MODEL_CLASSES:
-        raise CheckpointError(f"{path}: unknown network {architecture!r} (known: {', '.join(MODEL_CLASSES)})")
-    return model_from_stored(MODEL_CLASSES[architecture], stored)
 
 
 def load_detector(
@@ -155,79 +123,44 @@ def load_detector(
     it was exported from; other backends refuse one with a ``CheckpointError`` naming the backend that
     runs it.
 
-    Settings: the weights' stored test settings, else the official ones, with ``settings`` (fields of
-    :class:`~cornernet_saccade.inference.settings.SaccadeConfig`) on top. Class names: one per line of
-    ``class_names_file``, else the weights', else COCO's for an 80-class model. The network is of
-    the class the file is for (:func:`load_model`): CornerNet-Saccade weights get a
-    :class:`SaccadeDetector`, CornerNet-Squeeze / CornerNet weights the CornerNet tester
-    (:class:`~cornernet_saccade.inference.settings.CornerNetTestConfig` settings; the saccade-only
-    ones such as ``mode`` are refused with a ``ConfigError`` naming them; an image whose padded canvas an ONNX
-    export does not take is refused with an ``ImageError`` naming it).
+    Two plain steps: the network (:func:`~cornernet_saccade.model.registry.load_model`, or the ONNX
+    network), then its detector (:func:`~cornernet_saccade.inference.detector.Detector`) with settings
+    resolved once (:func:`~cornernet_saccade.inference.detector_base.detector_settings`: the weights'
+    stored test settings, else the official ones, with ``settings`` on top) and class names (one per
+    line of ``class_names_file``, else the weights', else COCO's for an 80-class model). CornerNet-Saccade
+    weights get a ``SaccadeDetector``, CornerNet-Squeeze / CornerNet weights the CornerNet tester
+    (:class:`~cornernet_saccade.inference.settings.CornerNetTestConfig` settings; the saccade-only ones
+    such as ``mode`` are refused with a ``ConfigError`` naming them; an image whose padded canvas an
+    ONNX export does not take is refused with an ``ImageError`` naming it).
     """
     path = resolve_weights_path(weights)
     backend = resolve_backend(backend, device, path)[0]
+    network: DetectionNetwork
     if backend == "onnxruntime" and path.suffix == ONNX_SUFFIX:
-        exported = _exported_network(path)
-        if not exported.has_attention:
-            return Detector(exported, _tester_settings(exported, class_names_file, settings))
-        config = _detector_settings(exported, class_names_file, settings)
-        _check_exported_size(exported, path, config)
-        return SaccadeDetector(exported, config)
-    model = load_model(path).to(resolve_device(device))
-    if isinstance(model, CornerNetSaccade):
-        config = _detector_settings(model, class_names_file, settings)
-        network = network_for_mode(model, backend, config.mode, config.full_size, config.tile_size)
-        return SaccadeDetector(network, config)
-    tester = _tester_settings(model, class_names_file, settings)
-    return Detector(make_backend(model, backend), tester)
+        network = OnnxNetwork(path, intra_op_threads=torch.get_num_threads())
+        config = detector_settings(network, settings)
+        if isinstance(config, SaccadeConfig):
+            _check_exported_size(network.input_sizes, path, config)
+    else:
+        model = load_model(path).to(resolve_device(device))
+        config = detector_settings(model, settings)
+        size = CROP_SIZE  # the tester's ONNX export takes every canvas size
+        if isinstance(config, SaccadeConfig):
+            size = mode_input_size(config.mode, config.full_size, config.tile_size)
+        network = make_backend(model, backend, input_size=size)
+    return Detector(network, config, resolve_class_names(class_names_file, network.class_names, network.num_classes))
 
 
-def _detector_settings(
-    source: CornerNetSaccade | OnnxNetwork, class_names_file: str | Path | None, settings: dict[str, Any]
-) -> SaccadeConfig:
-    """Set ``source.class_names`` (see :func:`load_detector`) and return its detector settings:
-    its stored test settings with ``settings`` on top."""
-    source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
-    return config_from_dict(SaccadeConfig, {**(source.test_settings or {}), **settings}, "detector settings")
-
-
-def _tester_settings(
-    source: CornerNetBase | OnnxNetwork, class_names_file: str | Path | None, settings: dict[str, Any]
-) -> CornerNetTestConfig:
-    """Set ``source.class_names`` (see :func:`load_detector`) and return its CornerNet tester settings:
-    its stored test settings with ``settings`` on top (:func:`~cornernet_saccade.inference.cornernet_tester.tester_settings`).
-    ConfigError when ``settings`` holds a setting only the saccade detector has (``mode``,
-    ``att_max_crops``, ...): the tester would ignore it."""
-    ignored = sorted(SACCADE_ONLY_SETTINGS & set(settings))
-    if ignored:
-        network = getattr(source, "architecture", "")
-        raise ConfigError(
-            f"{', '.join(ignored)}: settings of the CornerNet-Saccade detector; these weights ({network} network) run the "
-            f"CornerNet tester (the whole padded image at each of its test_scales), which has none of them "
-            f"(its settings: {', '.join(CornerNetTestConfig.__dataclass_fields__)})"
-        )
-    source.class_names = resolve_class_names(class_names_file, source.class_names, source.num_classes)
-    merged = tester_settings(source, {**(source.test_settings or {}), **settings})
-    return config_from_dict(CornerNetTestConfig, merged, "detector settings")
-
-
-def _exported_network(path: Path) -> OnnxNetwork:
-    """The onnxruntime network of an ``export-onnx`` file, with as many threads as torch."""
-    from cornernet_saccade.backends.onnx import OnnxNetwork
-
-    return OnnxNetwork(path, intra_op_threads=torch.get_num_threads())
-
-
-def _check_exported_size(network: OnnxNetwork, path: Path, config: SaccadeConfig) -> None:
-    """ConfigError unless the exported ``network`` (of file ``path``) takes the inputs ``config``'s
-    mode feeds it (:func:`mode_input_size`)."""
+def _check_exported_size(sizes: InputSizes, path: Path, config: SaccadeConfig) -> None:
+    """ConfigError unless an export (file ``path``) taking inputs of side ``sizes`` takes the inputs
+    ``config``'s mode feeds it (:func:`mode_input_size`)."""
     size = mode_input_size(config.mode, config.full_size, config.tile_size)
-    if not network.input_sizes.accepts(size):
+    if not sizes.accepts(size):
         fed, option = {
             "full": (f"full mode's canvas for --full-size {config.full_size}", ", or choose a smaller --full-size"),
             "tiled": (f"tiled mode's tiles of --tile-size {config.tile_size}", ", or choose a --tile-size it takes"),
         }.get(config.mode, ("saccade crops", ""))
         raise ConfigError(
-            f"{path}: this export takes inputs of side {network.input_sizes}, not {size} ({fed}); export it "
+            f"{path}: this export takes inputs of side {sizes}, not {size} ({fed}); export it "
             f"again without --fixed-size and with --max-size {size} or more{option}"
         )

@@ -7,8 +7,8 @@ the original is left untouched), and is called like the model in eval mode::
     fast = FastNetwork(model, dtype=torch.bfloat16)
     out = fast(images, with_attention=True)      # HeadOutputs, last stack only, float32
 
-Anything with that call signature is an :class:`InferenceNetwork`: the eager model in eval mode,
-:class:`FastNetwork`, and :class:`cornernet_saccade.backends.onnx.OnnxNetwork` (onnxruntime).
+The eager model, :class:`FastNetwork` and :class:`cornernet_saccade.backends.onnx.OnnxNetwork`
+(onnxruntime) are each a :class:`~cornernet_saccade.model.protocol.DetectionNetwork`.
 
 What is folded, per network (:func:`fold_batchnorm`; a BatchNorm no rule covers is an error):
 
@@ -63,8 +63,8 @@ from __future__ import annotations
 import copy
 import functools
 import warnings
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -73,6 +73,7 @@ from cornernet_saccade.backends.winograd import use_winograd
 from cornernet_saccade.model.base import CornerNetBase
 from cornernet_saccade.model.heads import CornerPoolModule, HeadOutputs
 from cornernet_saccade.model.layers import Convolution, Fire, Residual
+from cornernet_saccade.model.protocol import InputSizes
 
 #: The BatchNorms folded per module type, each as (the convolutions it follows, its attribute name):
 #: one convolution for a plain conv-BN pair, several when the BatchNorm normalises their outputs
@@ -90,20 +91,6 @@ ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 #: Compute dtypes allowed per device type.
 _DTYPES = {"cpu": (torch.float32, torch.bfloat16), "cuda": (torch.float32, torch.bfloat16, torch.float16)}
-
-
-class InferenceNetwork(Protocol):
-    """A network backend for detection: the last stack's heads of a network of the family.
-
-    ``images``: float32 ``[B,3,H,W]`` normalised BGR (``[B,3,255,255]`` crops). Returns
-    :class:`HeadOutputs` whose lists hold one element (the last stack), float32 logits;
-    ``attentions`` is empty unless ``with_attention``. :class:`~cornernet_saccade.inference.detector.SaccadeDetector`
-    also calls ``.eval()`` and takes the device from ``.parameters()`` / ``.buffers()``, so the
-    backends are ``nn.Module`` subclasses; and it reads the wrapped model's ``class_names``,
-    ``test_settings`` (stored with the weights) and ``num_classes``, which every backend exposes.
-    """
-
-    def __call__(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs: ...
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d, first_channel: int = 0) -> nn.Conv2d:
@@ -253,10 +240,9 @@ class FastNetwork(nn.Module):
     ``torch.bfloat16``; ``torch.float16`` on CUDA only. ``winograd``: 3x3 convolutions as Winograd
     F(4x4, 3x3); ``None`` (default) turns it on for float32 on the CPU; float32 only.
     ``cuda_graphs`` needs a CUDA model.
-    It is an ``nn.Module`` so that code written for the model (``.eval()``, ``.parameters()`` for
-    the device) accepts it; it has no training mode. ``has_attention``, ``stem_residuals``,
-    ``num_classes``, ``class_names`` and ``test_settings`` (the settings stored with the weights) are
-    the model's, so ``Detector(fast)`` is the detector ``Detector(model)`` would be.
+    It has no training mode. It implements :class:`~cornernet_saccade.model.protocol.DetectionNetwork`
+    with the model's answers (architecture, attention, output stride, classes, stored test
+    settings), so ``Detector(fast)`` is the detector ``Detector(model)`` would be.
     """
 
     def __init__(
@@ -296,16 +282,16 @@ class FastNetwork(nn.Module):
         return next(self.network.parameters()).device
 
     @property
-    def has_attention(self) -> bool:
-        """Whether the network has attention heads (CornerNet-Saccade): what
-        :func:`~cornernet_saccade.inference.detector.Detector` picks the detector by."""
-        return hasattr(self.network, "att_modules")
+    def architecture(self) -> str:
+        return self.network.architecture
 
     @property
-    def stem_residuals(self) -> int:
-        """The model's stem depth (2: CornerNet-Squeeze, output stride 8), which chooses the CornerNet
-        tester's default settings (:func:`~cornernet_saccade.inference.cornernet_tester.output_stride`)."""
-        return self.network.stem_residuals
+    def has_attention(self) -> bool:
+        return self.network.has_attention
+
+    @property
+    def output_stride(self) -> int:
+        return self.network.output_stride
 
     @property
     def num_classes(self) -> int:
@@ -313,21 +299,15 @@ class FastNetwork(nn.Module):
 
     @property
     def class_names(self) -> list[str] | None:
-        """The model's class names (index = label), read from its weights file; the detector's default."""
         return self.network.class_names
 
-    @class_names.setter
-    def class_names(self, names: list[str] | None) -> None:
-        self.network.class_names = names
-
     @property
-    def test_settings(self) -> dict[str, Any] | None:
-        """The detector settings stored with the model's weights; the detector's default settings."""
+    def test_settings(self) -> Mapping[str, Any] | None:
         return self.network.test_settings
 
-    @test_settings.setter
-    def test_settings(self, settings: dict[str, Any] | None) -> None:
-        self.network.test_settings = settings
+    @property
+    def input_sizes(self) -> InputSizes | None:
+        return None
 
     @property
     def compiled(self) -> bool:

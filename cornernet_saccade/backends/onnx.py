@@ -41,7 +41,6 @@ import json
 import logging
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +56,13 @@ from cornernet_saccade.backends.fast import (
     last_stack_tensors,
 )
 from cornernet_saccade.errors import CheckpointError, ConfigError
-from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase
+from cornernet_saccade.model.base import CornerNetBase
 from cornernet_saccade.model.checkpoint import FORMAT_TAG
 from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade
-from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, TESTER_SIZE_STEP, output_size
+from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, TESTER_SIZE_STEP, output_size, output_stride
 from cornernet_saccade.model.heads import HeadOutputs
+from cornernet_saccade.model.protocol import InputSizes
+from cornernet_saccade.model.registry import MODEL_CLASSES
 from cornernet_saccade.outputs import atomic_write
 
 INPUT_NAME = "images"
@@ -73,34 +74,10 @@ MIN_OPSET = 18
 DEFAULT_MAX_SIZE = 2047
 
 
-@dataclass(frozen=True)
-class InputSizes:
-    """The input heights and widths a graph takes: every ``multiple * k - 1`` (k >= 1) up to
-    ``largest`` when ``multiple`` > 0 (dynamic size), else ``largest`` only (fixed size)."""
-
-    multiple: int
-    largest: int
-
-    def accepts(self, side: int) -> bool:
-        if self.multiple == 0:
-            return side == self.largest
-        return 0 < side <= self.largest and (side + 1) % self.multiple == 0
-
-    def __str__(self) -> str:
-        if self.multiple == 0:
-            return str(self.largest)
-        return f"{self.multiple}k-1 up to {self.largest} ({self.multiple - 1}, {2 * self.multiple - 1}, ...)"
-
-
-def has_attention(network: type[CornerNetBase]) -> bool:
-    """Whether the network class has attention heads (CornerNet-Saccade) whose maps its export outputs."""
-    return issubclass(network, CornerNetSaccade)
-
-
 def output_names(network: type[CornerNetBase]) -> list[str]:
     """The outputs of an export of a ``network`` class: :data:`HEAD_OUTPUT_NAMES`, without the
     attention maps for a network without attention heads."""
-    return list(HEAD_OUTPUT_NAMES if has_attention(network) else HEAD_OUTPUT_NAMES[:NUM_CORNER_OUTPUTS])
+    return list(HEAD_OUTPUT_NAMES if network.has_attention else HEAD_OUTPUT_NAMES[:NUM_CORNER_OUTPUTS])
 
 
 def size_step(network: type[CornerNetBase]) -> int:
@@ -108,16 +85,16 @@ def size_step(network: type[CornerNetBase]) -> int:
     detector feeds (:data:`~cornernet_saccade.model.geometry.INPUT_SIZE_STEP` for CornerNet-Saccade's
     crops and full mode's canvas, :data:`~cornernet_saccade.model.geometry.TESTER_SIZE_STEP` for the
     CornerNet tester's canvases)."""
-    return INPUT_SIZE_STEP if has_attention(network) else TESTER_SIZE_STEP
+    return INPUT_SIZE_STEP if network.has_attention else TESTER_SIZE_STEP
 
 
 class LastStackNetwork(nn.Module):
     """``images [B,3,H,W] -> (tl_heat, br_heat, tl_tag, br_tag, tl_off, br_off[, att_coarse, att_middle, att_fine])``.
 
     A CPU float32 copy of ``model`` in eval mode with BatchNorm folded and export-friendly pooling;
-    ``model`` is not modified; the attention maps only for a model with attention heads
-    (:func:`has_attention`). ``max_size``: the largest input side a dynamic-size trace must cover
-    (the pooling then takes a fixed number of steps), None for a fixed-size trace.
+    ``model`` is not modified; the attention maps only for a model with attention heads.
+    ``max_size``: the largest input side a dynamic-size trace must cover (the pooling then takes a
+    fixed number of steps), None for a fixed-size trace.
     """
 
     def __init__(self, model: CornerNetBase, max_size: int | None = None):
@@ -125,7 +102,7 @@ class LastStackNetwork(nn.Module):
         network = fold_batchnorm(model)
         max_length = None if max_size is None else output_size(max_size, 1 + model.stem_residuals)
         self.network = network.set_export_friendly_pooling(True, max_length).to("cpu", torch.float32)
-        self.with_attention = has_attention(type(model))
+        self.with_attention = model.has_attention
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         return last_stack_tensors(self.network(images, with_attention=self.with_attention, all_stacks=False))
@@ -228,15 +205,24 @@ class OnnxNetwork(nn.Module):
     ``net(images, with_attention=True)`` takes ``[B,3,H,W]`` float images (any device; run on the
     CPU; ``H, W`` among :attr:`input_sizes`) and returns one-stack :class:`HeadOutputs` of float32 CPU
     tensors (``attentions`` empty for a network without attention heads, as the model's).
-    ``intra_op_threads``: onnxruntime's thread count (None: its default, one per physical core). An
-    ``nn.Module`` without parameters, so code written for the model (``.eval()``, device from its
-    parameters) accepts it. Like a model read from a weights file, it carries the export's
-    ``class_names``, ``test_settings`` and ``num_classes``, and its ``architecture``,
-    ``has_attention`` and ``stem_residuals`` (those of the exported network's class: which detector
-    runs it, at which output stride); ``input_size`` is the side it was exported at. A file without
+    ``intra_op_threads``: onnxruntime's thread count (None: its default, one per physical core). It
+    implements :class:`~cornernet_saccade.model.protocol.DetectionNetwork` from the export's
+    metadata (``class_names``, ``test_settings``, ``num_classes``, ``input_sizes``) and its network
+    class (``architecture``, ``has_attention``, ``output_stride``), so it is run by the detector of
+    the network it was exported from; ``input_size`` is the side it was exported at. A file without
     the metadata (written before it existed) is a CornerNet-Saccade export that takes its graph's
     fixed input size and has no class names or test settings.
     """
+
+    architecture: str
+    has_attention: bool
+    output_stride: int
+    output_names: list[str]
+    num_classes: int
+    class_names: list[str] | None
+    test_settings: dict[str, Any] | None
+    input_size: int
+    input_sizes: InputSizes
 
     def __init__(
         self,
@@ -262,7 +248,7 @@ class OnnxNetwork(nn.Module):
         self._read_metadata(Path(path), metadata)
 
     def _check_interface(self, path: Path, architecture: str) -> None:
-        """Set ``architecture``, ``has_attention``, ``stem_residuals`` and ``output_names``;
+        """Set ``architecture``, ``has_attention``, ``output_stride`` and ``output_names``;
         ``CheckpointError`` unless the graph takes ``images`` and returns what an export of
         ``architecture`` returns."""
         outputs = [o.name for o in self.session.get_outputs()]
@@ -272,8 +258,8 @@ class OnnxNetwork(nn.Module):
             raise CheckpointError(
                 f"{path}: not a CornerNet-Saccade export (network {architecture!r}, inputs {inputs}, outputs {outputs})"
             )
-        self.architecture, self.stem_residuals, self.output_names = architecture, model_class.stem_residuals, outputs
-        self.has_attention = has_attention(model_class)
+        self.architecture, self.output_names = architecture, outputs
+        self.has_attention, self.output_stride = model_class.has_attention, output_stride(model_class.stem_residuals)
 
     def _read_metadata(self, path: Path, metadata: dict[str, str]) -> None:
         """Set ``input_size``, ``input_sizes``, ``class_names``, ``test_settings``, ``num_classes``."""
@@ -291,6 +277,11 @@ class OnnxNetwork(nn.Module):
             self.num_classes = int(json.loads(metadata["model_config"])["num_classes"])
         except (KeyError, ValueError, TypeError) as exc:
             raise CheckpointError(f"{path}: malformed export metadata ({type(exc).__name__}: {exc})") from None
+
+    @property
+    def device(self) -> torch.device:
+        """Where inputs go: onnxruntime runs on the CPU."""
+        return torch.device("cpu")
 
     def forward(self, images: Tensor, *, with_attention: bool = True) -> HeadOutputs:
         check_images(images)

@@ -1,6 +1,6 @@
 """Training configuration: :class:`TrainConfig`, read from YAML with every key validated.
 
-A config file has the sections ``data``, ``model`` (the network's config: ``ModelConfig``,
+A config file has the sections ``data``, ``model`` (the network's config: ``CornerNetSaccadeConfig``,
 ``SqueezeConfig`` or ``CornerNetConfig`` by the top-level ``architecture``: ``saccade``, ``squeeze``
 or ``cornernet``), ``sampling`` (:class:`~cornernet_saccade.data.samples.SamplingConfig`, or
 :class:`~cornernet_saccade.data.samples.CornerNetSamplingConfig` for ``squeeze`` / ``cornernet``) and
@@ -31,7 +31,7 @@ from cornernet_saccade.config import (
 from cornernet_saccade.data.load import DatasetFormat
 from cornernet_saccade.data.samples import CornerNetSamplingConfig, SamplingConfig
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.model.base import MODEL_CLASSES, CornerNetBase, HourglassConfig
+from cornernet_saccade.model.base import CornerNetBase, HourglassConfig
 from cornernet_saccade.model.checkpoint import (
     read_checkpoint,
     resolve_weights_path,
@@ -39,9 +39,10 @@ from cornernet_saccade.model.checkpoint import (
     stored_model_config,
 )
 from cornernet_saccade.model.cornernet import CornerNet
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, CornerNetSaccadeConfig
 from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze
 from cornernet_saccade.model.geometry import attention_map_sizes, output_size
+from cornernet_saccade.model.registry import MODEL_CLASSES
 
 AmpMode = Literal["auto", "none", "bf16", "fp16"]
 Architecture = Literal["saccade", "squeeze", "cornernet"]
@@ -168,7 +169,7 @@ class TrainConfig:
 
     data: DataConfig
     architecture: Architecture = "saccade"
-    model: HourglassConfig = field(default_factory=ModelConfig)
+    model: HourglassConfig = field(default_factory=CornerNetSaccadeConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     batch_size: int = 48
@@ -236,7 +237,7 @@ class TrainConfig:
                 f"sampling.output_size must be the network's output size {output} for input_size {size}, "
                 f"and divisible by 8 (got {self.sampling.output_size}; 255 -> 64 and 127 -> 32 work)"
             )
-        if self.architecture == "saccade" and attention_map_sizes(size) != [output // 4, output // 2, output]:
+        if self.model_class.has_attention and attention_map_sizes(size) != [output // 4, output // 2, output]:
             raise ValueError(f"sampling.input_size {size} gives attention targets of another size than the network's")
 
 

@@ -66,6 +66,7 @@ from cornernet_saccade.model.checkpoint import (
     read_checkpoint,
     resolve_weights_path,
 )
+from cornernet_saccade.model.base import CornerNetBase
 from cornernet_saccade.model.heads import HeadOutputs
 from cornernet_saccade.outputs import make_folder
 
@@ -105,21 +106,21 @@ def set_train_mode(model: nn.Module, batchnorm: str) -> None:
             layer.eval()
 
 
-def build_model(config: TrainConfig, context: DistContext, init_weights: bool) -> nn.Module:
+def build_model(config: TrainConfig, context: DistContext, init_weights: bool) -> CornerNetBase:
     """The network of ``config.model``, seeded, with ``init_weights`` loaded when asked, BatchNorm
     set up for ``config.batchnorm``, on ``context.device`` (not yet wrapped in DDP)."""
     seed_everything(config.seed)
     stored = read_checkpoint(resolve_weights_path(config.init_weights)) if init_weights and config.init_weights else None
     if stored is not None:  # names both networks' shapes when they differ, before building the model
         check_model_fits(stored, config.model_class, config.model)
-    model: nn.Module = config.model_class(config.model)
+    model = config.model_class(config.model)
     if stored is not None:
         load_checkpoint(model, stored)
     if config.batchnorm == "frozen":
         for layer in batchnorm_layers(model):
             layer.requires_grad_(False)
     elif config.batchnorm == "sync" and context.distributed:
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        nn.SyncBatchNorm.convert_sync_batchnorm(model)  # replaces the BatchNorm children in place
     model.to(context.device)
     set_train_mode(model, config.batchnorm)
     return model
@@ -253,7 +254,7 @@ class Trainer:
             self.network = DistributedDataParallel(self.model, device_ids=device_ids)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
-        self.loss_fn = CornerNetSaccadeLoss() if config.architecture == "saccade" else CornerNetLoss()
+        self.loss_fn = CornerNetSaccadeLoss() if config.model_class.has_attention else CornerNetLoss()
         self.logger = MetricsLogger(config.out_dir, context.is_main,
                                     resumed_at=self.iteration if resume is not None else None)
 
@@ -303,7 +304,7 @@ class Trainer:
             raise CheckpointError(f"{stored.path}: malformed trained weights (train_weights: {exc})") from None
 
     @property
-    def averaged_model(self) -> nn.Module:
+    def averaged_model(self) -> CornerNetBase:
         """The weights a run validates, evaluates and saves: the moving average where there is one."""
         return self.average.network if self.average is not None else self.model
 
@@ -473,8 +474,9 @@ class Trainer:
         settings of the network's stride) for the others."""
         if self.context.is_main:
             assert self.config.data.val is not None, "TrainConfig: eval_every needs data.val"
-            mode = {"mode": self.config.eval_mode} if self.config.architecture == "saccade" else {}
-            detector = Detector(self.averaged_model, class_names=self.class_names, **mode)
+            model = self.averaged_model
+            settings: dict[str, Any] = {"mode": self.config.eval_mode} if model.has_attention else {}
+            detector = Detector(model, class_names=self.class_names, **settings)
             result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
                                        self.config.eval_images, progress=False, format=self.config.data.format)
             self.logger.log("eval", self.iteration, **result.as_dict())

@@ -7,12 +7,15 @@ checkpoint's training state so that ``--resume`` continues the run exactly.
 from __future__ import annotations
 
 import copy
+from typing import Generic, TypeVar
 
 import torch
 from torch import nn
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-class WeightAverage:
+
+class WeightAverage(Generic[ModuleT]):
     """``average = d * average + (1 - d) * weights`` over every floating-point tensor of the state dict
     (parameters and BatchNorm running statistics), integer ones (BatchNorm's batch counters) copied,
     after each optimizer step. At the ``t``-th update (``t = 1, 2, ...``) ``d = min(decay, (1 + t) /
@@ -22,11 +25,11 @@ class WeightAverage:
     ``network``: the averaged copy (eval mode, no gradients); ``updates``: ``t`` so far.
     """
 
-    def __init__(self, model: nn.Module, decay: float) -> None:
+    def __init__(self, model: ModuleT, decay: float) -> None:
         if not 0 < decay < 1:
             raise ValueError(f"decay must lie in (0, 1), got {decay}")
         self.decay = decay
-        self.network = copy.deepcopy(model).eval().requires_grad_(False)
+        self.network: ModuleT = copy.deepcopy(model).eval().requires_grad_(False)
         self.updates = 0
 
     def factor(self, update: int) -> float:

@@ -1,8 +1,10 @@
-"""Inference: views and locations, decoding, soft-NMS, the detector, its results and pictures."""
+"""Inference: views and locations, decoding, soft-NMS, the detectors, their results and pictures."""
 from __future__ import annotations
 
-from cornernet_saccade.inference.detector import SaccadeDetector
-from cornernet_saccade.inference.results import Detections, SaccadeTrace
-from cornernet_saccade.inference.settings import SaccadeConfig
+from cornernet_saccade.inference.detector import CornerNetDetector, Detector, SaccadeDetector
+from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.settings import CornerNetTestConfig, SaccadeConfig
+from cornernet_saccade.inference.trace import DetectionTrace
 
-__all__ = ["Detections", "SaccadeConfig", "SaccadeDetector", "SaccadeTrace"]
+__all__ = ["CornerNetDetector", "CornerNetTestConfig", "Detections", "DetectionTrace", "Detector", "SaccadeConfig",
+           "SaccadeDetector"]

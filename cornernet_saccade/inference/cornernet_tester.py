@@ -10,7 +10,6 @@ all scales' boxes are merged per class by soft-NMS (:func:`~cornernet_saccade.in
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,18 +17,20 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cornernet_saccade.errors import ImageError
 from cornernet_saccade.image_windows import ImageWindows, whole_pixels
 from cornernet_saccade.images import ImageSource
-from cornernet_saccade.inference.decode import REJECTED_SCORE, decode_detections
-from cornernet_saccade.inference.detector import DetectorBase, resolve_settings
-from cornernet_saccade.inference.nms import best_per_image, soft_nms_rows
+from cornernet_saccade.inference.decode import BOX, CANDIDATE_COLUMNS, LABEL, REJECTED_SCORE, SCORE, decode_heads
+from cornernet_saccade.inference.detector_base import DetectorBase, finish_detections, tester_settings
+from cornernet_saccade.inference.nms import soft_nms_rows
 from cornernet_saccade.inference.preprocess import normalize_bgr
-from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
-from cornernet_saccade.inference.settings import NMS_METHODS, CornerNetTestConfig, SaccadeConfig
+from cornernet_saccade.inference.results import Detections
+from cornernet_saccade.inference.settings import NMS_METHODS, CornerNetTestConfig
+from cornernet_saccade.inference.trace import PADDED_VIEWS, CropView, DetectionTrace
 from cornernet_saccade.model.geometry import tester_canvas_size
+from cornernet_saccade.model.protocol import DetectionNetwork
 
 #: Fixed-point precision of OpenCV's uint8 bilinear resize weights.
 _RESIZE_BITS = 11
@@ -131,7 +132,7 @@ def map_to_image_pixels(detections: Tensor, view: PaddedView, map_hw: tuple[int,
     original ``rescale_dets_``): ``/ float32(out / inp)``, minus the border, clipped to the resized
     image ``[0, size]``, ``/ scale``; float32 results."""
     ratios = (np.float32(map_hw[1] / view.canvas_hw[1]), np.float32(map_hw[0] / view.canvas_hw[0]))
-    boxes = detections[:, :4].double() / torch.tensor([ratios[0], ratios[1]] * 2, dtype=torch.float64,
+    boxes = detections[:, BOX].double() / torch.tensor([ratios[0], ratios[1]] * 2, dtype=torch.float64,
                                                        device=detections.device)
     boxes = boxes.float()
     y0, _, x0, _ = view.border
@@ -141,19 +142,6 @@ def map_to_image_pixels(detections: Tensor, view: PaddedView, map_hw: tuple[int,
     boxes = torch.minimum(boxes.clamp(min=0), upper)
     boxes = (boxes.double() / float(np.float32(view.scale))).float()
     return torch.cat((boxes, detections[:, 4:]), dim=1)
-
-
-#: The settings of the saccade detector that the CornerNet tester has not (``mode``, ``full_size``,
-#: ``att_max_crops``, ``tile_size``, ...): it runs the whole padded image at each of its test scales.
-SACCADE_ONLY_SETTINGS = frozenset(SaccadeConfig.__dataclass_fields__) - frozenset(CornerNetTestConfig.__dataclass_fields__)
-
-
-def tester_settings(model: nn.Module, settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The tester settings of ``model``: its original ones (:meth:`CornerNetTestConfig.for_model`
-    by output stride) with ``settings`` on top, the saccade-only options (``mode``, ``full_size``,
-    ``att_max_crops``, ...) dropped; the others must be :class:`CornerNetTestConfig` fields."""
-    base = dataclasses.asdict(CornerNetTestConfig.for_model(output_stride(model)))
-    return {**base, **{k: v for k, v in settings.items() if k not in SACCADE_ONLY_SETTINGS}}
 
 
 class CornerNetDetector(DetectorBase):
@@ -170,27 +158,24 @@ class CornerNetDetector(DetectorBase):
 
     def __init__(
         self,
-        model: nn.Module,
+        model: DetectionNetwork,
         config: CornerNetTestConfig | Mapping[str, Any] | None = None,
         class_names: Sequence[str] | None = None,
         **overrides: Any,
     ):
-        if config is None:
-            config = tester_settings(model, getattr(model, "test_settings", None) or {})
-        self.config: CornerNetTestConfig = resolve_settings(CornerNetTestConfig, config, overrides,
-                                                            "cornernet test config")
+        self.config: CornerNetTestConfig = tester_settings(model, config, overrides)
         super().__init__(model, class_names)
 
     def __call__(self, image: ImageSource | ImageWindows) -> Detections:
         pixels = whole_pixels(image, max_pixels=self.config.max_pixels)
         views = [padded_view(pixels.shape[:2], s) for s in self.config.test_scales]
         self._check_canvases(views, pixels.shape[:2], image)
-        trace = SaccadeTrace(padded_views=True, view_kind="padded views")
+        trace = DetectionTrace(view_kind=PADDED_VIEWS)
         with torch.inference_mode():
             found = [self._detect_scale(pixels, view, trace) for view in views]
             detections = torch.cat(found)
-            detections = detections[detections[:, 4] > REJECTED_SCORE]
-        trace.candidates = detections[:, [0, 1, 2, 3, 4, 7]].float().cpu().numpy()
+            detections = detections[detections[:, SCORE] > REJECTED_SCORE]
+        trace.candidates = detections[:, CANDIDATE_COLUMNS].float().cpu().numpy()
         return self._merge(detections.cpu().numpy(), trace)
 
     def _check_canvases(self, views: Sequence[PaddedView], image_hw: tuple[int, ...], image: object) -> None:
@@ -198,7 +183,7 @@ class CornerNetDetector(DetectorBase):
         canvas of ``views`` has a side the network does not take. Only a network with ``input_sizes``
         (an ONNX export: sides ``128k-1`` up to its max size, or one fixed size) limits them; the
         models take every canvas."""
-        sizes = getattr(self.model, "input_sizes", None)
+        sizes = self.model.input_sizes
         if sizes is None:
             return
         for view in views:
@@ -212,7 +197,7 @@ class CornerNetDetector(DetectorBase):
                     f"choose smaller test scales, or use another backend"
                 )
 
-    def _detect_scale(self, image: np.ndarray, view: PaddedView, trace: SaccadeTrace) -> Tensor:
+    def _detect_scale(self, image: np.ndarray, view: PaddedView, trace: DetectionTrace) -> Tensor:
         """Detections ``[B*num_dets, 8]`` (image pixels, rejected rows included) of one scale."""
         cfg = self.config
         canvas = torch.from_numpy(padded_canvas(image, view)).to(self.device).permute(2, 0, 1)
@@ -221,10 +206,7 @@ class CornerNetDetector(DetectorBase):
             batch = torch.cat((batch, batch.flip(-1)))
         trace.count_input(batch)
         out = self.model(normalize_bgr(batch), with_attention=False)
-        dets = decode_detections(
-            out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],
-            k=cfg.top_k, kernel=cfg.nms_kernel, ae_threshold=cfg.ae_threshold, num_dets=cfg.num_dets,
-        )
+        dets = decode_heads(out, k=cfg.top_k, kernel=cfg.nms_kernel, ae_threshold=cfg.ae_threshold, num_dets=cfg.num_dets)
         map_hw = (out.tl_heats[-1].shape[-2], out.tl_heats[-1].shape[-1])
         dets = unflip(dets, map_hw[1]) if cfg.flip else dets.reshape(-1, 8)
         y0, _, x0, _ = view.border
@@ -233,11 +215,11 @@ class CornerNetDetector(DetectorBase):
         trace.crops.append(CropView(0, (image.shape[0] / 2, image.shape[1] / 2), view.scale, region))
         return map_to_image_pixels(dets, view, map_hw)
 
-    def _merge(self, detections: np.ndarray, trace: SaccadeTrace) -> Detections:
-        """Per-class soft-NMS (every row the in-place algorithm leaves), ``max_per_image``,
-        ``score_threshold``; best score first (class order, then soft-NMS order, on ties)."""
+    def _merge(self, detections: np.ndarray, trace: DetectionTrace) -> Detections:
+        """Per-class soft-NMS of ``detections`` ``[M,8]`` (every row the in-place algorithm leaves), in
+        class order, then :func:`~cornernet_saccade.inference.detector_base.finish_detections`."""
         cfg = self.config
-        labels = detections[:, 7].astype(np.int64)
+        labels = detections[:, LABEL].astype(np.int64)
         rows, row_labels = [np.zeros((0, 5), np.float32)], [np.zeros(0, np.int64)]
         for label in np.unique(labels):
             merged = soft_nms_rows(
@@ -247,19 +229,5 @@ class CornerNetDetector(DetectorBase):
             )
             rows.append(merged)
             row_labels.append(np.full(len(merged), label, np.int64))
-        boxes, labels = np.concatenate(rows), np.concatenate(row_labels)
-        scores = boxes[:, 4]
-        keep = best_per_image(torch.from_numpy(scores), cfg.max_per_image).numpy() & (scores >= cfg.score_threshold)
-        order = np.argsort(-scores[keep], kind="stable")
-        boxes, labels = boxes[keep][order], labels[keep][order]
-        names = [self.class_names[i] for i in labels] if self.class_names is not None else None
-        return Detections(boxes[:, :4].copy(), boxes[:, 4].copy(), labels, names, trace)
-
-
-def output_stride(model: nn.Module) -> int:
-    """Output stride of a CornerNet-family network (or a backend wrapping one): 8 with the
-    two-residual stem of CornerNet-Squeeze, else 4."""
-    stem: Any = getattr(model, "stem_residuals", None)
-    if stem is None:
-        stem = getattr(getattr(model, "source_model", None), "stem_residuals", 1)
-    return 2 * 2 ** int(stem)
+        boxes = np.concatenate(rows)
+        return finish_detections(boxes[:, BOX], boxes[:, SCORE], np.concatenate(row_labels), cfg, self.class_names, trace)

@@ -12,8 +12,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cornernet_saccade.model.heads import HeadOutputs
+
 #: Score given to a rejected corner pair (as in the original; real scores are in (0, 1)).
 REJECTED_SCORE = -1.0
+
+# The columns of a detection row ``[..., 8]`` (:func:`decode_detections`; the frame changes as the
+# detector maps rows from output-map cells to crop and image pixels, the columns do not).
+#: ``x1, y1, x2, y2``: the box.
+BOX = slice(0, 4)
+#: The pair's score ``(tl + br) / 2``, or :data:`REJECTED_SCORE`.
+SCORE = 4
+#: The top-left and bottom-right corners' own scores.
+TL_SCORE, BR_SCORE = 5, 6
+#: The class, 0-based, as a float.
+LABEL = 7
+#: The columns a trace keeps of each candidate: box, score, label.
+CANDIDATE_COLUMNS = [0, 1, 2, 3, SCORE, LABEL]
 
 
 @dataclass(frozen=True)
@@ -137,4 +152,14 @@ def decode_detections(
             tl.classes.gather(1, tl_pick).unsqueeze(2).to(scores.dtype),
         ),
         dim=2,
+    )
+
+
+def decode_heads(
+    out: HeadOutputs, *, k: int, kernel: int, ae_threshold: float, num_dets: int, no_border: bool = False
+) -> Tensor:
+    """:func:`decode_detections` of the last stack of ``out``: ``[B,num_dets,8]`` rows in output-map cells."""
+    return decode_detections(
+        out.tl_heats[-1], out.br_heats[-1], out.tl_tags[-1], out.br_tags[-1], out.tl_offs[-1], out.br_offs[-1],
+        k=k, kernel=kernel, ae_threshold=ae_threshold, num_dets=num_dets, no_border=no_border,
     )

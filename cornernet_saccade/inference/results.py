@@ -1,51 +1,15 @@
-"""What the detector returns: :class:`Detections` of one image and the :class:`SaccadeTrace` of what it looked at."""
+"""What a detector returns: :class:`Detections` of one image, with the
+:class:`~cornernet_saccade.inference.trace.DetectionTrace` of what it looked at."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, overload
 
 import numpy as np
-from torch import Tensor
 
-
-@dataclass(frozen=True)
-class CropView:
-    """A view the detector looked at: ``round`` (0 = the downsized initial views), its location
-    ``center_yx`` / ``scale``, and ``region_xyxy``, the image-pixel square the canvas covers (may
-    reach outside the image)."""
-
-    round: int
-    center_yx: tuple[float, float]
-    scale: float
-    region_xyxy: tuple[int, int, int, int]
-
-
-@dataclass
-class SaccadeTrace:
-    """What the detector looked at: every view (``crops``), the first round's attention
-    probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), the
-    locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score) and
-    every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
-    image pixels, score, label). ``padded_views``: the views are whole-image padded canvases (the
-    CornerNet tester, one per test scale), which the picture shows instead of attention maps.
-    ``view_kind``: what the first round's views are, as the picture titles them (``initial views``
-    of saccade mode, ``whole image``, ``tiles``, ``padded views`` of the tester).
-    ``network_pixels``: the pixels of every network input the views made (``N*H*W`` of each
-    ``[N,3,H,W]`` batch: padding and flipped copies included), see :meth:`count_input`."""
-
-    crops: list[CropView] = field(default_factory=list)
-    attention_maps: list[np.ndarray] = field(default_factory=list)
-    proposals: list[np.ndarray] = field(default_factory=list)
-    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 6), np.float32))
-    padded_views: bool = False
-    view_kind: str = "initial views"
-    network_pixels: int = 0
-
-    def count_input(self, batch: Tensor) -> None:
-        """Add a network input batch ``[N,3,H,W]`` to :attr:`network_pixels`."""
-        self.network_pixels += batch.shape[0] * batch.shape[-2] * batch.shape[-1]
-
+from cornernet_saccade.inference.trace import DetectionTrace
+from cornernet_saccade.inference.visualize import render_panel
 
 #: Score a detection needs to be drawn by :meth:`Detections.draw` / :meth:`Detections.save` unless
 #: told otherwise (the ``detect`` command's default threshold: the API keeps every box for COCO
@@ -73,7 +37,7 @@ class Detections:
     scores: np.ndarray
     labels: np.ndarray
     class_names: list[str] | None
-    trace: SaccadeTrace
+    trace: DetectionTrace
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -148,8 +112,6 @@ class Detections:
     def draw(self, image: Any, score_threshold: float = DRAW_SCORE_THRESHOLD) -> Any:
         """The annotated picture (a PIL image) of ``image`` (path, array or PIL image): the detections
         scoring at least ``score_threshold``, attention maps and crops, as ``detect`` writes it."""
-        from cornernet_saccade.inference.visualize import render_panel
-
         return render_panel(image, self, score_threshold=score_threshold)
 
     def save(self, path: str, image: Any, score_threshold: float = DRAW_SCORE_THRESHOLD) -> None:

@@ -36,7 +36,44 @@ def check_decode_caps(top_k: int, num_dets: int) -> None:
         raise ValueError(f"top-k {top_k} and num_dets {num_dets}: need k >= 1 and 1 <= num_dets <= k*k")
 
 @dataclass(frozen=True)
-class SaccadeConfig:
+class DecodeMergeSettings:
+    """The settings both detectors share: how corners become boxes and how boxes are merged.
+
+    Decoding: ``top_k`` corners per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance,
+    ``num_dets`` boxes per network image. Merge: per-class soft-NMS ``nms_method`` with
+    ``nms_sigma`` / ``nms_overlap`` (linear and hard) and ``nms_score_threshold``, then the
+    ``max_per_image`` best (ties kept). Output: boxes scoring below ``score_threshold`` (a
+    probability in ``[0, 1]``) are dropped. ``max_pixels``: the largest image file (width x height)
+    the detector decodes (:func:`~cornernet_saccade.images.read_image`; a guard against decompression
+    bombs, 100 megapixels by default); raise it for a larger image you trust. Arrays and tensors are
+    not limited. The defaults are the original CornerNet's; :class:`SaccadeConfig` changes four.
+    """
+
+    top_k: int = 100
+    nms_kernel: int = 3
+    ae_threshold: float = 0.5
+    num_dets: int = 1000
+    nms_method: Literal["gaussian", "linear", "hard"] = "gaussian"
+    nms_sigma: float = 0.5
+    nms_overlap: float = 0.5
+    nms_score_threshold: float = 0.001
+    max_per_image: int = 100
+    score_threshold: float = 0.0
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __post_init__(self) -> None:
+        check_bounds(vars(self), TEST_SETTING_BOUNDS)
+        if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
+            raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
+        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
+            raise ValueError("nms_kernel must be odd and positive")
+        check_decode_caps(self.top_k, self.num_dets)
+        if min(self.max_per_image, self.max_pixels) < 1 or not self.nms_sigma > 0:
+            raise ValueError("max_per_image and max_pixels must be >= 1, nms_sigma > 0")
+
+
+@dataclass(frozen=True)
+class SaccadeConfig(DecodeMergeSettings):
     """Test-time settings; the defaults are the official CornerNet-Saccade ones (docs/reference.md §5).
 
     ``mode="saccade"`` runs the attention-driven crops; ``mode="full"`` resizes the whole image so its
@@ -54,11 +91,10 @@ class SaccadeConfig:
     ``init_sizes`` views and raises the ``att_max_crops`` cap as each image's size needs
     (:func:`~cornernet_saccade.inference.view_policy.view_plan`): a grid of first views whose zoom
     lets the attention maps find objects of long side ``min_object_size`` image pixels, and a crop
-    budget that grows with the image area; ``"fixed"`` (default) uses them as given. Decoding: ``top_k`` corners
-    per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance, ``num_dets`` boxes per crop.
-    Merge: soft-NMS ``nms_method`` with ``nms_sigma`` / ``nms_overlap`` (linear and hard) and
-    ``nms_score_threshold``, then the ``max_per_image`` best (ties kept). Output: boxes scoring below
-    ``score_threshold`` (a probability in ``[0, 1]``) are dropped. The Python API's default is the
+    budget that grows with the image area; ``"fixed"`` (default) uses them as given. Decoding and merge
+    as :class:`DecodeMergeSettings` (``num_dets`` boxes per crop), with the saccade tester's
+    ``top_k`` 12, ``ae_threshold`` 0.3, ``num_dets`` 12 and ``nms_sigma`` 0.7. The Python API's
+    ``score_threshold`` default is the
     original's ``0.0`` (every box the merge keeps, as COCO evaluation wants); the ``detect`` command
     defaults to ``--score-threshold 0.3`` instead (``evaluate`` keeps ``0.0``); a weights file's stored
     ``test_settings`` replace these defaults in both. ``clip_boxes`` (default, as torchvision) clips the
@@ -68,9 +104,6 @@ class SaccadeConfig:
     original batched up to 32; tiles: :data:`GPU_TILE_BATCH_SIZE` at once), batches of
     :data:`CPU_BATCH_SIZE` on the CPU, where large batches spill the caches (official network, fast
     path: 0.33 s per crop in batches of 4, 0.38 s in batches of 8; benchmarks/fast_inference.py).
-    ``max_pixels``: the largest image file (width x height) the detector decodes
-    (:func:`~cornernet_saccade.images.read_image`; a guard against decompression bombs, 100
-    megapixels by default); raise it for a larger image you trust. Arrays and tensors are not limited.
     """
 
     mode: Literal["saccade", "full", "tiled"] = "saccade"
@@ -83,40 +116,28 @@ class SaccadeConfig:
     att_nms_ks: tuple[int, int, int] = (3, 3, 3)
     ref_dets: bool = True
     top_k: int = 12
-    nms_kernel: int = 3
     ae_threshold: float = 0.3
     num_dets: int = 12
-    nms_method: Literal["gaussian", "linear", "hard"] = "gaussian"
     nms_sigma: float = 0.7
-    nms_overlap: float = 0.5
-    nms_score_threshold: float = 0.001
-    max_per_image: int = 100
     batch_size: int | None = None
     full_size: int = 511
     full_top_k: int = 100
     full_num_dets: int = 1000
     tile_size: int = 511
     tile_overlap: int = 128
-    score_threshold: float = 0.0
     clip_boxes: bool = True
-    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        check_bounds(vars(self), TEST_SETTING_BOUNDS)
-        if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
-            raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
+        super().__post_init__()
         if not self.init_sizes or min(self.init_sizes) < 1:
             raise ValueError("init_sizes must list at least one positive size")
         if not self.att_thresholds or len(self.att_scales) != len(self.att_thresholds):
             raise ValueError("att_scales needs one (coarse, middle, fine) triple per att_thresholds entry")
-        if any(k < 1 or k % 2 == 0 for k in (*self.att_nms_ks, self.nms_kernel)):
-            raise ValueError("att_nms_ks and nms_kernel must be odd and positive")
-        if self.att_max_crops < 0 or min(self.max_per_image, self.batch_size or 1, self.full_size, self.max_pixels) < 1:
-            raise ValueError("att_max_crops must be >= 0; max_per_image, batch_size, full_size, max_pixels >= 1")
-        for k, num in ((self.top_k, self.num_dets), (self.full_top_k, self.full_num_dets)):
-            check_decode_caps(k, num)
-        if self.nms_sigma <= 0:
-            raise ValueError("nms_sigma must be positive")
+        if any(k < 1 or k % 2 == 0 for k in self.att_nms_ks):
+            raise ValueError("att_nms_ks must be odd and positive")
+        if self.att_max_crops < 0 or min(self.batch_size or 1, self.full_size) < 1:
+            raise ValueError("att_max_crops must be >= 0; batch_size, full_size >= 1")
+        check_decode_caps(self.full_top_k, self.full_num_dets)
         if not is_input_size(self.tile_size):
             raise ValueError(f"tile_size must be a network input side {INPUT_SIZE_STEP}k - 1 (255, 511, 767, ...), "
                              f"got {self.tile_size}")
@@ -127,49 +148,30 @@ class SaccadeConfig:
 
 
 @dataclass(frozen=True)
-class CornerNetTestConfig:
+class CornerNetTestConfig(DecodeMergeSettings):
     """Test-time settings of the CornerNet tester (CornerNet-Squeeze and CornerNet, Hourglass-104).
 
     The defaults are the original CornerNet (Hourglass-104) ones; :meth:`squeeze` gives the
     CornerNet-Squeeze ones and :meth:`for_model` picks by the network's output stride. Per entry of
     ``test_scales`` the image is resized by that factor, padded to ``(h | 127, w | 127)`` and centred;
     ``flip`` adds the mirrored canvas (its corners are mapped back and pooled with the others).
-    Decoding: ``top_k`` corners per type, ``nms_kernel`` peak window, ``ae_threshold`` tag distance,
-    ``num_dets`` boxes per network image. Merge: per-class soft-NMS ``nms_method`` with
-    ``nms_sigma`` (0.5 here, 0.7 in the saccade tester) / ``nms_overlap`` / ``nms_score_threshold``;
-    ``merge_bbox`` averages near-duplicate boxes with weights ``(1 - decay) ** weight_exp`` (the
-    original's multi-scale setting: ``merge_bbox=True, weight_exp=10``); then the
-    ``max_per_image`` best (ties kept) and ``score_threshold`` as :class:`SaccadeConfig`. Boxes are
-    always clipped to the image, as the original does. ``max_pixels`` as :class:`SaccadeConfig`.
+    Decoding and merge as :class:`DecodeMergeSettings` (its defaults; ``num_dets`` boxes per network
+    image); ``merge_bbox`` averages near-duplicate boxes with weights ``(1 - decay) ** weight_exp`` (the
+    original's multi-scale setting: ``merge_bbox=True, weight_exp=10``). Boxes are always clipped to
+    the image, as the original does.
     """
 
     test_scales: tuple[float, ...] = (1.0,)
     flip: bool = True
-    top_k: int = 100
-    nms_kernel: int = 3
-    ae_threshold: float = 0.5
-    num_dets: int = 1000
-    nms_method: Literal["gaussian", "linear", "hard"] = "gaussian"
-    nms_sigma: float = 0.5
-    nms_overlap: float = 0.5
-    nms_score_threshold: float = 0.001
     merge_bbox: bool = False
     weight_exp: float = 8.0
-    max_per_image: int = 100
-    score_threshold: float = 0.0
-    max_pixels: int = DEFAULT_MAX_PIXELS
 
     def __post_init__(self) -> None:
-        check_bounds(vars(self), TEST_SETTING_BOUNDS)
-        if not 0.0 <= self.score_threshold <= 1.0:  # also refuses NaN
-            raise ValueError(f"score_threshold must be a probability in [0, 1], got {self.score_threshold}")
+        super().__post_init__()
         if not self.test_scales or not all(s > 0 for s in self.test_scales):
             raise ValueError("test_scales must list at least one positive scale")
-        if self.nms_kernel < 1 or self.nms_kernel % 2 == 0:
-            raise ValueError("nms_kernel must be odd and positive")
-        check_decode_caps(self.top_k, self.num_dets)
-        if min(self.max_per_image, self.max_pixels) < 1 or self.nms_sigma <= 0 or self.weight_exp < 0:
-            raise ValueError("max_per_image and max_pixels must be >= 1, nms_sigma > 0, weight_exp >= 0")
+        if self.weight_exp < 0:
+            raise ValueError(f"weight_exp must be >= 0, got {self.weight_exp}")
 
     @classmethod
     def squeeze(cls) -> CornerNetTestConfig:

@@ -4,7 +4,7 @@
 ``name score`` label; line width and font size grow with the image, so the picture reads the same
 at any size, but a label is no taller than about half its box (:func:`label_font_size`), so the
 labels of small objects on a large image do not hide them. :func:`render_panel` puts the annotated
-image beside tiles built from the detector's :class:`~cornernet_saccade.inference.results.SaccadeTrace`:
+image beside tiles built from the detector's :class:`~cornernet_saccade.inference.trace.DetectionTrace`:
 every view it looked at (the downsized first-round views and the zoomed crops, as rectangles clipped
 to the image) and, in saccade mode, the first round's coarse / middle / fine attention probabilities
 as heat over the image.
@@ -12,21 +12,45 @@ as heat over the image.
 from __future__ import annotations
 
 import colorsys
-import dataclasses
 import functools
 from collections import Counter
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from cornernet_saccade.image_windows import ArrayWindows, ImageWindows, whole_pixels
 from cornernet_saccade.images import ImageSource, read_image
-from cornernet_saccade.inference.results import CropView, Detections, SaccadeTrace
+from cornernet_saccade.inference.trace import PADDED_VIEWS, CropView, DetectionTrace
 from cornernet_saccade.inference.views import full_image_window, paste_crops
 from cornernet_saccade.model.geometry import ATTENTION_RATIOS
 
 RGB = tuple[int, int, int]
+
+
+class DrawnDetections(Protocol):
+    """What a picture shows of one image's detections
+    (:class:`~cornernet_saccade.inference.results.Detections` is one): boxes ``[N,4]`` x1 y1 x2 y2
+    image pixels, scores ``[N]``, 0-based labels ``[N]``, a class name per detection (or ``None``) and
+    the detector's trace."""
+
+    @property
+    def boxes(self) -> np.ndarray: ...
+
+    @property
+    def scores(self) -> np.ndarray: ...
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    @property
+    def class_names(self) -> list[str] | None: ...
+
+    @property
+    def trace(self) -> DetectionTrace: ...
+
+
 Font = ImageFont.ImageFont | ImageFont.FreeTypeFont
 
 #: Rectangle colour of the first-round (downsized, whole-image) views.
@@ -35,7 +59,7 @@ INITIAL_VIEW_COLOUR: RGB = (0, 200, 255)
 ZOOMED_CROP_COLOUR: RGB = (255, 60, 170)
 #: Rectangle colour of the views of each round (0: the first views; later rounds take the last).
 ROUND_COLOURS: tuple[RGB, ...] = (INITIAL_VIEW_COLOUR, ZOOMED_CROP_COLOUR, (255, 215, 0), (120, 255, 120))
-#: Names of the first-round attention maps, in the order of ``SaccadeTrace.attention_maps``.
+#: Names of the first-round attention maps, in the order of ``DetectionTrace.attention_maps``.
 ATTENTION_NAMES = ("coarse", "middle", "fine")
 #: Padded views drawn at most (one per test scale of the CornerNet tester).
 MAX_PADDED_TILES = 3
@@ -91,7 +115,7 @@ def label_font_size(picture_size: tuple[int, int], box: Rectangle) -> int:
     return max(MIN_FONT_SIZE, min(font_size(*picture_size), round(FONT_TO_BOX * min(x2 - x1 + 1, y2 - y1 + 1))))
 
 
-def detection_name(detections: Detections, index: int, class_names: Sequence[str] | None = None) -> str:
+def detection_name(detections: DrawnDetections, index: int, class_names: Sequence[str] | None = None) -> str:
     """Name of detection ``index``: ``class_names[label]`` when given and long enough, else the
     name the detector attached, else ``"class <label>"``."""
     label = int(detections.labels[index])
@@ -104,11 +128,13 @@ def detection_name(detections: Detections, index: int, class_names: Sequence[str
 
 def draw_detections(
     image_rgb: ImageSource,
-    detections: Detections,
+    detections: DrawnDetections,
     class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
+    box_scale: float = 1.0,
 ) -> Image.Image:
-    """The image with every detection scoring at least ``score_threshold`` drawn on it.
+    """The image with every detection scoring at least ``score_threshold`` drawn on it, its boxes
+    multiplied by ``box_scale`` (the image's scale when it is drawn resized).
 
     ``image_rgb``: ``uint8 [H,W,3]`` RGB (or anything :func:`~cornernet_saccade.images.read_image`
     takes; it is not modified). Boxes are in image pixels, rounded to the nearest pixel; the outline
@@ -122,13 +148,14 @@ def draw_detections(
     picture = Image.fromarray(read_image(image_rgb))
     draw = ImageDraw.Draw(picture)
     thickness = line_width(*picture.size)
-    drawable = (detections.scores >= score_threshold) & np.isfinite(detections.boxes).all(axis=1)
+    all_boxes = detections.boxes * np.float32(box_scale) if box_scale != 1 else detections.boxes
+    drawable = (detections.scores >= score_threshold) & np.isfinite(all_boxes).all(axis=1)
     boxes: dict[int, Rectangle] = {}
     labels: dict[int, tuple[str, Rectangle, Font]] = {}
     placed: list[Rectangle] = []
     for index in map(int, np.flatnonzero(drawable)):  # best first: the best labels get the best places
-        x1, x2 = sorted(round(float(v)) for v in detections.boxes[index, [0, 2]])
-        y1, y2 = sorted(round(float(v)) for v in detections.boxes[index, [1, 3]])
+        x1, x2 = sorted(round(float(v)) for v in all_boxes[index, [0, 2]])
+        y1, y2 = sorted(round(float(v)) for v in all_boxes[index, [1, 3]])
         boxes[index] = (x1, y1, x2, y2)
         font = label_font(label_font_size(picture.size, boxes[index]))
         text = f"{detection_name(detections, index, class_names)} {detections.scores[index]:.2f}"
@@ -201,7 +228,7 @@ def display_scale(height: int, width: int) -> float:
 
 def render_panel(
     image: ImageSource | ImageWindows,
-    detections: Detections,
+    detections: DrawnDetections,
     class_names: Sequence[str] | None = None,
     score_threshold: float = 0.0,
 ) -> Image.Image:
@@ -218,13 +245,12 @@ def render_panel(
     display_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     original = Image.fromarray(pixels)
     shown = original if scale == 1 else original.resize(display_size, Image.Resampling.LANCZOS)
-    scaled = dataclasses.replace(detections, boxes=detections.boxes * np.float32(scale))
-    annotated = draw_detections(np.asarray(shown), scaled, class_names, score_threshold)
+    annotated = draw_detections(np.asarray(shown), detections, class_names, score_threshold, box_scale=scale)
     thumbnail = original.resize((max(1, display_size[0] // 2), max(1, display_size[1] // 2)), Image.Resampling.LANCZOS)
     trace = detections.trace
     tiles = [crops_tile(thumbnail, trace.crops, (height, width), trace.view_kind)]
     tiles += [attention_tile(thumbnail, trace, index, (height, width)) for index in range(len(trace.attention_maps))]
-    if trace.padded_views:  # the CornerNet tester: what the network saw
+    if trace.view_kind == PADDED_VIEWS:  # the CornerNet tester: what the network saw
         tiles += [padded_view_tile(thumbnail, crop, (height, width)) for crop in trace.crops[:MAX_PADDED_TILES]]
     return _compose(annotated, tiles)
 
@@ -335,7 +361,7 @@ def heat_colours(heat: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(heat, HEAT_STOPS, HEAT_COLOURS[:, c]) for c in range(3)], axis=-1)
 
 
-def attention_tile(thumbnail: Image.Image, trace: SaccadeTrace, index: int, image_hw: tuple[int, int]) -> Image.Image:
+def attention_tile(thumbnail: Image.Image, trace: DetectionTrace, index: int, image_hw: tuple[int, int]) -> Image.Image:
     """Attention map ``index`` (0 coarse, 1 middle, 2 fine) of the first-round views as heat over
     a dimmed grey ``thumbnail``, titled with its name, cell size and largest probability, above a
     colour bar. The colours span 0 to the map's largest probability, so a weak map stays visible;

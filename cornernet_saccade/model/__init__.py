@@ -4,7 +4,7 @@ from __future__ import annotations
 from cornernet_saccade.model.base import CornerNetBase, HourglassConfig
 from cornernet_saccade.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from cornernet_saccade.model.cornernet import CornerNet, CornerNetConfig
-from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, ModelConfig
+from cornernet_saccade.model.cornernet_saccade import CornerNetSaccade, CornerNetSaccadeConfig
 from cornernet_saccade.model.cornernet_squeeze import CornerNetSqueeze, SqueezeConfig
 from cornernet_saccade.model.heads import HeadOutputs
 
@@ -16,7 +16,7 @@ __all__ = [
     "CornerNetSqueeze",
     "HeadOutputs",
     "HourglassConfig",
-    "ModelConfig",
+    "CornerNetSaccadeConfig",
     "SqueezeConfig",
     "load_checkpoint",
     "read_checkpoint",

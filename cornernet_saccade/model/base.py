@@ -11,19 +11,22 @@ attention heads after those.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.config import config_from_dict
 from cornernet_saccade.model.checkpoint import bundled_weights_path, model_from_checkpoint
+from cornernet_saccade.model.geometry import output_stride
 from cornernet_saccade.model.heads import PRIOR_BIAS, CornerPoolModule, HeadOutputs, prediction_head
 from cornernet_saccade.model.hourglass import BlockKind, HourglassBackbone, UpsampleKind
 from cornernet_saccade.model.layers import CornerPool
+from cornernet_saccade.model.protocol import InputSizes
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,6 @@ class HourglassConfig:
 MODEL_BOUNDS: dict[str, float] = {"num_classes": 10_000, "num_stacks": 8, "dims": 2048, "modules": 16,
                                   "stem_dim": 2048, "pool_dim": 2048, "head_dim": 2048}
 ModelT = TypeVar("ModelT", bound="CornerNetBase")
-#: The network class of each ``architecture`` name (filled as the model modules are imported).
-MODEL_CLASSES: dict[str, type[CornerNetBase]] = {}
 
 
 class CornerNetBase(nn.Module):
@@ -94,7 +95,7 @@ class CornerNetBase(nn.Module):
     #: The configuration dataclass of the model (a subclass of :class:`HourglassConfig`).
     config_class: ClassVar[type[HourglassConfig]] = HourglassConfig
     #: Name of the network (``saccade``, ``squeeze``, ``cornernet``), stored in the ``model_config``
-    #: of the weights files it writes; every subclass naming one is registered in :data:`MODEL_CLASSES`.
+    #: of the weights files it writes (:data:`~cornernet_saccade.model.registry.MODEL_CLASSES`).
     architecture: ClassVar[str] = ""
     #: Building block of the hourglass levels, their ``up2`` and the number of stride-2 residual
     #: blocks of the stem (1: output stride 4, 2: output stride 8).
@@ -103,22 +104,26 @@ class CornerNetBase(nn.Module):
     stem_residuals: ClassVar[int] = 1
     #: Kernel of the first conv of every prediction head.
     head_kernel: ClassVar[int] = 3
+    #: Whether the network predicts attention maps (CornerNet-Saccade): which detector runs it.
+    has_attention: ClassVar[bool] = False
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if "architecture" in cls.__dict__:
-            MODEL_CLASSES[cls.architecture] = cls
-
-    def __init__(self, config: HourglassConfig | dict[str, Any] | None = None, **overrides: Any):
+    def __init__(
+        self,
+        config: HourglassConfig | dict[str, Any] | None = None,
+        *,
+        class_names: list[str] | None = None,
+        test_settings: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ):
         super().__init__()
         config = config_from_dict(self.config_class, config, "model config")
         if overrides:
             config = config_from_dict(self.config_class, {**dataclasses.asdict(config), **overrides}, "model config")
         self.config = config
-        #: Names of the classes, index = label; set from the weights file by :meth:`from_checkpoint`.
-        self.class_names: list[str] | None = None
+        #: Names of the classes, index = label (the weights file's, see :meth:`from_checkpoint`).
+        self.class_names = list(class_names) if class_names is not None else None
         #: Detector settings stored with the weights (a mapping for the detector's config), if any.
-        self.test_settings: dict[str, Any] | None = None
+        self.test_settings = dict(test_settings) if test_settings is not None else None
         self.hg = HourglassBackbone(
             config.dims, config.modules, config.num_stacks, config.stem_dim,
             block=self.block, upsample=self.upsample, stem_residuals=self.stem_residuals,
@@ -143,6 +148,21 @@ class CornerNetBase(nn.Module):
     @property
     def num_classes(self) -> int:
         return self.config.num_classes
+
+    @property
+    def output_stride(self) -> int:
+        """Input pixels per output-map cell (:func:`~cornernet_saccade.model.geometry.output_stride`)."""
+        return output_stride(self.stem_residuals)
+
+    @property
+    def input_sizes(self) -> InputSizes | None:
+        """``None``: the network takes every input side its detectors feed."""
+        return None
+
+    @property
+    def device(self) -> torch.device:
+        """The device of the network's weights."""
+        return next(self.parameters()).device
 
     def forward(
         self, images: Tensor, *, with_attention: bool = True, all_stacks: bool | None = None

@@ -46,7 +46,8 @@ CLASS_DEPENDENT_PREFIXES = ("tl_heats.", "br_heats.")
 class StoredCheckpoint:
     """What a weights file holds: the model state_dict (unprefixed keys) and optional extras.
 
-    ``model_config``: a dict for :class:`~cornernet_saccade.model.cornernet_saccade.ModelConfig`, when the file has one;
+    ``model_config``: a dict for the network's config (e.g.
+    :class:`~cornernet_saccade.model.cornernet_saccade.CornerNetSaccadeConfig`), when the file has one;
     ``training_state``: everything else a training checkpoint carries (optimizer, iteration, ...).
     """
 
@@ -289,7 +290,7 @@ def check_model_fits(stored: StoredCheckpoint, cls: type[nn.Module], config: Any
     cannot load: one asking for more residual blocks than the file has tensors, or whose network
     (built on the meta device: shapes only) has other keys, shapes or parameter count than the file.
 
-    ``config``: a ``ModelConfig`` for ``cls``. CheckpointError naming the file, both parameter counts
+    ``config``: a ``CornerNetSaccadeConfig`` for ``cls``. CheckpointError naming the file, both parameter counts
     and the keys (or the two networks' names when the file names another one);
     ``allow_class_change`` as in :func:`load_checkpoint`.
     """
@@ -457,8 +458,8 @@ def model_from_checkpoint(
     cls: type[ModelT], weights: str | Path, config: Any = None, **overrides: Any
 ) -> ModelT:
     """Build ``cls`` from ``weights`` (a path, run folder or bundled name, see
-    :func:`resolve_weights_path`) in eval mode, with the file's ``class_names`` and
-    ``test_settings`` as attributes of the model.
+    :func:`resolve_weights_path`) in eval mode, built with the file's ``class_names`` and
+    ``test_settings``.
 
     The model configuration is ``config`` / ``overrides`` when given, else the file's, else the
     official defaults. It is validated and checked against the file's tensors
@@ -472,11 +473,8 @@ def model_from_stored(cls: type[ModelT], stored: StoredCheckpoint, config: Any =
     """:func:`model_from_checkpoint` of a file already read (:func:`read_checkpoint`)."""
     resolved = _resolved_model_config(stored, cls, config, overrides)
     check_model_fits(stored, cls, resolved, allow_class_change=config is not None or "num_classes" in overrides)
-    model = cls(resolved)
+    model = cls(resolved, class_names=stored.class_names, test_settings=stored.test_settings)
     load_checkpoint(model, stored)
-    attributes: Any = model  # plain attributes (nn.Module types attribute assignment as Tensor | Module)
-    attributes.class_names = stored.class_names
-    attributes.test_settings = stored.test_settings
     return model.eval()
 
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -16,7 +16,7 @@ from cornernet_saccade.model.heads import PRIOR_BIAS, HeadOutputs
 
 
 @dataclass(frozen=True)
-class ModelConfig(HourglassConfig):
+class CornerNetSaccadeConfig(HourglassConfig):
     """CornerNet-Saccade hyperparameters; the defaults are the official ones (docs/reference.md §1).
 
     Fields as :class:`~cornernet_saccade.model.base.HourglassConfig`. The three attention heads
@@ -36,7 +36,7 @@ class ModelConfig(HourglassConfig):
 class CornerNetSaccade(CornerNetBase):
     """CornerNet-Saccade (Law et al., CornerNet-Lite, 2019).
 
-    ``CornerNetSaccade()`` builds the official network; pass a :class:`ModelConfig` or keyword
+    ``CornerNetSaccade()`` builds the official network; pass a :class:`CornerNetSaccadeConfig` or keyword
     overrides (``CornerNetSaccade(num_classes=20, dims=(64, 96, 96, 128))``) for other ones.
 
     ``model(images)`` takes float ``[N,3,H,W]`` normalised BGR images (COCO mean/std, as the
@@ -45,10 +45,11 @@ class CornerNetSaccade(CornerNetBase):
     overrides). ``with_attention=False`` skips the attention heads.
     """
 
-    config_class: ClassVar[type[HourglassConfig]] = ModelConfig
+    config_class: ClassVar[type[HourglassConfig]] = CornerNetSaccadeConfig
     architecture: ClassVar[str] = "saccade"
+    has_attention: ClassVar[bool] = True
 
-    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **overrides: Any):
+    def __init__(self, config: CornerNetSaccadeConfig | dict[str, Any] | None = None, **overrides: Any):
         super().__init__(config, **overrides)
         dims = self.config.dims
         # merge maps come coarse to fine: widths dims[2], dims[1], dims[0]
@@ -59,4 +60,4 @@ class CornerNetSaccade(CornerNetBase):
 
     def _attention_outputs(self, stack: int, merge_maps: list[Tensor], out: HeadOutputs) -> None:
         """Append ``[coarse, middle, fine]`` attention logits of ``stack`` to ``out.attentions``."""
-        out.attentions.append([head(m) for head, m in zip(cast(nn.ModuleList, self.att_modules[stack]), merge_maps)])
+        out.attentions.append([head(m) for head, m in zip(self.att_modules[stack].children(), merge_maps)])

@@ -34,6 +34,12 @@ def output_size(input_size: int, stride_layers: int = 2) -> int:
     return size
 
 
+def output_stride(stem_residuals: int) -> int:
+    """Input pixels per output-map cell of a network whose stem has ``stem_residuals`` stride-2
+    residual blocks after its stride-2 7x7 convolution: 4 (CornerNet-Saccade, CornerNet), 8 (Squeeze)."""
+    return 2 * 2**stem_residuals
+
+
 #: Times each hourglass halves its input (its levels below the top); the heatmap side must be a
 #: multiple of ``2 ** HOURGLASS_HALVINGS``.
 HOURGLASS_HALVINGS = 3
