@@ -86,7 +86,8 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
     group.add_argument("--full-size", type=int, default=None,
                        help=f"full mode: long side the image is resized to (default: {_DEFAULTS['full_size']})")
     group.add_argument("--tile-size", type=int, default=None,
-                       help=f"tiled mode: tile side in image pixels, 32k-1 (default: {_DEFAULTS['tile_size']})")
+                       help=f"tiled mode: tile side in image pixels; another side than 32k-1 is padded to the next "
+                            f"network input side, e.g. DeepForest's 400 to 415 (default: {_DEFAULTS['tile_size']})")
     group.add_argument("--tile-overlap", type=int, default=None,
                        help=f"tiled mode: least overlap of neighbouring tiles, pixels (default: {_DEFAULTS['tile_overlap']})")
     shown = _DEFAULTS["score_threshold"] if score_threshold is None else score_threshold
