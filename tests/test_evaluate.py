@@ -265,7 +265,7 @@ def test_max_dets_counts_more_detections_than_coco_s_100() -> None:
 def test_evaluate_refuses_a_max_dets_below_one(capsys: pytest.CaptureFixture) -> None:
     with pytest.raises(SystemExit):
         main(["evaluate", "--weights", "shapes", "--data", "val.json", "--max-dets", "0"])
-    assert "--max-dets: 0 is not >= 1" in capsys.readouterr().err
+    assert "--max-dets: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_max_dets_also_raises_the_detector_s_max_per_image(monkeypatch: pytest.MonkeyPatch) -> None:

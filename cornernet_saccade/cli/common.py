@@ -76,6 +76,17 @@ def probability(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a count: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float | None = None) -> None:
     """The detector settings a user most often changes; unset ones keep the weights' stored settings.
     ``score_threshold``: this command's own default for ``--score-threshold``."""

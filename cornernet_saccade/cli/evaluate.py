@@ -11,6 +11,7 @@ from cornernet_saccade.cli.common import (
     add_runtime_options,
     add_weights_option,
     detector_settings,
+    positive_int,
     runtime_settings,
 )
 
@@ -28,7 +29,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", help="write the detections here (COCO results JSON; a folder gets "
                                       "detections.json); never the annotation file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
-    parser.add_argument("--max-dets", type=_positive, default=None, metavar="N",
+    parser.add_argument("--max-dets", type=positive_int, default=None, metavar="N",
                         help="most detections per image the scores count (COCO's maxDets, default 100) and the "
                              "detector keeps (its max_per_image, unless --set max_per_image=... says otherwise); "
                              "raise it for images of more than 100 objects, e.g. a whole aerial image")
@@ -63,14 +64,3 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {result.write_error}", file=sys.stderr)
         return 1
     return 0
-
-
-def _positive(text: str) -> int:
-    """argparse ``type`` of ``--max-dets``: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not >= 1")
-    return value
