@@ -240,3 +240,47 @@ def test_box_precision_and_recall_by_hand() -> None:
     precision, recall = box_precision_recall(truth, results, [1, 2])
     assert (precision, recall) == (pytest.approx(2 / 4), pytest.approx(2 / 3))
     assert box_precision_recall(truth, [], [1, 2]) == (0.0, 0.0)
+
+
+def test_max_dets_counts_more_detections_than_coco_s_100() -> None:
+    """An image of 150 objects found perfectly: COCO's 100 detections cap its recall at 100/150;
+    ``max_dets`` 150 counts them all (AP too, which pycocotools' summary would leave at -1)."""
+    from pycocotools.coco import COCO
+
+    truth = COCO()
+    boxes = [[20.0 * (i % 15), 20.0 * (i // 15), 12.0, 12.0] for i in range(150)]
+    truth.dataset = {"images": [{"id": 1}], "categories": [{"id": 1, "name": "tree"}], "annotations": [
+        {"id": i + 1, "image_id": 1, "category_id": 1, "bbox": box, "iscrowd": 0, "area": 144.0}
+        for i, box in enumerate(boxes)]}
+    truth.createIndex()
+    found = [{"image_id": 1, "category_id": 1, "bbox": box, "score": 1.0 - i / 1000} for i, box in enumerate(boxes)]
+    capped = coco_metrics(truth, found, [1])
+    assert capped["AR100"] == pytest.approx(100 / 150) and capped["AP50"] < 0.7
+    every = coco_metrics(truth, found, [1], max_dets=150)
+    assert every["AP"] == pytest.approx(1.0) and every["AP50"] == pytest.approx(1.0)
+    assert every["APs"] == pytest.approx(1.0) and every["AR100"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="max_dets"):
+        coco_metrics(truth, found, [1], max_dets=0)
+
+
+def test_evaluate_refuses_a_max_dets_below_one(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--weights", "shapes", "--data", "val.json", "--max-dets", "0"])
+    assert "--max-dets: must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_max_dets_also_raises_the_detector_s_max_per_image(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--max-dets N`` scores N detections per image and lets the detector keep N, unless
+    ``--set max_per_image`` says otherwise."""
+    import importlib
+
+    engine = importlib.import_module("cornernet_saccade.engine.evaluate")  # the package exports a function of its name
+    calls: list[dict] = []
+    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: calls.append(kwargs) or engine.EvaluationResult(
+        metrics={name: 0.0 for name in COCO_METRICS}, images=0, detections=0, seconds_per_image=0.0,
+        pixels_per_image=0.0))
+    base = ["evaluate", "--weights", "shapes", "--data", "val.json", "--threads", "1", "--backend", "eager"]
+    assert main(base + ["--max-dets", "500"]) == 0
+    assert main(base + ["--max-dets", "500", "--set", "max_per_image=300"]) == 0
+    assert main(base) == 0
+    assert [(c["max_dets"], c.get("max_per_image")) for c in calls] == [(500, 500), (500, 300), (100, None)]

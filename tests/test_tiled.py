@@ -108,6 +108,20 @@ def test_objects_across_tile_borders_are_found_once_in_image_pixels():
     assert all(view.scale == 1.0 and view.round == 0 for view in result.trace.crops)
 
 
+def test_a_tile_of_another_side_than_32k_minus_1_is_padded_to_the_next():
+    """DeepForest-style tiles (here 240 px, overlap 100: rows [0, 60], columns [0, 120, 240, 360]) sit at
+    the top-left of 255 px canvases; the objects across their borders are found once, in image pixels."""
+    network = Recording()
+    result = SaccadeDetector(network, class_names=CLASS_NAMES, mode="tiled", tile_size=240, tile_overlap=100,
+                             batch_size=8)(border_scene())
+    assert network.shapes == [(8, 3, 255, 255)] and result.trace.network_pixels == 8 * 255 * 255
+    assert [view.region_xyxy for view in result.trace.crops[:2]] == [(0, 0, 240, 240), (120, 0, 360, 240)]
+    assert sorted(result.labels.tolist()) == [0, 1]
+    for box, label in zip(result.boxes, result.labels):
+        np.testing.assert_allclose(box, BORDER_SCENE[int(label)], atol=1.0)
+    assert mode_input_size("tiled", tile_size=400) == 415 and mode_input_size("tiled", tile_size=511) == 511
+
+
 def test_an_image_smaller_than_a_tile_is_one_padded_tile():
     network = Recording()
     result = SaccadeDetector(network, class_names=CLASS_NAMES, mode="tiled")(scene())  # 200x300, tile 511
@@ -129,7 +143,7 @@ def test_analyze_counts_an_object_anywhere_in_a_tile_as_covered():
 
 
 @pytest.mark.parametrize(("settings", "message"), [
-    ({"tile_size": 512}, "tile_size must be a network input side"),
+    ({"tile_size": 0}, "tile_size must be >= 1"),
     ({"tile_overlap": 255}, r"tile_overlap must be in \[0, tile_size\)"),
     ({"tile_overlap": -1}, "tile_overlap"),
 ])

@@ -99,10 +99,11 @@ def mode_input_size(mode: str, full_size: int | None = None, tile_size: int | No
     """The network input side the detector feeds in ``mode``: 255 crops, the canvas
     :func:`~cornernet_saccade.model.geometry.padded_input_size` of ``full_size`` (by default
     :class:`~cornernet_saccade.inference.settings.SaccadeConfig`'s): 500 -> 511, 1000 -> 1023, or in
-    tiled mode the tiles of side ``tile_size`` (by default SaccadeConfig's, 511)."""
+    tiled mode the canvas of the tiles of side ``tile_size`` (by default SaccadeConfig's, 511;
+    400 -> 415)."""
     defaults = SaccadeConfig()
     if mode == "tiled":
-        return tile_size or defaults.tile_size
+        return padded_input_size(tile_size or defaults.tile_size)
     return CROP_SIZE if mode == "saccade" else padded_input_size(full_size or defaults.full_size)
 
 

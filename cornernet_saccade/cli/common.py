@@ -76,6 +76,17 @@ def probability(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type`` of a count: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float | None = None) -> None:
     """The detector settings a user most often changes; unset ones keep the weights' stored settings.
     ``score_threshold``: this command's own default for ``--score-threshold``."""
@@ -86,7 +97,8 @@ def add_detector_options(parser: argparse.ArgumentParser, score_threshold: float
     group.add_argument("--full-size", type=int, default=None,
                        help=f"full mode: long side the image is resized to (default: {_DEFAULTS['full_size']})")
     group.add_argument("--tile-size", type=int, default=None,
-                       help=f"tiled mode: tile side in image pixels, 32k-1 (default: {_DEFAULTS['tile_size']})")
+                       help=f"tiled mode: tile side in image pixels; another side than 32k-1 is padded to the next "
+                            f"network input side, e.g. DeepForest's 400 to 415 (default: {_DEFAULTS['tile_size']})")
     group.add_argument("--tile-overlap", type=int, default=None,
                        help=f"tiled mode: least overlap of neighbouring tiles, pixels (default: {_DEFAULTS['tile_overlap']})")
     shown = _DEFAULTS["score_threshold"] if score_threshold is None else score_threshold

@@ -22,6 +22,7 @@ from cornernet_saccade.cli.common import (
     add_runtime_options,
     add_weights_option,
     detector_settings,
+    positive_int,
     runtime_settings,
 )
 from cornernet_saccade.errors import ConfigError, CornerNetSaccadeError, ImageError, OutputError
@@ -69,7 +70,7 @@ def register(subparsers: Any) -> None:
     selection = parser.add_argument_group("which detections")
     selection.add_argument("--classes", metavar="NAME,...",
                            help="keep only these classes (names or 0-based indices, comma-separated)")
-    selection.add_argument("--max-dets", type=_positive_int, metavar="N", help="keep at most the N best per image")
+    selection.add_argument("--max-dets", type=positive_int, metavar="N", help="keep at most the N best per image")
     selection.add_argument("--class-names", metavar="FILE",
                            help="text file with one class name per line (default: the names the weights carry, "
                                 "COCO's for an 80-class model without names, else class indices)")
@@ -86,13 +87,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--recursive", action="store_true", help="also search sub-folders for images "
                         "(never the output folder)")
     parser.set_defaults(func=run)
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from cornernet_saccade.cli.common import (
     add_runtime_options,
     add_weights_option,
     detector_settings,
+    positive_int,
     runtime_settings,
 )
 
@@ -28,6 +29,10 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--out", help="write the detections here (COCO results JSON; a folder gets "
                                       "detections.json); never the annotation file")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    parser.add_argument("--max-dets", type=positive_int, default=None, metavar="N",
+                        help="most detections per image the scores count (COCO's maxDets, default 100) and the "
+                             "detector keeps (its max_per_image, unless --set max_per_image=... says otherwise); "
+                             "raise it for images of more than 100 objects, e.g. a whole aerial image")
     add_detector_options(parser)
     add_runtime_options(parser)
     parser.set_defaults(func=run)
@@ -36,13 +41,16 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the COCO table."""
     from cornernet_saccade.backends.distributed import setup, teardown
-    from cornernet_saccade.engine.evaluate import evaluate
+    from cornernet_saccade.engine.evaluate import COCO_MAX_DETS, evaluate
 
     context = setup(args.device)  # under torchrun: the images are sharded over the processes
     runtime = {**runtime_settings(args), "device": str(context.device)}
+    settings = detector_settings(args)
+    if args.max_dets is not None:
+        settings.setdefault("max_per_image", args.max_dets)
     result = evaluate(
         args.weights, args.data, args.image_root, args.out, args.max_images, overwrite=args.overwrite,
-        context=context, **runtime, **detector_settings(args),
+        context=context, max_dets=args.max_dets or COCO_MAX_DETS, **runtime, **settings,
     )
     teardown(context)
     if not context.is_main:

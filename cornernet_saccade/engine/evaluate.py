@@ -34,9 +34,13 @@ from cornernet_saccade.inference.results import box_iou, coco_results
 from cornernet_saccade.outputs import check_new_output, make_folder, write_text
 
 #: The reported ``COCOeval.stats`` by name and index: AP (IoU 0.50:0.95), AP50, AP75, AP small /
-#: medium / large, and AR100 (recall with up to 100 detections per image, IoU 0.50:0.95).
+#: medium / large, and AR100 (recall with up to 100 detections per image, IoU 0.50:0.95). With
+#: another ``max_dets`` every one of them counts up to ``max_dets`` detections per image, AR100
+#: included (its name stays; the printed table calls it AR<max_dets>).
 COCO_STATS = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5, "AR100": 8}
 COCO_METRICS = tuple(COCO_STATS)
+#: COCO's ``maxDets``: the most detections per image (the best-scoring) that AP and AR count.
+COCO_MAX_DETS = 100
 #: DeepForest's box precision / recall (its ``evaluate``): the least IoU of a match, and its default
 #: score threshold of the predictions (``score_thresh``).
 MATCH_IOU = 0.4
@@ -61,15 +65,17 @@ class EvaluationResult:
     per_class: dict[str, float] = field(default_factory=dict)
     box_precision: float = 0.0
     box_recall: float = 0.0
+    max_dets: int = COCO_MAX_DETS
 
     def as_dict(self) -> dict[str, Any]:
         return {**self.metrics, "box_precision": self.box_precision, "box_recall": self.box_recall,
-                "images": self.images, "skipped_images": len(self.skipped),
+                "max_dets": self.max_dets, "images": self.images, "skipped_images": len(self.skipped),
                 "detections": self.detections, "seconds_per_image": self.seconds_per_image,
                 "pixels_per_image": self.pixels_per_image, "results": self.results_path}
 
     def table(self) -> str:
-        header = "  ".join(f"{name:>6}" for name in COCO_METRICS)
+        names = [f"AR{self.max_dets}" if name == "AR100" else name for name in COCO_METRICS]
+        header = "  ".join(f"{name:>6}" for name in names)
         values = "  ".join(f"{self.metrics[name]:6.3f}" for name in COCO_METRICS)
         lines = [
             f"COCO bbox evaluation: {self.images} images, {self.detections} detections"
@@ -150,17 +156,27 @@ def _greedy_matches(found: np.ndarray, truth: np.ndarray, threshold: float) -> i
         ious[best[0], :], ious[:, best[1]] = -1.0, -1.0
 
 
-def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]) -> dict[str, float]:
-    """:data:`COCO_METRICS` of ``results`` on ``image_ids`` (all 0 without results)."""
-    return coco_scores(ground_truth, results, image_ids)[0]
+def coco_metrics(ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int],
+                 max_dets: int = COCO_MAX_DETS) -> dict[str, float]:
+    """:data:`COCO_METRICS` of ``results`` on ``image_ids`` (all 0 without results), counting up to
+    ``max_dets`` detections per image."""
+    return coco_scores(ground_truth, results, image_ids, max_dets)[0]
 
 
 def coco_scores(
-    ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int]
+    ground_truth: Any, results: list[dict[str, Any]], image_ids: Sequence[int], max_dets: int = COCO_MAX_DETS,
 ) -> tuple[dict[str, float], dict[str, float]]:
     """:func:`coco_metrics` and the AP (IoU 0.50:0.95, all sizes) of each category by name; a
-    category without ground truth on these images gets -1, as COCO reports undefined values."""
+    category without ground truth on these images gets -1, as COCO reports undefined values.
+
+    ``max_dets``: COCO's ``maxDets`` (``[1, 10, max_dets]``), the most detections per image that
+    every reported score counts; 100 (COCO's) caps the recall of an image of more objects, such as
+    a whole aerial image of 279 tree crowns. pycocotools' summary reads its AP at 100 detections
+    whatever ``maxDets`` says (-1 otherwise), so AP is taken from the accumulated precision here."""
     from pycocotools.cocoeval import COCOeval
+
+    if max_dets < 1:
+        raise ValueError(f"max_dets must be >= 1, got {max_dets}")
 
     names = {int(c["id"]): str(c["name"]) for c in ground_truth.dataset.get("categories", [])}
     if not results:
@@ -168,16 +184,20 @@ def coco_scores(
     with contextlib.redirect_stdout(io.StringIO()):
         evaluation = COCOeval(ground_truth, ground_truth.loadRes(results), "bbox")
         evaluation.params.imgIds = list(image_ids)
+        evaluation.params.maxDets = [1, 10, max_dets]
         evaluation.evaluate()
         evaluation.accumulate()
         evaluation.summarize()
-    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # [IoU, recall, category], all sizes, 100 dets
+    precision = evaluation.eval["precision"][:, :, :, 0, -1]  # [IoU, recall, category], all sizes, max_dets
     per_class = {}
     for index, category_id in enumerate(evaluation.params.catIds):
         values = precision[:, :, index]
         per_class[names.get(int(category_id), str(category_id))] = (
             float(values[values > -1].mean()) if (values > -1).any() else -1.0)
-    return {name: float(evaluation.stats[index]) for name, index in COCO_STATS.items()}, per_class
+    stats = [float(value) for value in evaluation.stats]
+    defined = precision[precision > -1]
+    stats[0] = float(defined.mean()) if defined.size else -1.0  # summarize() reads AP at 100 detections
+    return {name: stats[index] for name, index in COCO_STATS.items()}, per_class
 
 
 @dataclass
@@ -255,6 +275,7 @@ def evaluate_detector(
     overwrite: bool = False,
     context: DistContext | None = None,
     format: DatasetFormat | None = None,
+    max_dets: int = COCO_MAX_DETS,
 ) -> EvaluationResult:
     """Detect on the images of an annotation set (the first ``max_images``; 0: all) and score: a
     COCO JSON file, or a VOC / CSV set converted to COCO (:func:`evaluation_set`; ``format`` as
@@ -268,7 +289,8 @@ def evaluate_detector(
 
     The detector's ``class_names`` match its classes to the file's categories (``None``: by id
     order). Images that cannot be read are skipped, reported in ``skipped`` and left out of the
-    scores.
+    scores. ``max_dets``: the most detections per image the COCO scores count (:func:`coco_scores`);
+    the detector's own ``max_per_image`` caps what it returns.
     """
     dataset, ground_truth, class_ids = evaluation_set(
         annotations, image_root, format, detector.class_names, cast(int, detector.model.num_classes))
@@ -285,14 +307,14 @@ def evaluate_detector(
             write_text(target, json.dumps(run.results))
         except OutputError as exc:
             write_error, target = str(exc), None
-    metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids)
+    metrics, per_class = coco_scores(ground_truth, run.results, run.image_ids, max_dets)
     precision, recall = box_precision_recall(ground_truth, run.results, run.image_ids)
     count = max(len(run.image_ids), 1)
     return EvaluationResult(
         metrics=metrics, per_class=per_class, box_precision=precision, box_recall=recall, images=len(run.image_ids),
         detections=len(run.results), seconds_per_image=run.seconds / count,
         pixels_per_image=run.network_pixels / count, skipped=run.skipped,
-        results_path=None if target is None else str(target), write_error=write_error,
+        results_path=None if target is None else str(target), write_error=write_error, max_dets=max_dets,
     )
 
 
@@ -321,13 +343,14 @@ def evaluate(
     device: str = "auto",
     overwrite: bool = False,
     context: DistContext | None = None,
+    max_dets: int = COCO_MAX_DETS,
     **settings: Any,
 ) -> EvaluationResult:
     """Load ``weights`` (path, run folder or bundled name) and evaluate it on an annotation set (COCO
     JSON, VOC or CSV, see :func:`evaluate_detector`) with the
     network ``backend`` (see :func:`cornernet_saccade.backends.load_detector`, which also takes the
-    detector ``settings``, e.g. ``mode="full"``)."""
+    detector ``settings``, e.g. ``mode="full"``); ``max_dets`` as :func:`coco_scores`."""
     results_target(results_path, annotations, overwrite)  # refuse a bad --out before loading anything
     detector = load_detector(weights, backend=backend, device=device, **settings)
     return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress, overwrite,
-                             context)
+                             context, max_dets=max_dets)

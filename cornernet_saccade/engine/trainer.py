@@ -59,6 +59,7 @@ from cornernet_saccade.engine.train_config import TrainConfig
 from cornernet_saccade.engine.weight_average import WeightAverage
 from cornernet_saccade.errors import AnnotationError, CheckpointError, ConfigError, TrainingError
 from cornernet_saccade.inference.detector import Detector
+from cornernet_saccade.model.base import CornerNetBase
 from cornernet_saccade.model.checkpoint import (
     StoredCheckpoint,
     check_model_fits,
@@ -66,7 +67,6 @@ from cornernet_saccade.model.checkpoint import (
     read_checkpoint,
     resolve_weights_path,
 )
-from cornernet_saccade.model.base import CornerNetBase
 from cornernet_saccade.model.heads import HeadOutputs
 from cornernet_saccade.outputs import make_folder
 

@@ -184,8 +184,10 @@ class SaccadeDetector(DetectorBase):
         """Detections ``[M,8]`` (image pixels) of the native-resolution tiles, before the merge.
 
         Tiles of side ``tile_size`` (:func:`tile_grid`: row-major, overlapping by ``tile_overlap``
-        or more, the last ones at the image edge), one image pixel per crop pixel, are pasted and
-        run :meth:`_tile_batch_size` at a time. A tile is a CornerNet pass over a whole region with
+        or more, the last ones at the image edge), one image pixel per crop pixel, are pasted at the
+        top-left of zero canvases of side :func:`padded_input_size` (``tile_size`` itself for a
+        ``32k - 1`` side, 415 for DeepForest's 400 px tiles; the padding counts in the network
+        pixels) and run :meth:`_tile_batch_size` at a time. A tile is a CornerNet pass over a whole region with
         any number of objects anywhere, as in full mode, so it is decoded with ``full_top_k`` /
         ``full_num_dets`` (the crop settings' 12 boxes are for a zoom on one object and its
         neighbours) and without ``no_border`` (it would drop the objects touching the image edge).
@@ -205,8 +207,8 @@ class SaccadeDetector(DetectorBase):
         step = self._tile_batch_size()
         for start in range(0, len(windows), step):
             batch = windows[start : start + step]
-            dets, _ = self._run_views(image, batch, cfg.tile_size, False, cfg.full_top_k, cfg.full_num_dets,
-                                      no_border=False, trace=trace, step=step)
+            dets, _ = self._run_views(image, batch, padded_input_size(cfg.tile_size), False, cfg.full_top_k,
+                                      cfg.full_num_dets, no_border=False, trace=trace, step=step)
             dets = crop_to_image_pixels(dets, np.ones(len(batch)), window_offsets(batch))
             kept = in_cores(dets, cores[start : start + step]) & (dets[..., SCORE] > REJECTED_SCORE)
             found.append(dets[kept & (kept.cumsum(dim=1) <= cfg.max_per_image)])  # rows are best first

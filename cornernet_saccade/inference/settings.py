@@ -7,7 +7,6 @@ from typing import Literal
 from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
 from cornernet_saccade.inference.nms import SoftNMSMethod
-from cornernet_saccade.model.geometry import INPUT_SIZE_STEP, is_input_size
 
 #: Crops per network call on the CPU when ``SaccadeConfig.batch_size`` is None.
 CPU_BATCH_SIZE = 4
@@ -79,8 +78,10 @@ class SaccadeConfig(DecodeMergeSettings):
     ``mode="saccade"`` runs the attention-driven crops; ``mode="full"`` resizes the whole image so its
     long side is ``full_size``, pads it to a square and decodes one pass with ``full_top_k`` /
     ``full_num_dets`` (CornerNet's values); ``mode="tiled"`` cuts the image at native resolution (one
-    image pixel per crop pixel) into square tiles of side ``tile_size`` (a network input side
-    ``32k - 1``, :func:`~cornernet_saccade.model.geometry.is_input_size`) overlapping by at least
+    image pixel per crop pixel) into square tiles of side ``tile_size`` image pixels, each at the
+    top-left of a zero canvas of the network input side
+    :func:`~cornernet_saccade.model.geometry.padded_input_size` (``32k - 1``: 511 -> 511, DeepForest's
+    400 -> 415), overlapping by at least
     ``tile_overlap`` pixels, decodes each with ``full_top_k`` / ``full_num_dets`` and merges them as the
     other modes (see ``SaccadeDetector._detect_tiled``). Saccade rounds: one per entry of
     ``att_thresholds`` (attention probability a cell needs to propose a location) with the matching
@@ -138,9 +139,8 @@ class SaccadeConfig(DecodeMergeSettings):
         if self.att_max_crops < 0 or min(self.batch_size or 1, self.full_size) < 1:
             raise ValueError("att_max_crops must be >= 0; batch_size, full_size >= 1")
         check_decode_caps(self.full_top_k, self.full_num_dets)
-        if not is_input_size(self.tile_size):
-            raise ValueError(f"tile_size must be a network input side {INPUT_SIZE_STEP}k - 1 (255, 511, 767, ...), "
-                             f"got {self.tile_size}")
+        if self.tile_size < 1:
+            raise ValueError(f"tile_size must be >= 1 image pixels, got {self.tile_size}")
         if not 0 <= self.tile_overlap < self.tile_size:
             raise ValueError(f"tile_overlap must be in [0, tile_size) = [0, {self.tile_size}), got {self.tile_overlap}")
         if not self.min_object_size > 0:  # also refuses NaN
