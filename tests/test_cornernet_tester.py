@@ -244,7 +244,7 @@ def test_trace_counts_the_network_input_pixels(tmp_path):
     twice with flip; evaluate reports the mean per image (it reported 0 for the tester before)."""
     from engine_fixtures import CLASS_NAMES, write_box_dataset
 
-    from cornernet_saccade.engine.evaluate import evaluate_detector
+    from cornernet_saccade.engine.evaluate import evaluate
 
     tiny = {"num_classes": 3, "num_stacks": 1, "dims": (8, 8, 8, 8), "modules": (1, 1, 1, 1), "stem_dim": 4,
             "pool_dim": 4, "head_dim": 4}
@@ -255,7 +255,7 @@ def test_trace_counts_the_network_input_pixels(tmp_path):
     saccade = CornerNetSaccade(**tiny)
     assert Detector(saccade, mode="full", full_size=255)(image).trace.network_pixels == 255 * 255
     val_json = write_box_dataset(tmp_path / "data", 2, seed=3, name="val")  # 128x128 -> 255x255
-    result = evaluate_detector(Detector(model, class_names=list(CLASS_NAMES)), val_json, progress=False)
+    result = evaluate(Detector(model, class_names=list(CLASS_NAMES)), val_json, progress=False)
     assert result.pixels_per_image == 255 * 255
 
 

@@ -17,7 +17,7 @@ from dataset_files import (
 )
 
 from cornernet_saccade.data import detect_format, load_dataset, read_coco, read_csv, read_voc
-from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
 from cornernet_saccade.errors import AnnotationError
 
 
@@ -26,7 +26,7 @@ def _issues(dataset: DetectionDataset) -> list[tuple[str, str, str]]:
     return [(issue.location, issue.kind, issue.severity) for issue in dataset.issues]
 
 
-def _assert_record(record: ImageRecord, image_id, name, size, boxes, labels) -> None:
+def _assert_record(record: AnnotatedImage, image_id, name, size, boxes, labels) -> None:
     assert record.image_id == image_id
     assert record.path.endswith(name)
     assert (record.width, record.height) == size

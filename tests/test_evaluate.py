@@ -15,7 +15,7 @@ from cornernet_saccade.engine.evaluate import (
     COCO_METRICS,
     coco_metrics,
     coco_scores,
-    evaluate_detector,
+    evaluate,
     load_ground_truth,
 )
 from cornernet_saccade.engine.metrics import read_metrics
@@ -178,13 +178,13 @@ def test_a_csv_set_scores_as_the_same_set_in_coco(tmp_path: Path) -> None:
     model = tiny_model()
     model.class_names = list(CLASS_NAMES)
     detector = SaccadeDetector(model, mode="full")  # the untrained network's boxes, each image in one pass
-    expected = evaluate_detector(detector, coco, progress=False)
+    expected = evaluate(detector, coco, progress=False)
     assert expected.detections > 0 and expected.images == 3
-    got = evaluate_detector(detector, csv, progress=False)
+    got = evaluate(detector, csv, progress=False)
     assert (got.metrics, got.images, got.detections) == (expected.metrics, expected.images, expected.detections)
     converted = tmp_path / "out" / "converted.json"
     assert main(["convert", str(csv), "--out", str(converted)]) == 0
-    again = evaluate_detector(detector, converted, progress=False)
+    again = evaluate(detector, converted, progress=False)
     assert (again.metrics, again.images, again.detections) == (expected.metrics, expected.images, expected.detections)
     document = json.loads(converted.read_text())
     assert [c["name"] for c in document["categories"]] == sorted(CLASS_NAMES)  # a CSV's classes: sorted labels
@@ -275,12 +275,13 @@ def test_max_dets_also_raises_the_detector_s_max_per_image(monkeypatch: pytest.M
     import importlib
 
     engine = importlib.import_module("cornernet_saccade.engine.evaluate")  # the package exports a function of its name
-    calls: list[dict] = []
-    monkeypatch.setattr(engine, "evaluate", lambda *args, **kwargs: calls.append(kwargs) or engine.EvaluationResult(
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(engine, "evaluate", lambda detector, data, **kwargs: calls.append(
+        (kwargs["max_dets"], detector.config.max_per_image)) or engine.EvaluationResult(
         metrics={name: 0.0 for name in COCO_METRICS}, images=0, detections=0, seconds_per_image=0.0,
         pixels_per_image=0.0))
     base = ["evaluate", "--weights", "shapes", "--data", "val.json", "--threads", "1", "--backend", "eager"]
     assert main(base + ["--max-dets", "500"]) == 0
     assert main(base + ["--max-dets", "500", "--set", "max_per_image=300"]) == 0
     assert main(base) == 0
-    assert [(c["max_dets"], c.get("max_per_image")) for c in calls] == [(500, 500), (500, 300), (100, None)]
+    assert calls == [(500, 500), (500, 300), (100, 100)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
 from cornernet_saccade.data.samples import (
     SamplingConfig,
     TrainingSampleDataset,
@@ -180,8 +180,8 @@ def make_dataset(tmp_path) -> DetectionDataset:
     rgb[30:90, 40:120] = (255, 0, 0)  # a red object
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    records = [ImageRecord(1, write_png(tmp_path / "red.png", rgb), 160, 120, [[40, 30, 120, 90]], [4]),
-               ImageRecord(2, str(bad), 160, 120, np.zeros((0, 4)), np.zeros(0))]
+    records = [AnnotatedImage(1, write_png(tmp_path / "red.png", rgb), 160, 120, [[40, 30, 120, 90]], [4]),
+               AnnotatedImage(2, str(bad), 160, 120, np.zeros((0, 4)), np.zeros(0))]
     return DetectionDataset(records, [f"c{i}" for i in range(80)], str(tmp_path))
 
 

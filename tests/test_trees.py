@@ -12,7 +12,7 @@ from pycocotools.coco import COCO
 
 from cornernet_saccade.cli import main
 from cornernet_saccade.data.coco import read_coco
-from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.data.records import AnnotatedImage
 from cornernet_saccade.datasets.trees import (
     WHEEL_FILE_NAME,
     assign_to_tiles,
@@ -85,7 +85,7 @@ def test_assign_to_tiles_picks_largest_part() -> None:
 
 def test_tile_record_moves_boxes_to_tile_pixels() -> None:
     boxes = np.array([[14, 4, 22, 12], [30, 12, 40, 20]], np.float32)
-    record = ImageRecord(1, "a.png", 50, 30, boxes, np.array([0, 0]))
+    record = AnnotatedImage(1, "a.png", 50, 30, boxes, np.array([0, 0]))
     tiles = tile_record(record, 20)
     assert [len(t.boxes) for t in tiles] == [0, 1, 0, 0, 0, 1]
     np.testing.assert_array_equal(tiles[1].boxes, [[0, 4, 5, 12]])

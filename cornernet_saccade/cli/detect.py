@@ -31,7 +31,7 @@ from cornernet_saccade.inference.batch import (
     LINES_NAME,
     PER_IMAGE_FORMATS,
     ImageJob,
-    ImageRecord,
+    DetectedImage,
     OutputFolder,
     detect_image,
     detector_category_ids,
@@ -163,14 +163,14 @@ def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int)
     return labels
 
 
-def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputFolder, keep: Any) -> list[ImageRecord]:
+def detect_all(detector: DetectorBase, jobs: Sequence[ImageJob], folder: OutputFolder, keep: Any) -> list[DetectedImage]:
     """Detect on each job with a progress bar (on a terminal; else a line per image on stderr, so a
     log of a run shows how far it got); report and skip the images that fail; stop on an output that
     cannot be written (what was written stays). Returns the records of this run."""
     from tqdm import tqdm
 
     ids = detector_category_ids(detector)
-    records: list[ImageRecord] = []
+    records: list[DetectedImage] = []
     bar = tqdm(jobs, desc="detect", unit="image", disable=None)
     for number, job in enumerate(bar, 1):
         try:
@@ -211,7 +211,7 @@ def display_names(file_names: Sequence[str]) -> list[str]:
     return [path.relative_to(common).as_posix() for path in paths]
 
 
-def summary_table(records: Sequence[ImageRecord]) -> str:
+def summary_table(records: Sequence[DetectedImage]) -> str:
     """Aligned text table: image, detections, top classes, crops looked at, seconds."""
     rows = []
     for record, shown in zip(records, display_names([record.file_name for record in records])):

@@ -40,17 +40,20 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the COCO table."""
+    from cornernet_saccade.backends import load_detector
     from cornernet_saccade.backends.distributed import setup, teardown
-    from cornernet_saccade.engine.evaluate import COCO_MAX_DETS, evaluate
+    from cornernet_saccade.engine.evaluate import COCO_MAX_DETS, evaluate, results_target
 
     context = setup(args.device)  # under torchrun: the images are sharded over the processes
     runtime = {**runtime_settings(args), "device": str(context.device)}
     settings = detector_settings(args)
     if args.max_dets is not None:
         settings.setdefault("max_per_image", args.max_dets)
+    results_target(args.out, args.data, args.overwrite)  # refuse a bad --out before loading anything
+    detector = load_detector(args.weights, **runtime, **settings)
     result = evaluate(
-        args.weights, args.data, args.image_root, args.out, args.max_images, overwrite=args.overwrite,
-        context=context, max_dets=args.max_dets or COCO_MAX_DETS, **runtime, **settings,
+        detector, args.data, image_root=args.image_root, max_images=args.max_images, results_path=args.out,
+        overwrite=args.overwrite, context=context, max_dets=args.max_dets or COCO_MAX_DETS,
     )
     teardown(context)
     if not context.is_main:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cornernet_saccade.data.records import DataIssue, DetectionDataset, ImageRecord, Severity
+from cornernet_saccade.data.records import DataIssue, DetectionDataset, AnnotatedImage, Severity
 from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import image_size
 
@@ -175,7 +175,7 @@ class DatasetBuilder:
 
     def _record(
         self, image: PendingImage, label_of: Mapping[Hashable, int], key_name: str
-    ) -> ImageRecord:
+    ) -> AnnotatedImage:
         boxes, labels = [], []
         for obj in image.objects:
             label = label_of.get(obj.key)
@@ -186,7 +186,7 @@ class DatasetBuilder:
                 continue
             boxes.append(obj.box)
             labels.append(label)
-        return ImageRecord(
+        return AnnotatedImage(
             image.image_id,
             image.path,
             image.width,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from cornernet_saccade.data.records import DataIssue, DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DataIssue, DetectionDataset, AnnotatedImage
 from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS, read_image
 
@@ -131,7 +131,7 @@ def _shared_class_names(dataset: DetectionDataset) -> list[DataIssue]:
     ]
 
 
-def _check_image(source: str, record: ImageRecord, max_pixels: int) -> list[DataIssue]:
+def _check_image(source: str, record: AnnotatedImage, max_pixels: int) -> list[DataIssue]:
     """Issues of one record's image file: unreadable, or not of the recorded size."""
     location = f"image id {record.image_id}"
     try:

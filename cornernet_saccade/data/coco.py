@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
-from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
 from cornernet_saccade.errors import AnnotationError
 from cornernet_saccade.inputs import read_input_bytes
 
@@ -254,7 +254,7 @@ def _xywh_to_xyxy(bbox: object) -> tuple[float | None, ...]:
 # ---------------------------------------------------------------- writing
 
 
-def coco_document(records: list[ImageRecord], class_names: Sequence[str],
+def coco_document(records: list[AnnotatedImage], class_names: Sequence[str],
                   description: str) -> dict[str, Any]:
     """A COCO detection document of ``records``.
 

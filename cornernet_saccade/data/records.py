@@ -43,7 +43,7 @@ class DataIssue:
 
 
 @dataclass
-class ImageRecord:
+class AnnotatedImage:
     """One image and its ground-truth objects.
 
     Attributes:
@@ -83,7 +83,7 @@ class DetectionDataset:
             ``iscrowd`` annotations, ``"difficult"`` for VOC difficult objects).
     """
 
-    records: list[ImageRecord]
+    records: list[AnnotatedImage]
     class_names: list[str]
     source: str
     issues: list[DataIssue] = field(default_factory=list)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from cornernet_saccade.bounds import check_bounds
 from cornernet_saccade.data.coco import coco_document, write_json
-from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.data.records import AnnotatedImage
 from cornernet_saccade.errors import ConfigError, OutputError
 
 #: Class names; label ``i`` is ``CLASS_NAMES[i]`` (COCO category id ``i + 1``).
@@ -417,7 +417,7 @@ def _write_split(out_dir: Path, split: str, seed: int, split_code: int, count: i
         image, boxes, labels = render_scene(np.random.default_rng([seed, split_code, index]), config)
         file_name = _image_name(split, index)
         Image.fromarray(image).save(out_dir / file_name, quality=JPEG_QUALITY, subsampling=0)
-        records.append(ImageRecord(index + 1, file_name, image.shape[1], image.shape[0], boxes, labels))
+        records.append(AnnotatedImage(index + 1, file_name, image.shape[1], image.shape[0], boxes, labels))
     document = coco_document(records, CLASS_NAMES,
                              f"cornernet-saccade synthetic shapes, {split}, seed {seed}")
     path = out_dir / f"{split}.json"

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from cornernet_saccade.data.coco import coco_document, write_json
-from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
 from cornernet_saccade.data.voc import read_voc
 from cornernet_saccade.errors import AnnotationError, ConfigError
 from cornernet_saccade.images import read_image
@@ -179,7 +179,7 @@ def assign_to_tiles(boxes: np.ndarray, tiles: Sequence[tuple[int, int, int, int]
     return overlap.argmax(axis=1).astype(np.int64) if len(boxes) else np.zeros(0, np.int64)
 
 
-def tile_record(record: ImageRecord, tile_size: int) -> list[Tile]:
+def tile_record(record: AnnotatedImage, tile_size: int) -> list[Tile]:
     """Cut ``record`` into tiles; boxes move from image pixels to tile pixels (see module doc)."""
     tiles = tile_grid(record.width, record.height, tile_size)
     owner = assign_to_tiles(record.boxes, tiles)
@@ -192,17 +192,17 @@ def tile_record(record: ImageRecord, tile_size: int) -> list[Tile]:
     return result
 
 
-def _write_tiles(record: ImageRecord, tile_size: int, out_dir: Path, first_id: int,
-                 ) -> list[ImageRecord]:
+def _write_tiles(record: AnnotatedImage, tile_size: int, out_dir: Path, first_id: int,
+                 ) -> list[AnnotatedImage]:
     """Write the tiles of ``record`` as PNG files; their records have ids from ``first_id``."""
     pixels = read_image(record.path)
     stem = Path(record.path).stem.replace(" ", "_")
-    written: list[ImageRecord] = []
+    written: list[AnnotatedImage] = []
     for tile in tile_record(record, tile_size):
         x0, y0, x1, y1 = tile.rect
         file_name = f"images/{stem}_x{x0}_y{y0}.png"
         Image.fromarray(pixels[y0:y1, x0:x1]).save(out_dir / file_name)
-        written.append(ImageRecord(first_id + len(written), file_name, x1 - x0, y1 - y0,
+        written.append(AnnotatedImage(first_id + len(written), file_name, x1 - x0, y1 - y0,
                                    tile.boxes, tile.labels))
     return written
 
@@ -220,7 +220,7 @@ def convert_trees(wheel: str | Path, out_dir: str | Path,
         raise ConfigError(f"make-trees {wheel}: tile size must be >= 0 (0 = no tiling), "
                           f"got {tile_size}")
     out = Path(out_dir)
-    splits: dict[str, list[ImageRecord]] = {"train": [], "val": []}
+    splits: dict[str, list[AnnotatedImage]] = {"train": [], "val": []}
     with tempfile.TemporaryDirectory(prefix="trees-") as work_dir:
         dataset = read_tree_crowns(wheel, Path(work_dir))
         available = {Path(record.path).name for record in dataset.records}

@@ -2,7 +2,7 @@
 COCO evaluation. See ``docs/training.md``."""
 from __future__ import annotations
 
-from cornernet_saccade.engine.evaluate import EvaluationResult, evaluate, evaluate_detector
+from cornernet_saccade.engine.evaluate import EvaluationResult, evaluate
 from cornernet_saccade.engine.train_config import (
     DataConfig,
     OptimConfig,
@@ -20,7 +20,6 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "evaluate",
-    "evaluate_detector",
     "load_train_config",
     "run_training",
     "train_config_from_dict",

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from cornernet_saccade.data.records import ImageRecord
+from cornernet_saccade.data.records import AnnotatedImage
 from cornernet_saccade.data.samples import SamplingConfig
 from cornernet_saccade.errors import CornerNetSaccadeError
 from cornernet_saccade.inference.detector import SaccadeDetector
@@ -151,7 +151,7 @@ class RecallReport:
                 "cap_costs": self.cap_costs, "skipped": self.skipped, "per_image": self.views_per_image()}
 
 
-def analyze_records(detector: SaccadeDetector, records: Sequence[ImageRecord], class_names: Sequence[str],
+def analyze_records(detector: SaccadeDetector, records: Sequence[AnnotatedImage], class_names: Sequence[str],
                     progress: bool = True) -> RecallReport:
     """The stages reached by every object of ``records``; the final result is the detector's own
     ``score_threshold`` (it is run with threshold 0 to see what the threshold drops)."""
@@ -177,7 +177,7 @@ def looked_at(detections: Detections) -> tuple[int, int, int]:
     return first, len(trace.crops) - first, trace.network_pixels
 
 
-def cap_costs(detector: SaccadeDetector, records: Sequence[ImageRecord], progress: bool = True) -> dict[str, float]:
+def cap_costs(detector: SaccadeDetector, records: Sequence[AnnotatedImage], progress: bool = True) -> dict[str, float]:
     """The fraction of objects found with each cap of :data:`CAPS` doubled (one run per cap; with
     ``views="auto"`` doubling ``att_max_crops`` doubles the crop budget up to its cap)."""
     costs = {}

@@ -17,16 +17,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from cornernet_saccade.backends import load_detector
 from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.data.coco import coco_document, ground_truth_document
 from cornernet_saccade.data.load import DatasetFormat, detect_format, load_dataset
-from cornernet_saccade.data.records import DetectionDataset, ImageRecord
+from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
 from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.labels import category_ids
@@ -212,7 +211,7 @@ class _DetectionRun:
     network_pixels: int = 0
 
 
-def _detect_all(detector: DetectorBase, records: Sequence[ImageRecord], category_ids: Sequence[int],
+def _detect_all(detector: DetectorBase, records: Sequence[AnnotatedImage], category_ids: Sequence[int],
                 progress: bool) -> _DetectionRun:
     run = _DetectionRun()
     for record in tqdm(records, desc="evaluate", unit="img", disable=not progress, leave=False):
@@ -265,9 +264,10 @@ def _gathered(run: _DetectionRun) -> _DetectionRun:
     return merged
 
 
-def evaluate_detector(
+def evaluate(
     detector: DetectorBase,
     annotations: str | Path,
+    *,
     image_root: str | Path | None = None,
     max_images: int = 0,
     results_path: str | Path | None = None,
@@ -293,7 +293,7 @@ def evaluate_detector(
     the detector's own ``max_per_image`` caps what it returns.
     """
     dataset, ground_truth, class_ids = evaluation_set(
-        annotations, image_root, format, detector.class_names, cast(int, detector.model.num_classes))
+        annotations, image_root, format, detector.class_names, detector.model.num_classes)
     records = dataset.records[:max_images] if max_images else dataset.records
     target = results_target(results_path, annotations, overwrite)
     if context is not None and context.distributed:
@@ -330,27 +330,3 @@ def results_target(results_path: str | Path | None, annotations: str | Path, ove
     check_new_output(target, overwrite, inputs=(annotations,))
     make_folder(target.parent)
     return target
-
-
-def evaluate(
-    weights: str | Path,
-    annotations: str | Path,
-    image_root: str | Path | None = None,
-    results_path: str | Path | None = None,
-    max_images: int = 0,
-    progress: bool = True,
-    backend: str = "auto",
-    device: str = "auto",
-    overwrite: bool = False,
-    context: DistContext | None = None,
-    max_dets: int = COCO_MAX_DETS,
-    **settings: Any,
-) -> EvaluationResult:
-    """Load ``weights`` (path, run folder or bundled name) and evaluate it on an annotation set (COCO
-    JSON, VOC or CSV, see :func:`evaluate_detector`) with the
-    network ``backend`` (see :func:`cornernet_saccade.backends.load_detector`, which also takes the
-    detector ``settings``, e.g. ``mode="full"``); ``max_dets`` as :func:`coco_scores`."""
-    results_target(results_path, annotations, overwrite)  # refuse a bad --out before loading anything
-    detector = load_detector(weights, backend=backend, device=device, **settings)
-    return evaluate_detector(detector, annotations, image_root, max_images, results_path, progress, overwrite,
-                             context, max_dets=max_dets)

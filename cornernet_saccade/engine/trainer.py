@@ -38,7 +38,7 @@ from cornernet_saccade.backends.hardware import choose_amp, detect_capability
 from cornernet_saccade.config import config_to_dict
 from cornernet_saccade.data.load import load_dataset
 from cornernet_saccade.data.samples import TrainingSampleDataset
-from cornernet_saccade.engine.evaluate import evaluate_detector, evaluation_set
+from cornernet_saccade.engine.evaluate import evaluate, evaluation_set
 from cornernet_saccade.engine.loader import StreamLayout, stream_loader
 from cornernet_saccade.engine.loss import (
     NORMALIZER_KEYS,
@@ -477,8 +477,8 @@ class Trainer:
             model = self.averaged_model
             settings: dict[str, Any] = {"mode": self.config.eval_mode} if model.has_attention else {}
             detector = Detector(model, class_names=self.class_names, **settings)
-            result = evaluate_detector(detector, self.config.data.val, self.config.data.val_image_root,
-                                       self.config.eval_images, progress=False, format=self.config.data.format)
+            result = evaluate(detector, self.config.data.val, image_root=self.config.data.val_image_root,
+                              max_images=self.config.eval_images, progress=False, format=self.config.data.format)
             self.logger.log("eval", self.iteration, **result.as_dict())
             self._say(f"iteration {self.iteration}:\n{result.table()}")
         set_train_mode(self.model, self.config.batchnorm)

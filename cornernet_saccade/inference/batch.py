@@ -72,7 +72,7 @@ class ImageJob:
 
 
 @dataclass(frozen=True)
-class ImageRecord:
+class DetectedImage:
     """One finished image, as its ``detections.jsonl`` line holds it: ``results`` are COCO result
     entries (plus ``category``, ``file_name``, ``width``, ``height``)."""
 
@@ -200,7 +200,7 @@ class OutputFolder:
         self.per_image = tuple(per_image)
         self.lines_path = self.folder / lines_name
         self.writes_results = writes_results
-        self.records: dict[Path, ImageRecord] = {}
+        self.records: dict[Path, DetectedImage] = {}
         self._check_inputs_kept(jobs)
         self._make_folders()
         self._lock = FolderLock(self.folder / f".{lines_name}.lock")
@@ -258,7 +258,7 @@ class OutputFolder:
                 os.ftruncate(fd, whole)
         return fd
 
-    def write(self, job: ImageJob, record: ImageRecord, detections: Detections, pixels: Any) -> None:
+    def write(self, job: ImageJob, record: DetectedImage, detections: Detections, pixels: Any) -> None:
         """Write one finished image's files, then its ``detections.jsonl`` line (flushed)."""
         if self.pictures:
             from cornernet_saccade.inference.visualize import render_panel
@@ -289,10 +289,10 @@ class OutputFolder:
         if self.writes_results:
             write_text(path, json.dumps(description, indent=1) + "\n")
 
-    def read_all_records(self) -> dict[Path, ImageRecord]:
+    def read_all_records(self) -> dict[Path, DetectedImage]:
         """The finished images in every lines file of the folder (all processes of the run), by
         their files' resolved paths."""
-        records: dict[Path, ImageRecord] = {}
+        records: dict[Path, DetectedImage] = {}
         for path in sorted(self.folder.glob(LINES_GLOB)):
             records.update((resolved_path(name), record) for name, record in read_records(path).items())
         return records
@@ -325,7 +325,7 @@ class OutputFolder:
         return path
 
 
-def read_records(path: Path) -> dict[str, ImageRecord]:
+def read_records(path: Path) -> dict[str, DetectedImage]:
     """The finished images of an earlier run (its ``detections.jsonl``), keyed by file name; a
     missing file gives none, a torn last line (no line end: a crash or a full disk while writing
     it) is ignored."""
@@ -334,7 +334,7 @@ def read_records(path: Path) -> dict[str, ImageRecord]:
                           f"never links: remove it or choose another output folder)")
     if not path.is_file():
         return {}
-    records: dict[str, ImageRecord] = {}
+    records: dict[str, DetectedImage] = {}
     try:
         *lines, _torn = path.read_text(encoding="utf-8").split("\n")
     except (OSError, UnicodeDecodeError) as exc:
@@ -342,7 +342,7 @@ def read_records(path: Path) -> dict[str, ImageRecord]:
     for number, line in enumerate(lines, 1):
         try:
             data = json.loads(line)
-            record = ImageRecord(**data)
+            record = DetectedImage(**data)
         except (ValueError, TypeError, RecursionError):
             raise OutputError(f"{path}: line {number} is not a result line of this program") from None
         records[record.file_name] = record
@@ -384,7 +384,7 @@ def results_json(results: Sequence[dict[str, Any]]) -> str:
     return "[\n" + ",\n".join(json.dumps(entry) for entry in results) + "\n]\n" if results else "[]\n"
 
 
-def per_image_text(name: str, record: ImageRecord, detections: Detections) -> str:
+def per_image_text(name: str, record: DetectedImage, detections: Detections) -> str:
     """One image's results in a per-image format: ``json`` (its record) or ``yolo`` (a line
     ``label centre_x centre_y width height score`` per detection, fractions of the image size)."""
     if name == "json":
@@ -400,7 +400,7 @@ def per_image_text(name: str, record: ImageRecord, detections: Detections) -> st
 
 def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
                  keep: Callable[[Detections], Detections] | None = None,
-                 view_progress: bool = False) -> tuple[ImageRecord, Detections, ImageWindows]:
+                 view_progress: bool = False) -> tuple[DetectedImage, Detections, ImageWindows]:
     """Open and detect one image; its record, its detections (after ``keep``) and the image (an
     :class:`~cornernet_saccade.image_windows.ImageWindows`: a large tiled TIFF is read by windows;
     the caller closes it). ``view_progress``: a progress bar of the views run on an image of more
@@ -422,7 +422,7 @@ def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
     results = coco_results(job.image_id, detections, ids)
     for index, entry in enumerate(results):
         entry.update(category=detection_name(detections, index), file_name=str(job.path), width=width, height=height)
-    record = ImageRecord(str(job.path), job.image_id, width, height, len(detections.trace.crops), seconds, results)
+    record = DetectedImage(str(job.path), job.image_id, width, height, len(detections.trace.crops), seconds, results)
     return record, detections, source
 
 
