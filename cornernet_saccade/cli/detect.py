@@ -15,7 +15,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from cornernet_saccade.cli.common import (
     add_detector_options,
@@ -30,8 +30,8 @@ from cornernet_saccade.inference.batch import (
     IMAGE_EXTENSIONS,
     LINES_NAME,
     PER_IMAGE_FORMATS,
-    ImageJob,
     DetectedImage,
+    ImageJob,
     OutputFolder,
     detect_image,
     detector_category_ids,
@@ -145,7 +145,7 @@ def class_selection(args: argparse.Namespace, detector: DetectorBase) -> list[in
     """The labels ``--classes`` keeps (None: all)."""
     if args.classes is None:
         return None
-    return class_labels(args.classes, detector.class_names, cast(int, detector.model.num_classes))
+    return class_labels(args.classes, detector.class_names, detector.model.num_classes)
 
 
 def class_labels(spec: str, class_names: Sequence[str] | None, num_classes: int) -> list[int]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from cornernet_saccade.data.coco import read_coco
 from cornernet_saccade.data.csv_reader import read_csv
 from cornernet_saccade.data.load import FORMATS, detect_format, load_dataset
-from cornernet_saccade.data.records import DataIssue, DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DataIssue, DetectionDataset
 from cornernet_saccade.data.voc import read_voc
 
 __all__ = [

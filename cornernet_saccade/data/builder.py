@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cornernet_saccade.data.records import DataIssue, DetectionDataset, AnnotatedImage, Severity
+from cornernet_saccade.data.records import AnnotatedImage, DataIssue, DetectionDataset, Severity
 from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import image_size
 

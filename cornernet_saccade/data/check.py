@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from cornernet_saccade.data.records import DataIssue, DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DataIssue, DetectionDataset
 from cornernet_saccade.errors import ImageError
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS, read_image
 

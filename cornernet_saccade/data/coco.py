@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeGuard
 
 from cornernet_saccade.data.builder import DatasetBuilder, PendingImage, parse_number
-from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DetectionDataset
 from cornernet_saccade.errors import AnnotationError
 from cornernet_saccade.inputs import read_input_bytes
 

@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image
 
 from cornernet_saccade.data.coco import coco_document, write_json
-from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DetectionDataset
 from cornernet_saccade.data.voc import read_voc
 from cornernet_saccade.errors import AnnotationError, ConfigError
 from cornernet_saccade.images import read_image

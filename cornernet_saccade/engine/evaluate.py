@@ -25,7 +25,7 @@ from tqdm import tqdm
 from cornernet_saccade.backends.distributed import DistContext
 from cornernet_saccade.data.coco import coco_document, ground_truth_document
 from cornernet_saccade.data.load import DatasetFormat, detect_format, load_dataset
-from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DetectionDataset
 from cornernet_saccade.errors import CornerNetSaccadeError, OutputError
 from cornernet_saccade.inference.detector import DetectorBase
 from cornernet_saccade.inference.labels import category_ids

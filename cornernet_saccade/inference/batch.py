@@ -21,12 +21,14 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from cornernet_saccade.errors import OutputError
 from cornernet_saccade.image_windows import WINDOWED_MIN_PIXELS, ImageWindows, open_windows
+from cornernet_saccade.inference.detector_base import DetectorBase
 from cornernet_saccade.inference.labels import category_ids
 from cornernet_saccade.inference.results import Detections, coco_results
+from cornernet_saccade.inference.saccade_detector import SaccadeDetector
 from cornernet_saccade.outputs import (
     FolderLock,
     atomic_write,
@@ -36,9 +38,6 @@ from cornernet_saccade.outputs import (
     write_text,
     write_whole,
 )
-
-if TYPE_CHECKING:
-    from cornernet_saccade.inference.detector import DetectorBase
 
 #: File name endings of the images a folder is searched for (case-insensitive).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
@@ -429,8 +428,8 @@ def detect_image(detector: DetectorBase, job: ImageJob, ids: Sequence[int],
 @contextlib.contextmanager
 def _views_bar(detector: DetectorBase, job: ImageJob, show: bool) -> Iterator[None]:
     """While open, a progress bar counts the views ``detector`` runs (when ``show`` and it reports
-    them through ``on_views``)."""
-    if not show or not hasattr(detector, "on_views"):
+    them through ``on_views``: the saccade detector)."""
+    if not show or not isinstance(detector, SaccadeDetector):
         yield
         return
     from tqdm import tqdm
@@ -445,7 +444,7 @@ def _views_bar(detector: DetectorBase, job: ImageJob, show: bool) -> Iterator[No
 
 def detector_category_ids(detector: DetectorBase) -> list[int]:
     """The COCO category id of each of the detector's classes."""
-    return category_ids(detector.class_names, cast(int, detector.model.num_classes))
+    return category_ids(detector.class_names, detector.model.num_classes)
 
 
 def pending(jobs: Iterable[ImageJob], folder: OutputFolder) -> list[ImageJob]:
