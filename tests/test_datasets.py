@@ -17,7 +17,7 @@ from dataset_files import (
 )
 
 from cornernet_saccade.data import detect_format, load_dataset, read_coco, read_csv, read_voc
-from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DetectionDataset
 from cornernet_saccade.errors import AnnotationError
 
 

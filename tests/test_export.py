@@ -25,14 +25,15 @@ from head_compare import (
 from PIL import Image
 
 from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze, save_checkpoint
-from cornernet_saccade.backends import load_detector, mode_input_size, network_for_mode
+from cornernet_saccade.backends import load_detector, make_backend, mode_input_size
 from cornernet_saccade.backends import onnx as onnx_backend
 from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
-from cornernet_saccade.backends.onnx import InputSizes, OnnxNetwork, export_input_sizes, export_onnx
+from cornernet_saccade.backends.onnx import OnnxNetwork, export_input_sizes, export_onnx
 from cornernet_saccade.cli import main
 from cornernet_saccade.errors import CheckpointError, ConfigError, ImageError
 from cornernet_saccade.inference.cornernet_tester import CornerNetDetector
 from cornernet_saccade.model.geometry import padded_input_size
+from cornernet_saccade.model.protocol import InputSizes
 from cornernet_saccade.testing import fill_model
 
 
@@ -184,7 +185,7 @@ def test_mode_input_size_is_the_padded_canvas_the_detector_feeds():
 
 def test_onnxruntime_backend_takes_any_full_size(small_model):
     # the temporary export is made for the padded canvas (511), not for full_size itself
-    network = network_for_mode(small_model, "onnxruntime", "full", 500)
+    network = make_backend(small_model, "onnxruntime", input_size=mode_input_size("full", 500))
     assert network.input_sizes == InputSizes(0, 511)
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from cornernet_saccade.data.records import DetectionDataset, AnnotatedImage
+from cornernet_saccade.data.records import AnnotatedImage, DetectionDataset
 from cornernet_saccade.data.samples import (
     SamplingConfig,
     TrainingSampleDataset,
