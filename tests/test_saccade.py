@@ -150,7 +150,14 @@ class RectangleFinder(nn.Module):
     0 / 1 / 2. It puts logit ``+10`` at the rectangle's corners (exact sub-cell offsets) and at its
     centre in the attention map of its size (docs/reference.md §3), ``-10`` elsewhere. Object corners have tag 0,
     background corners +5 (top-left) / -5 (bottom-right), so no pair with a background corner
-    survives decoding. With ``attend_everywhere`` every attention cell is on."""
+    survives decoding. With ``attend_everywhere`` every attention cell is on. A
+    :class:`~cornernet_saccade.model.protocol.DetectionNetwork` of a 3-class saccade network."""
+
+    architecture, has_attention, output_stride, num_classes = "saccade", True, 4, 3
+    class_names: list[str] | None = None
+    test_settings: dict | None = None
+    input_sizes = None
+    device = torch.device("cpu")
 
     def __init__(self, attend_everywhere: bool = False):
         super().__init__()
