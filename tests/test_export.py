@@ -24,9 +24,9 @@ from head_compare import (
 )
 from PIL import Image
 
+import cornernet_saccade.backends as backends_package
 from cornernet_saccade import CornerNet, CornerNetSaccade, CornerNetSqueeze, save_checkpoint
 from cornernet_saccade.backends import load_detector, make_backend, mode_input_size
-from cornernet_saccade.backends import onnx as onnx_backend
 from cornernet_saccade.backends.fast import HEAD_OUTPUT_NAMES, head_outputs_from_tensors, last_stack_tensors
 from cornernet_saccade.backends.onnx import OnnxNetwork, export_input_sizes, export_onnx
 from cornernet_saccade.cli import main
@@ -139,7 +139,7 @@ def test_detect_runs_the_exported_file_like_eager(shapes_export, data_dir, tmp_p
     def no_export(*args, **kwargs):
         raise AssertionError("the onnxruntime backend exported the model again")
 
-    monkeypatch.setattr(onnx_backend, "export_onnx", no_export)
+    monkeypatch.setattr(backends_package, "export_onnx", no_export)
     common = [image, "--mode", *mode, "--score-threshold", "0.05", "--no-pictures"]
     exported = ["--weights", str(shapes_export[0]), "--backend", "onnxruntime", "--out", str(tmp_path / "onnx")]
     assert main(["detect", *exported, *common]) == 0
@@ -329,7 +329,7 @@ def test_onnxruntime_backend_exports_tester_weights_for_every_canvas(tester_expo
         shutil.copyfile(exported, path)
         return path
 
-    monkeypatch.setattr(onnx_backend, "export_onnx", recorded_export)
+    monkeypatch.setattr(backends_package, "export_onnx", recorded_export)
     detector = load_detector(weights, backend="onnxruntime", device="cpu")
     assert calls == [{"size": 255, "dynamic_size": True}]
     assert isinstance(detector, CornerNetDetector) and isinstance(detector.model, OnnxNetwork)

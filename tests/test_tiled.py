@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,6 +23,7 @@ from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.inference.views import tile_cores, tile_grid, tile_origins
+from cornernet_saccade.model.protocol import InputSizes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,20 +155,10 @@ def test_bad_tile_settings_are_config_errors(settings, message):
 def test_onnxruntime_size_check_takes_the_tile_size():
     assert mode_input_size("tiled") == 511 and mode_input_size("tiled", 1000, 767) == 767
 
-    class Sizes:
-        def __init__(self, largest: int):
-            self.largest = largest
-
-        def accepts(self, side: int) -> bool:
-            return side <= self.largest and (side + 1) % 32 == 0
-
-        def __str__(self) -> str:
-            return f"32k-1 up to {self.largest}"
-
-    network = SimpleNamespace(input_sizes=Sizes(511))
-    _check_exported_size(network, Path("m.onnx"), SaccadeConfig(mode="tiled"))  # type: ignore[arg-type]
+    sizes = InputSizes(32, 511)  # an export of a saccade network up to 511
+    _check_exported_size(sizes, Path("m.onnx"), SaccadeConfig(mode="tiled"))
     with pytest.raises(ConfigError, match=r"m\.onnx: .* not 767 \(tiled mode's tiles of --tile-size 767\).*--tile-size"):
-        _check_exported_size(network, Path("m.onnx"), SaccadeConfig(mode="tiled", tile_size=767))  # type: ignore[arg-type]
+        _check_exported_size(sizes, Path("m.onnx"), SaccadeConfig(mode="tiled", tile_size=767))
 
 
 def test_tile_options_outside_tiled_mode_are_reported(capsys):
