@@ -35,6 +35,7 @@ from cornernet_saccade.data.samples import SamplingConfig
 from cornernet_saccade.errors import CornerNetSaccadeError
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.results import Detections, box_iou
+from cornernet_saccade.inference.trace import CANDIDATE_BOX, CANDIDATE_LABEL
 from cornernet_saccade.model.geometry import CROP_SIZE
 from cornernet_saccade.tables import format_table
 
@@ -92,7 +93,8 @@ def object_stages(detections: Detections, boxes: np.ndarray, labels: np.ndarray,
     proposals = np.concatenate([p[:, :3] for p in trace.proposals]) if trace.proposals else np.zeros((0, 3))
     proposed = _shown(boxes, _location_squares(proposals), proposals[:, 2].astype(np.float64))
     candidates = trace.candidates
-    detected = _matched(boxes, labels, candidates[:, :4].astype(np.float64), candidates[:, 5].astype(np.int64))
+    detected = _matched(boxes, labels, candidates[:, CANDIDATE_BOX].astype(np.float64),
+                        candidates[:, CANDIDATE_LABEL].astype(np.int64))
     kept = _matched(boxes, labels, detections.boxes.astype(np.float64), detections.labels)
     final = detections.scores >= score_threshold
     found = _matched(boxes, labels, detections.boxes[final].astype(np.float64), detections.labels[final])

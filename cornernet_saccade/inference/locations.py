@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from torch import Tensor
 
-from cornernet_saccade.inference.decode import keep_peaks
+from cornernet_saccade.inference.decode import BOX, SCORE, keep_peaks
 from cornernet_saccade.inference.views import tile_origins, window_side
 from cornernet_saccade.model.geometry import ATTENTION_RATIOS, CROP_SIZE, LARGE_OBJECT_MIN, SMALL_OBJECT_MAX
 
@@ -117,15 +117,15 @@ def decode_attention_locations(
 def reference_locations(detections: np.ndarray) -> np.ndarray:
     """Zoom on confident detections (the original ``get_ref_locs``).
 
-    ``detections`` ``[N, >=5]`` image pixels. Each one scoring above :data:`REFERENCE_MIN_SCORE`
-    gives ``[centre y, centre x, zoom, 1]`` with zoom making its long side one of
-    :data:`REFERENCE_ZOOM_SIDES` by its size tier (192 above 96 pixels, 64 above 32, else 24 crop
-    pixels); computed in the detections' dtype. ``[M,4]``.
+    ``detections`` ``[N, 8]`` detection rows (the columns of :mod:`~cornernet_saccade.inference.decode`)
+    in image pixels. Each one scoring above :data:`REFERENCE_MIN_SCORE` gives ``[centre y, centre x,
+    zoom, 1]`` with zoom making its long side one of :data:`REFERENCE_ZOOM_SIDES` by its size tier
+    (192 above 96 pixels, 64 above 32, else 24 crop pixels); computed in the detections' dtype. ``[M,4]``.
     """
-    dets = detections[detections[:, 4] > REFERENCE_MIN_SCORE]
-    centre_x = (dets[:, 0] + dets[:, 2]) / 2
-    centre_y = (dets[:, 1] + dets[:, 3]) / 2
-    longest = np.maximum(dets[:, 2] - dets[:, 0], dets[:, 3] - dets[:, 1])
+    boxes = detections[detections[:, SCORE] > REFERENCE_MIN_SCORE][:, BOX]  # x1, y1, x2, y2
+    centre_x = (boxes[:, 0] + boxes[:, 2]) / 2
+    centre_y = (boxes[:, 1] + boxes[:, 3]) / 2
+    longest = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
     target = np.where(longest > LARGE_OBJECT_MIN, REFERENCE_ZOOM_SIDES[0],
                       np.where(longest > SMALL_OBJECT_MAX, REFERENCE_ZOOM_SIDES[1], REFERENCE_ZOOM_SIDES[2]))
     target = target.astype(longest.dtype)

@@ -9,6 +9,8 @@ from torch import Tensor
 
 #: What the first round's views are in each mode of the saccade detector.
 VIEW_KINDS = {"saccade": "initial views", "full": "whole image", "tiled": "tiles"}
+#: The columns of :attr:`DetectionTrace.candidates`: the box (x1, y1, x2, y2), score, 0-based label.
+CANDIDATE_BOX, CANDIDATE_SCORE, CANDIDATE_LABEL = slice(0, 4), 4, 5
 #: The views of the CornerNet tester: the whole image padded to the network's canvas, per test scale.
 PADDED_VIEWS = "padded views"
 
@@ -31,9 +33,10 @@ class DetectionTrace:
     probabilities ``attention_maps`` (coarse, middle, fine, each ``[views, 1, h, w]``), the
     locations each proposing round produced (``proposals``, ``[P, 4]`` y, x, scale, score) and
     every view's detections before the merge (``candidates``, float32 ``[M, 6]`` x1, y1, x2, y2
-    image pixels, score, label). ``view_kind``: what the first round's views are, as the picture
-    titles them (:data:`VIEW_KINDS`; :data:`PADDED_VIEWS`, the CornerNet tester's whole-image padded
-    canvases, one per test scale, are shown instead of attention maps).
+    image pixels, score, label: :data:`CANDIDATE_BOX`, :data:`CANDIDATE_SCORE`, :data:`CANDIDATE_LABEL`).
+    ``view_kind``: what the first round's views are, as the picture titles them (:data:`VIEW_KINDS`;
+    :data:`PADDED_VIEWS`, the CornerNet tester's whole-image padded canvases, one per test scale,
+    are shown instead of attention maps).
     ``network_pixels``: the pixels of every network input the views made (``N*H*W`` of each
     ``[N,3,H,W]`` batch: padding and flipped copies included), see :meth:`count_input`."""
 
