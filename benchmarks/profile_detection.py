@@ -7,8 +7,9 @@ architecture with the reference fill, 2 + 30 crops), one run on one machine:
   and of the default backend (``auto``: fast-bf16 on a CPU with AMX) with the changes issue 28 asked
   to try: crops per network call (``batch_size`` 4, the CPU default; 8; one call per saccade round),
   channels-first instead of channels-last, and ``torch.compile`` of the folded network (inductor fuses
-  the ReLUs and adds into the convolutions' epilogues). ``network s`` is the time inside the
-  network's forward calls, the rest is decoding, pasting, locations and soft-NMS;
+  the ReLUs and adds into the convolutions' epilogues). ``network s`` is the mean time per detection
+  inside the network's forward calls, ``outside s`` the rest of the mean (decoding, pasting, locations,
+  soft-NMS);
 * **operators**: ``torch.profiler``'s self CPU time per operator type of one detection with the
   default backend, and the convolutions' achieved rate (their multiply-accumulates x 2 over their
   time) against the machine's ``torch.mm`` rate in the same dtype.
@@ -19,6 +20,7 @@ architecture with the reference fill, 2 + 30 crops), one run on one machine:
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -36,9 +38,9 @@ from common import (
     default_images,
     load_images,
     matmul_gflops,
-    median_seconds,
     model_label,
     official_model,
+    run_seconds,
 )
 from torch import nn
 
@@ -95,22 +97,30 @@ def build_network(model: CornerNetSaccade, variant: str) -> tuple[nn.Module, str
 
 
 def time_variant(model: CornerNetSaccade, variant: str, pixels: np.ndarray, args: argparse.Namespace) -> list[str]:
-    """One row of the variants table (``x eager`` filled in later)."""
+    """One row of the variants table (``x eager`` filled in later). ``network s`` and ``outside s``
+    are means over the timed runs (``-`` for the compiled network, whose forward hooks dynamo would
+    trace); ``median s`` is the median."""
     network, backend = build_network(model, variant)
+    compiled = VARIANTS[variant][1].get("compile", False)
     clock = NetworkClock()
-    clock.attach(network)
+    if not compiled:
+        clock.attach(network)
     detector = SaccadeDetector(network, batch_size=VARIANTS[variant][2])
     crops: list[int] = []
 
     def detect() -> None:
         crops[:] = [len(detector(pixels).trace.crops)]
 
-    runs = max(1, args.repeats) + args.warmup
-    seconds = median_seconds(detect, args.repeats, args.warmup)
-    network_share = clock.seconds / runs
-    print(f"  {variant}: {seconds:.3f} s", file=sys.stderr, flush=True)
-    return [variant, backend, str(VARIANTS[variant][2] or "4 (CPU default)"), str(crops[0]), f"{seconds:.3f}",
-            f"{network_share:.3f}", f"{seconds - network_share:.3f}"]
+    for _ in range(args.warmup):
+        detect()
+    clock.seconds = 0.0
+    seconds = run_seconds(detect, args.repeats, warmup=0)
+    mean = sum(seconds) / len(seconds)
+    network_s = "-" if compiled else f"{clock.seconds / len(seconds):.3f}"
+    outside_s = "-" if compiled else f"{mean - clock.seconds / len(seconds):.3f}"
+    print(f"  {variant}: {statistics.median(seconds):.3f} s", file=sys.stderr, flush=True)
+    return [variant, backend, str(VARIANTS[variant][2] or "4 (CPU default)"), str(crops[0]),
+            f"{statistics.median(seconds):.3f}", f"{min(seconds):.3f}-{max(seconds):.3f}", network_s, outside_s]
 
 
 def operator_table(model: CornerNetSaccade, pixels: np.ndarray) -> str:
@@ -142,8 +152,8 @@ def variants_table(model: CornerNetSaccade, pixels: np.ndarray, args: argparse.N
     eager = next((float(row[4]) for row in rows if row[0] == "eager"), None)
     for row in rows:
         row.append("-" if eager is None else f"{eager / float(row[4]):.2f}")
-    header = ("variant", "backend", "crops per call", "views", "median s", "network s", "outside s", "x eager")
-    return format_table(header, rows, (False, False, True, True, True, True, True, True))
+    header = ("variant", "backend", "crops per call", "views", "median s", "spread s", "network s", "outside s", "x eager")
+    return format_table(header, rows, (False, False, True, True, True, True, True, True, True))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
