@@ -72,8 +72,14 @@ class NetworkClock:
     started: float = 0.0
 
     def attach(self, network: nn.Module) -> None:
-        network.register_forward_pre_hook(lambda *_: setattr(self, "started", time.perf_counter()))
-        network.register_forward_hook(lambda *_: setattr(self, "seconds", self.seconds + time.perf_counter() - self.started))
+        network.register_forward_pre_hook(self.start)
+        network.register_forward_hook(self.stop)
+
+    def start(self, *_: object) -> None:
+        self.started = time.perf_counter()
+
+    def stop(self, *_: object) -> None:
+        self.seconds += time.perf_counter() - self.started
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

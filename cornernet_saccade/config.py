@@ -118,6 +118,16 @@ def config_from_dict(cls: type[T], data: Mapping[str, Any] | T | None, source: s
         raise ConfigError(f"{source}: {exc}") from None
 
 
+def config_with_overrides(
+    cls: type[T], data: Mapping[str, Any] | T | None, overrides: Mapping[str, Any] | None, source: str = "config"
+) -> T:
+    """:func:`config_from_dict` of ``data``, then the single fields ``overrides`` on top (checked the same way)."""
+    config = config_from_dict(cls, data, source)
+    if not overrides:
+        return config
+    return config_from_dict(cls, {**dataclasses.asdict(typing.cast(Any, config)), **overrides}, source)
+
+
 def config_to_dict(config: Any) -> dict[str, Any]:
     """Plain-data (YAML/JSON-safe) form of a config dataclass; tuples become lists."""
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.config import config_with_overrides
 from cornernet_saccade.errors import ConfigError, ImageError
 from cornernet_saccade.image_windows import ImageWindows
 from cornernet_saccade.images import ImageSource
@@ -27,8 +27,6 @@ from cornernet_saccade.inference.settings import CornerNetTestConfig, DecodeMerg
 from cornernet_saccade.inference.trace import DetectionTrace
 from cornernet_saccade.inference.views import clip_to_image
 from cornernet_saccade.model.protocol import DetectionNetwork
-
-SettingsT = TypeVar("SettingsT", bound=DecodeMergeSettings)
 
 #: The settings of the saccade detector that the CornerNet tester has not (``mode``, ``full_size``,
 #: ``att_max_crops``, ``tile_size``, ...): it runs the whole padded image at each of its test scales.
@@ -42,7 +40,8 @@ def saccade_settings(
     """The :class:`SaccadeConfig` of a saccade detector running ``network``: ``config`` (default: the
     test settings stored with the network's weights, else the official ones) with the single fields
     ``overrides`` on top. ``ConfigError`` for an unknown or invalid value."""
-    return _resolve(SaccadeConfig, network.test_settings if config is None else config, overrides, "saccade settings")
+    return config_with_overrides(SaccadeConfig, network.test_settings if config is None else config, overrides,
+                                 "saccade settings")
 
 
 def tester_settings(
@@ -64,7 +63,7 @@ def tester_settings(
     if config is None:
         stored = {k: v for k, v in (network.test_settings or {}).items() if k not in SACCADE_ONLY_SETTINGS}
         config = {**dataclasses.asdict(CornerNetTestConfig.for_model(network.output_stride)), **stored}
-    return _resolve(CornerNetTestConfig, config, overrides, "tester settings")
+    return config_with_overrides(CornerNetTestConfig, config, overrides, "tester settings")
 
 
 def detector_settings(network: DetectionNetwork, overrides: Mapping[str, Any]) -> SaccadeConfig | CornerNetTestConfig:
@@ -73,11 +72,6 @@ def detector_settings(network: DetectionNetwork, overrides: Mapping[str, Any]) -
     if network.has_attention:
         return saccade_settings(network, None, overrides)
     return tester_settings(network, None, overrides)
-
-
-def _resolve(cls: type[SettingsT], config: Any, overrides: Mapping[str, Any] | None, source: str) -> SettingsT:
-    resolved = config_from_dict(cls, config, source)
-    return config_from_dict(cls, {**dataclasses.asdict(resolved), **overrides}, source) if overrides else resolved
 
 
 def finish_detections(

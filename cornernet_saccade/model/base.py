@@ -10,7 +10,6 @@ attention heads after those.
 """
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from cornernet_saccade.bounds import check_bounds
-from cornernet_saccade.config import config_from_dict
+from cornernet_saccade.config import config_with_overrides
 from cornernet_saccade.model.checkpoint import bundled_weights_path, model_from_checkpoint
 from cornernet_saccade.model.geometry import output_stride
 from cornernet_saccade.model.heads import PRIOR_BIAS, CornerPoolModule, HeadOutputs, prediction_head
@@ -116,10 +115,7 @@ class CornerNetBase(nn.Module):
         **overrides: Any,
     ):
         super().__init__()
-        config = config_from_dict(self.config_class, config, "model config")
-        if overrides:
-            config = config_from_dict(self.config_class, {**dataclasses.asdict(config), **overrides}, "model config")
-        self.config = config
+        self.config = config = config_with_overrides(self.config_class, config, overrides, "model config")
         #: Names of the classes, index = label (the weights file's, see :meth:`from_checkpoint`).
         self.class_names = list(class_names) if class_names is not None else None
         #: Detector settings stored with the weights (a mapping for the detector's config), if any.

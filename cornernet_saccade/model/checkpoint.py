@@ -27,7 +27,7 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
-from cornernet_saccade.config import check_tree_size, config_from_dict
+from cornernet_saccade.config import check_tree_size, config_from_dict, config_with_overrides
 from cornernet_saccade.errors import CheckpointError, ConfigError
 from cornernet_saccade.outputs import atomic_write
 
@@ -490,7 +490,4 @@ def _resolved_model_config(stored: StoredCheckpoint, cls: Any, config: Any, over
             config = config_from_dict(config_class, file_config, f"{stored.path}: model_config")
         except ConfigError as exc:
             raise CheckpointError(str(exc)) from None
-    config = config_from_dict(config_class, config, "model config")
-    if overrides:
-        config = config_from_dict(config_class, {**asdict(config), **overrides}, "model config")
-    return config
+    return config_with_overrides(config_class, config, overrides, "model config")
