@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(f"device {args.device}; whole detector per image (decoding of the image file not timed)")
     print(table(measurements))
     print(f"context, not a ratio: the original (princeton-vl/CornerNet-Lite) took {ORIGINAL_DEMO}; "
-          f"compare with it only by running it beside this script on this machine")
+          f"for a ratio, time it beside ours on this machine with benchmarks/original.py")
 
 
 if __name__ == "__main__":
