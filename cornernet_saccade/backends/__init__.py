@@ -12,6 +12,8 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
                  3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
 ``fast-fp16``    the same in float16 (CUDA only);
+``int8``         :class:`~cornernet_saccade.backends.int8.Int8Network`: CornerNet-Saccade's network in static int8
+                 (CPU, needs torchao and calibration images; built and compiled at start-up, so for batch jobs);
 ``onnxruntime``  :class:`~cornernet_saccade.backends.onnx.OnnxNetwork` over a graph exported for input size
                  ``S`` (255 for saccade crops, ``full_size`` for full-image mode; for CornerNet-Squeeze and
                  CornerNet, whose tester pads each image to its own canvas, every ``128k-1`` up to 2047), CPU;
@@ -20,6 +22,7 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +31,10 @@ import torch
 from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.backends.fast import FastNetwork
 from cornernet_saccade.backends.hardware import choose_backend, detect_capability
+from cornernet_saccade.backends.int8 import Int8Network, calibration_inputs
 from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
 from cornernet_saccade.errors import ConfigError
+from cornernet_saccade.images import ImageSource
 from cornernet_saccade.inference.detector import Detector, DetectorBase
 from cornernet_saccade.inference.detector_base import detector_settings
 from cornernet_saccade.inference.labels import resolve_class_names
@@ -41,7 +46,7 @@ from cornernet_saccade.model.protocol import DetectionNetwork, InputSizes
 from cornernet_saccade.model.registry import load_model
 
 #: What ``--backend`` takes: ``auto`` and the backends it chooses from.
-BACKENDS = ("auto", "eager", "fast", "fast-bf16", "fast-fp16", "onnxruntime")
+BACKENDS = ("auto", "eager", "fast", "fast-bf16", "fast-fp16", "int8", "onnxruntime")
 #: The compute dtype of each ``fast`` backend.
 FAST_DTYPES = {"fast": torch.float32, "fast-bf16": torch.bfloat16, "fast-fp16": torch.float16}
 
@@ -61,7 +66,13 @@ def resolve_backend(name: str, device: str | torch.device = "auto", weights: str
 
 
 def make_backend(
-    model: CornerNetBase, name: str, *, input_size: int = 255, onnx_path: str | Path | None = None
+    model: CornerNetBase,
+    name: str,
+    *,
+    input_size: int = 255,
+    onnx_path: str | Path | None = None,
+    calibration: Sequence[ImageSource] = (),
+    settings: SaccadeConfig | None = None,
 ) -> DetectionNetwork:
     """The network for backend ``name`` built from ``model`` (any network of the family, in eval
     mode, on its device).
@@ -71,6 +82,10 @@ def make_backend(
     or, for a network without attention heads (run by the CornerNet tester, whose canvas varies per
     image), for every canvas side up to :data:`~cornernet_saccade.backends.onnx.DEFAULT_MAX_SIZE`. It
     runs with as many intra-op threads as torch (``torch.get_num_threads()``).
+
+    ``int8`` (CornerNet-Saccade on the CPU) is calibrated on the network inputs the fp32 detector with
+    ``settings`` (default: SaccadeConfig's) feeds while detecting the ``calibration`` images; they must
+    all be of side ``input_size`` (the mode's, see :func:`mode_input_size`).
 
     Every backend is a :class:`~cornernet_saccade.model.protocol.DetectionNetwork` giving the model's
     answers (a :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the
@@ -82,6 +97,13 @@ def make_backend(
         return model
     if name in FAST_DTYPES:
         return FastNetwork(model, dtype=FAST_DTYPES[name])
+    if name == "int8":
+        if not calibration:
+            raise ConfigError("backend int8 needs calibration images (--calibration): a few images like the ones "
+                              "to detect, not the evaluation split")
+        config = settings if settings is not None else SaccadeConfig()
+        batches = calibration_inputs(FastNetwork(model), config, calibration) if model.has_attention else []
+        return Int8Network(model, batches, input_size=input_size)
     if name == "onnxruntime":
         threads = torch.get_num_threads()
         if onnx_path is not None:
@@ -113,6 +135,7 @@ def load_detector(
     backend: str = "auto",
     device: str = "auto",
     class_names_file: str | Path | None = None,
+    calibration: Sequence[ImageSource] = (),
     **settings: Any,
 ) -> DetectorBase:
     """The detector of a weights file, run folder or bundled model name (see
@@ -122,7 +145,7 @@ def load_detector(
     eager fp32 reference. With backend ``onnxruntime`` (or ``auto``), ``weights`` may also be a
     ``.onnx`` file written by ``export-onnx``, run as it is (on the CPU) by the detector of the network
     it was exported from; other backends refuse one with a ``CheckpointError`` naming the backend that
-    runs it.
+    runs it. Backend ``int8`` is calibrated on the ``calibration`` images (see :func:`make_backend`).
 
     Two plain steps: the network (:func:`~cornernet_saccade.model.registry.load_model`, or the ONNX
     network), then its detector (:func:`~cornernet_saccade.inference.detector.Detector`) with settings
@@ -148,7 +171,8 @@ def load_detector(
         size = CROP_SIZE  # the tester's ONNX export takes every canvas size
         if isinstance(config, SaccadeConfig):
             size = mode_input_size(config.mode, config.full_size, config.tile_size)
-        network = make_backend(model, backend, input_size=size)
+        saccade = config if isinstance(config, SaccadeConfig) else None
+        network = make_backend(model, backend, input_size=size, calibration=calibration, settings=saccade)
     return Detector(network, config, resolve_class_names(class_names_file, network.class_names, network.num_classes))
 
 
