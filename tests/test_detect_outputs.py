@@ -214,3 +214,14 @@ def test_resume_with_other_weights_or_settings_is_refused_naming_what_differs(we
     assert run_detect(other, folder, "--out", out, "--overwrite") == 0
     results = json.loads((out / "detections.json").read_text())
     assert results and {entry["category"] for entry in results} <= {"tree", "bush", "rock"}
+
+
+def test_max_dets_above_the_detector_s_100_keeps_more(tmp_path):
+    """``--max-dets 150`` with every score kept: more than the 100 boxes the detector keeps by default
+    (the bundled shapes model on its example scene finds well over 150 scored boxes)."""
+    out = tmp_path / "out"
+    scene = Path(__file__).resolve().parents[1] / "examples" / "shapes_scene.jpg"
+    assert detect("--weights", "shapes", scene, "--out", out, "--no-pictures", "--threads", "1",
+                  "--score-threshold", "0", "--max-dets", "150") == 0
+    kept = json.loads((out / "detections.json").read_text())
+    assert len(kept) == 150

@@ -40,6 +40,7 @@ from cornernet_saccade.inference.batch import (
     plan_jobs,
     run_description,
 )
+from cornernet_saccade.inference.settings import DecodeMergeSettings
 from cornernet_saccade.tables import format_table
 
 if TYPE_CHECKING:
@@ -138,7 +139,10 @@ def build_detector(args: argparse.Namespace, device: str) -> DetectorBase:
     from cornernet_saccade.backends import load_detector
 
     runtime = {**runtime_settings(args), "device": device}
-    return load_detector(args.weights, class_names_file=args.class_names, **runtime, **detector_settings(args))
+    settings = detector_settings(args)
+    if args.max_dets is not None and args.max_dets > DecodeMergeSettings.max_per_image:
+        settings.setdefault("max_per_image", args.max_dets)  # the detector keeps what --max-dets asks for
+    return load_detector(args.weights, class_names_file=args.class_names, **runtime, **settings)
 
 
 def class_selection(args: argparse.Namespace, detector: DetectorBase) -> list[int] | None:
