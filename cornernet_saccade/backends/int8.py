@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from cornernet_saccade.backends.fast import (
     NUM_CORNER_OUTPUTS,
     FastNetwork,
+    ModelBackedNetwork,
     check_images,
     fold_batchnorm,
     head_outputs_from_tensors,
@@ -94,7 +95,7 @@ def calibration_inputs(network: FastNetwork, settings: SaccadeConfig, images: It
     return batches
 
 
-class Int8Network(nn.Module):
+class Int8Network(ModelBackedNetwork):
     """CornerNet-Saccade's test network in static int8 on the CPU (see the module docstring).
 
     ``Int8Network(model, calibration, input_size=255)``: ``model`` a CornerNet-Saccade network on the
@@ -114,37 +115,13 @@ class Int8Network(nn.Module):
             raise ConfigError(f"the int8 backend runs on the CPU, the model is on {model.device}")
         if not calibration:
             raise ConfigError("the int8 backend needs calibration images (none gave a network input)")
-        self.model = model.eval()
+        self.network = model.eval()
         self.input_size = input_size
         self.program = _quantized_program(model, calibration, input_size)
 
     @property
     def device(self) -> torch.device:
         return torch.device("cpu")
-
-    @property
-    def architecture(self) -> str:
-        return self.model.architecture
-
-    @property
-    def has_attention(self) -> bool:
-        return self.model.has_attention
-
-    @property
-    def output_stride(self) -> int:
-        return self.model.output_stride
-
-    @property
-    def num_classes(self) -> int:
-        return self.model.num_classes
-
-    @property
-    def class_names(self) -> list[str] | None:
-        return self.model.class_names
-
-    @property
-    def test_settings(self) -> Mapping[str, Any] | None:
-        return self.model.test_settings
 
     @property
     def input_sizes(self) -> InputSizes | None:
