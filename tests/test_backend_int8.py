@@ -72,7 +72,7 @@ def test_int8_finds_what_eager_finds(monkeypatch: pytest.MonkeyPatch) -> None:
     larger than the graph takes runs in pieces with the same outputs."""
     torch.set_num_threads(2)
     eager_detector = load_detector("shapes", backend="eager")
-    int8_detector = load_detector("shapes", backend="int8", calibration=calibration_scenes(8))
+    int8_detector = load_detector("shapes", backend="int8", calibration=calibration_scenes(16))
     assert isinstance(int8_detector.model, Int8Network)
     counts = np.zeros(4, dtype=int)
     for pixels in scenes("shapes_scene.jpg"):

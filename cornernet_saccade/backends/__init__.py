@@ -85,7 +85,8 @@ def make_backend(
 
     ``int8`` (CornerNet-Saccade on the CPU) is calibrated on the network inputs the fp32 detector with
     ``settings`` (default: SaccadeConfig's) feeds while detecting the ``calibration`` images; they must
-    all be of side ``input_size`` (the mode's, see :func:`mode_input_size`).
+    all be of side ``input_size`` (the mode's, see :func:`mode_input_size`). The corner-pool modules,
+    kept out of int8, run in bf16 on a CPU with AMX-BF16, else in fp32.
 
     Every backend is a :class:`~cornernet_saccade.model.protocol.DetectionNetwork` giving the model's
     answers (a :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the
@@ -103,7 +104,9 @@ def make_backend(
                               "to detect, not the evaluation split")
         config = settings if settings is not None else SaccadeConfig()
         batches = calibration_inputs(FastNetwork(model), config, calibration) if model.has_attention else []
-        return Int8Network(model, batches, input_size=input_size)
+        # the corner-pool modules (out of int8) run in bf16 where the CPU multiplies it fast
+        float_dtype = torch.bfloat16 if detect_capability("cpu").fast_bf16 else torch.float32
+        return Int8Network(model, batches, input_size=input_size, float_dtype=float_dtype)
     if name == "onnxruntime":
         threads = torch.get_num_threads()
         if onnx_path is not None:

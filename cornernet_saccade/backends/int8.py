@@ -6,10 +6,17 @@ inductor quantizer of ``torchao`` (an optional dependency: ``pip install torchao
 ``cornernet-saccade[int8]`` extra): convolutions take uint8 activations (one scale per tensor, from
 calibration) and int8 weights (one scale per output channel), computed by oneDNN's int8 kernels
 (AVX512-VNNI / AMX-INT8) once ``torch.compile`` with frozen weights has fused the quantize /
-dequantize steps into them. What must stay exact stays in fp32 (:data:`FLOAT_MODULES`): the corner
-pooling modules (their maxima and the convolutions around them) and the heads (corner heatmaps,
-embeddings, offsets and the attention maps), whose outputs the decoder thresholds and compares: the
-hourglass backbone, most of the arithmetic, runs in int8.
+dequantize steps into them. What needs more precision stays out of int8 (:data:`FLOAT_MODULES`): the
+corner-pool modules (their maxima and the convolutions around them) run in ``float_dtype`` (bf16 on a
+CPU that multiplies bf16 fast, else fp32), the heads (corner heatmaps, embeddings, offsets, attention
+maps), whose outputs the decoder thresholds and compares, in fp32. The hourglass backbone, about 70 %
+of the multiplications, runs in int8.
+
+What this buys depends on the CPU (docs/benchmarks.md): on the AMX Xeon measured, the fp32 heads
+(about 16 % of the multiplications, at the fp32 rate) take what int8 saves, and the network is no
+faster than ``fast-bf16``; the heads in bf16 made it 2.7x faster but cost agreement with fp32
+(recall 0.965 of eager's confident boxes against the 0.97 asked), so they stay fp32. Where the
+CPU has VNNI but no AMX-BF16 (``auto`` runs fp32 ``fast`` there) it is to be measured.
 
 Static quantization needs **calibration**: input batches like the ones the detector will feed,
 from which each activation's range is taken. :func:`calibration_inputs` runs the fp32 detector on a
@@ -40,7 +47,6 @@ from cornernet_saccade.backends.fast import (
     FastNetwork,
     ModelBackedNetwork,
     check_images,
-    fold_batchnorm,
     head_outputs_from_tensors,
 )
 from cornernet_saccade.errors import ConfigError
@@ -51,11 +57,13 @@ from cornernet_saccade.model.geometry import CROP_SIZE
 from cornernet_saccade.model.heads import HeadOutputs
 from cornernet_saccade.model.protocol import InputSizes
 
-#: Submodules of CornerNet-Saccade kept in fp32: the corner-pool modules and the heads (3x3 conv,
-#: ReLU, 1x1 conv to the outputs). Quantizing the corner-pool modules too cost the bundled shapes
-#: model 4 % of eager's confident boxes (docs/benchmarks.md).
+#: Submodules of CornerNet-Saccade kept out of int8: the corner-pool modules and the heads (3x3 conv,
+#: ReLU, 1x1 conv to the outputs). Quantizing them too cost the bundled shapes model 4-10 % of eager's
+#: confident boxes (docs/benchmarks.md).
 FLOAT_MODULES = ("tl_modules", "br_modules", "tl_heats", "br_heats", "tl_tags", "br_tags", "tl_offs", "br_offs",
                  "att_modules")
+#: Those of :data:`FLOAT_MODULES` computed in the network's ``float_dtype`` (the heads stay fp32).
+REDUCED_FLOAT_MODULES = FLOAT_MODULES[:2]
 #: Largest batch the exported graph takes in one call (larger batches are run in pieces).
 MAX_BATCH = 64
 #: What to install when torchao is missing.
@@ -102,14 +110,16 @@ def calibration_inputs(network: FastNetwork, settings: SaccadeConfig, images: It
 class Int8Network(ModelBackedNetwork):
     """CornerNet-Saccade's test network in static int8 on the CPU (see the module docstring).
 
-    ``Int8Network(model, calibration, input_size=255)``: ``model`` a CornerNet-Saccade network on the
-    CPU (eval mode is taken), ``calibration`` a sequence of float ``[B,3,S,S]`` batches with
-    ``S = input_size`` (e.g. from :func:`calibration_inputs`). ``ConfigError`` when torchao is not
-    installed, the model has no attention heads (the CornerNet tester feeds canvases of varying size),
-    it is not on the CPU, or there is no calibration input.
+    ``Int8Network(model, calibration, input_size=255, float_dtype=torch.float32)``: ``model`` a
+    CornerNet-Saccade network on the CPU (eval mode is taken), ``calibration`` a sequence of float
+    ``[B,3,S,S]`` batches with ``S = input_size`` (e.g. from :func:`calibration_inputs`),
+    ``float_dtype`` what :data:`REDUCED_FLOAT_MODULES` compute in (``torch.float32`` or ``torch.bfloat16``).
+    ``ConfigError`` when torchao is not installed, the model has no attention heads (the CornerNet
+    tester feeds canvases of varying size), it is not on the CPU, or there is no calibration input.
     """
 
-    def __init__(self, model: CornerNetBase, calibration: Sequence[Tensor], *, input_size: int = CROP_SIZE):
+    def __init__(self, model: CornerNetBase, calibration: Sequence[Tensor], *, input_size: int = CROP_SIZE,
+                 float_dtype: torch.dtype = torch.float32):
         super().__init__()
         if not int8_available():
             raise ConfigError(f"the int8 backend needs torchao, which is not installed: {INSTALL_HINT}")
@@ -121,7 +131,8 @@ class Int8Network(ModelBackedNetwork):
             raise ConfigError("the int8 backend needs calibration images (none gave a network input)")
         self.network = model.eval()
         self.input_size = input_size
-        self.program = _quantized_program(model, calibration, input_size)
+        self.float_dtype = float_dtype
+        self.program = _quantized_program(model, calibration, input_size, float_dtype)
 
     @property
     def device(self) -> torch.device:
@@ -147,16 +158,19 @@ class Int8Network(ModelBackedNetwork):
         return head_outputs_from_tensors([t.contiguous() for t in kept])
 
 
-def _quantized_program(model: CornerNetBase, calibration: Sequence[Tensor], size: int) -> Any:
-    """The folded last-stack network exported with a dynamic batch, quantized after calibration on
-    ``calibration``, compiled with frozen weights."""
+def _quantized_program(model: CornerNetBase, calibration: Sequence[Tensor], size: int, float_dtype: torch.dtype) -> Any:
+    """The folded last-stack network, its :data:`REDUCED_FLOAT_MODULES` in ``float_dtype``, exported with a
+    dynamic batch, quantized after calibration on ``calibration``, compiled."""
     from cornernet_saccade.backends.onnx import LastStackNetwork
 
     with _quiet_torchao_import():
         from torchao.quantization.pt2e import allow_exported_model_train_eval
         from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    network = LastStackNetwork(fold_batchnorm(model)).eval()
+    network = LastStackNetwork(model).eval()  # BatchNorm folded, export-friendly pooling
+    if float_dtype != torch.float32:
+        for name in REDUCED_FLOAT_MODULES:
+            _in_dtype(getattr(network.network, name), float_dtype)
     example = torch.zeros(2, 3, size, size)
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     with torch.no_grad():
@@ -186,6 +200,26 @@ def _quantizer(network: nn.Module) -> Any:
         for called in _called_modules(getattr(network.network, name), f"network.{name}"):
             quantizer.set_module_name_qconfig(called, None)
     return quantizer
+
+
+class _InDtype(nn.Module):
+    """``module`` computed in ``dtype``: the input cast to it, the output back to float32."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype):
+        super().__init__()
+        self.module, self.dtype = module.to(dtype), dtype
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.module(x.to(self.dtype)).float()
+
+
+def _in_dtype(modules: nn.ModuleList, dtype: torch.dtype) -> None:
+    """Replace every called module of ``modules`` (nested lists included) by itself computed in ``dtype``."""
+    for index, module in enumerate(modules):
+        if isinstance(module, nn.ModuleList):
+            _in_dtype(module, dtype)
+        else:
+            modules[index] = _InDtype(module, dtype)
 
 
 def _called_modules(module: nn.Module, name: str) -> Iterator[str]:
