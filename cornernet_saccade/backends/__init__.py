@@ -31,7 +31,7 @@ import torch
 from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.backends.fast import FastNetwork
 from cornernet_saccade.backends.hardware import choose_backend, detect_capability
-from cornernet_saccade.backends.int8 import Int8Network, calibration_inputs
+from cornernet_saccade.backends.int8 import calibrated_int8_network
 from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import ImageSource
@@ -85,8 +85,8 @@ def make_backend(
 
     ``int8`` (CornerNet-Saccade on the CPU) is calibrated on the network inputs the fp32 detector with
     ``settings`` (default: SaccadeConfig's) feeds while detecting the ``calibration`` images; they must
-    all be of side ``input_size`` (the mode's, see :func:`mode_input_size`). The corner-pool modules,
-    kept out of int8, run in bf16 on a CPU with AMX-BF16, else in fp32.
+    all be of side ``input_size`` (the mode's, see :func:`mode_input_size`); see
+    :func:`~cornernet_saccade.backends.int8.calibrated_int8_network`.
 
     Every backend is a :class:`~cornernet_saccade.model.protocol.DetectionNetwork` giving the model's
     answers (a :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the
@@ -99,14 +99,7 @@ def make_backend(
     if name in FAST_DTYPES:
         return FastNetwork(model, dtype=FAST_DTYPES[name])
     if name == "int8":
-        if not calibration:
-            raise ConfigError("backend int8 needs calibration images (--calibration): a few images like the ones "
-                              "to detect, not the evaluation split")
-        config = settings if settings is not None else SaccadeConfig()
-        batches = calibration_inputs(FastNetwork(model), config, calibration) if model.has_attention else []
-        # the corner-pool modules (out of int8) run in bf16 where the CPU multiplies it fast
-        float_dtype = torch.bfloat16 if detect_capability("cpu").fast_bf16 else torch.float32
-        return Int8Network(model, batches, input_size=input_size, float_dtype=float_dtype)
+        return calibrated_int8_network(model, calibration, settings or SaccadeConfig(), input_size)
     if name == "onnxruntime":
         threads = torch.get_num_threads()
         if onnx_path is not None:

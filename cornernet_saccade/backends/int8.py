@@ -49,6 +49,7 @@ from cornernet_saccade.backends.fast import (
     check_images,
     head_outputs_from_tensors,
 )
+from cornernet_saccade.backends.hardware import choose_int8_float_dtype, detect_capability
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.inference.detector import Detector
 from cornernet_saccade.inference.settings import SaccadeConfig
@@ -90,6 +91,32 @@ def int8_available() -> bool:
     return importlib.util.find_spec("torchao") is not None
 
 
+def check_int8_model(model: CornerNetBase) -> None:
+    """ConfigError unless ``model`` can become an :class:`Int8Network`: torchao is installed, it is a
+    CornerNet-Saccade network (the CornerNet tester feeds canvases of varying size) on the CPU."""
+    if not int8_available():
+        raise ConfigError(f"the int8 backend needs torchao, which is not installed: {INSTALL_HINT}")
+    if not model.has_attention:
+        raise ConfigError(f"the int8 backend runs CornerNet-Saccade networks only, not {model.architecture!r}")
+    if model.device.type != "cpu":
+        raise ConfigError(f"the int8 backend runs on the CPU, the model is on {model.device}")
+
+
+def calibrated_int8_network(model: CornerNetBase, images: Sequence[Any], settings: SaccadeConfig,
+                            input_size: int = CROP_SIZE) -> Int8Network:
+    """:class:`Int8Network` of ``model`` calibrated on the crops a fp32 saccade detector with
+    ``settings`` feeds its network while detecting ``images`` (:func:`calibration_inputs`), its
+    corner-pool modules in the dtype :func:`~cornernet_saccade.backends.hardware.choose_int8_float_dtype`
+    picks for this CPU. ConfigError when there are no images or the model cannot be quantized."""
+    check_int8_model(model)
+    if not images:
+        raise ConfigError("backend int8 needs calibration images (--calibration): a few images like the ones "
+                          "to detect, not the evaluation split")
+    batches = calibration_inputs(FastNetwork(model), settings, images)
+    float_dtype = choose_int8_float_dtype(detect_capability("cpu"))[0]
+    return Int8Network(model, batches, input_size=input_size, float_dtype=float_dtype)
+
+
 def calibration_inputs(network: FastNetwork, settings: SaccadeConfig, images: Iterable[Any]) -> list[Tensor]:
     """The network input batches (float ``[B,3,S,S]``) a saccade detector with ``settings`` feeds
     ``network`` (fp32) while detecting ``images`` (anything the detector takes: paths or HxWx3 uint8
@@ -121,14 +148,9 @@ class Int8Network(ModelBackedNetwork):
     def __init__(self, model: CornerNetBase, calibration: Sequence[Tensor], *, input_size: int = CROP_SIZE,
                  float_dtype: torch.dtype = torch.float32):
         super().__init__()
-        if not int8_available():
-            raise ConfigError(f"the int8 backend needs torchao, which is not installed: {INSTALL_HINT}")
-        if not model.has_attention:
-            raise ConfigError(f"the int8 backend runs CornerNet-Saccade networks only, not {model.architecture!r}")
-        if model.device.type != "cpu":
-            raise ConfigError(f"the int8 backend runs on the CPU, the model is on {model.device}")
+        check_int8_model(model)
         if not calibration:
-            raise ConfigError("the int8 backend needs calibration images (none gave a network input)")
+            raise ConfigError("the int8 backend needs calibration images (no network input was given)")
         self.network = model.eval()
         self.input_size = input_size
         self.float_dtype = float_dtype

@@ -16,6 +16,7 @@ from typing import Any
 
 from cornernet_saccade.backends import BACKENDS, resolve_backend
 from cornernet_saccade.backends.device import set_threads
+from cornernet_saccade.backends.hardware import choose_int8_float_dtype, detect_capability
 from cornernet_saccade.config import apply_overrides
 from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
@@ -161,8 +162,9 @@ def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"backend": backend, "device": args.device}
     if backend == "int8":
         settings["calibration"] = calibration_images(args.calibration)
+        why = choose_int8_float_dtype(detect_capability("cpu"))[1]
         print(f"backend int8: calibrating on {len(settings['calibration'])} images and compiling the network first "
-              f"(a minute or two)", file=sys.stderr, flush=True)
+              f"(a minute or two); {why}", file=sys.stderr, flush=True)
     return settings
 
 
