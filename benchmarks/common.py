@@ -8,8 +8,6 @@ are those of :mod:`cornernet_saccade.backends` (``--backend`` of ``detect`` and 
 ``fast``           :class:`FastNetwork` fp32 (BatchNorm folded, channels-last, Winograd 3x3
                    convolutions on the CPU)
 ``fast-bf16``      :class:`FastNetwork` bf16 (weights and activations bf16, fp32 outputs)
-``int8``           :class:`Int8Network`: static int8 (torchao PT2E, inductor), calibrated on
-                   ``--calibration`` images (default: the bundled examples); built and compiled once
 ``onnxruntime``    :class:`OnnxNetwork`: onnxruntime on the exported graph (exported once per input
                    size, ``--threads`` intra-op threads)
 ``fast-direct``    ``fast`` without Winograd: oneDNN's direct convolutions (what Winograd gains)
@@ -140,19 +138,13 @@ def mode_input_size(mode: str) -> int:
     return CROP_SIZE if mode == "saccade" else SaccadeConfig().full_size
 
 
-def build_backend(name: str, model: CornerNetSaccade, size: int, calibration: Sequence[Path] = ()) -> DetectionNetwork:
+def build_backend(name: str, model: CornerNetSaccade, size: int) -> DetectionNetwork:
     """The backend ``name`` (see the module docstring) for ``[B,3,size,size]`` inputs; onnxruntime
-    gets as many intra-op threads as torch (set by :func:`begin`); int8 is calibrated on the
-    ``calibration`` images (default: the bundled examples) with the detector's default settings for
-    inputs of side ``size``."""
+    gets as many intra-op threads as torch (set by :func:`begin`)."""
     if name in EXTRA_BACKENDS:
         direct = name in ("fast-direct", "fast-nchw")
         return FastNetwork(model, channels_last=name != "fast-nchw", winograd=False if direct else None,
                            compile=name == "fast-compile")
-    if name == "int8":
-        mode = "saccade" if size == CROP_SIZE else "full"
-        return make_backend(model, name, input_size=size, calibration=list(calibration) or default_images(False),
-                            settings=SaccadeConfig(mode=mode))
     return make_backend(model, name, input_size=size)
 
 

@@ -73,7 +73,7 @@ HEADER = ("detector", "views", "median s", "spread s", "x original")
 
 
 #: Backends computing in less than fp32: their views and boxes may differ from the original's.
-REDUCED_PRECISION = ("fast-bf16", "fast-fp16", "int8")
+REDUCED_PRECISION = ("fast-bf16", "fast-fp16")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         rows.append([label, str(len(detections.trace.crops)), f"{median:.3f}", f"{min(seconds):.3f}-{max(seconds):.3f}",
                      f"{base / median:.2f}"])
         reduced = resolve_backend(backend, "cpu")[0] in REDUCED_PRECISION
-        exactness = " (bf16 / int8 arithmetic: not expected to be exact)" if reduced else ""
+        exactness = " (bf16 / fp16 arithmetic: not expected to be exact)" if reduced else ""
         checks.append(f"{label} vs original{exactness}: {compare(original, detections)}")
     print(f"original: torch {original['torch']} ({original['threads']} threads), corner pools {original['pools']}")
     print("whole detector per image (image decoding not timed); x original = original's median / this median\n")

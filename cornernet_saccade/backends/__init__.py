@@ -12,8 +12,6 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
                  3x3 convolutions as Winograd F(4x4, 3x3) on the CPU (:mod:`~cornernet_saccade.backends.winograd`);
 ``fast-bf16``    the same in bfloat16 (CPU with AVX512_BF16/AMX, or CUDA);
 ``fast-fp16``    the same in float16 (CUDA only);
-``int8``         :class:`~cornernet_saccade.backends.int8.Int8Network`: CornerNet-Saccade's network in static int8
-                 (CPU, needs torchao and calibration images; built and compiled at start-up, so for batch jobs);
 ``onnxruntime``  :class:`~cornernet_saccade.backends.onnx.OnnxNetwork` over a graph exported for input size
                  ``S`` (255 for saccade crops, ``full_size`` for full-image mode; for CornerNet-Squeeze and
                  CornerNet, whose tester pads each image to its own canvas, every ``128k-1`` up to 2047), CPU;
@@ -22,7 +20,6 @@ Every backend is called like the model, ``net(images [B,3,S,S] normalised BGR, w
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +28,8 @@ import torch
 from cornernet_saccade.backends.device import resolve_device
 from cornernet_saccade.backends.fast import FastNetwork
 from cornernet_saccade.backends.hardware import choose_backend, detect_capability
-from cornernet_saccade.backends.int8 import calibrated_int8_network
 from cornernet_saccade.backends.onnx import OnnxNetwork, export_onnx
 from cornernet_saccade.errors import ConfigError
-from cornernet_saccade.images import ImageSource
 from cornernet_saccade.inference.detector import Detector, DetectorBase
 from cornernet_saccade.inference.detector_base import detector_settings
 from cornernet_saccade.inference.labels import resolve_class_names
@@ -46,7 +41,7 @@ from cornernet_saccade.model.protocol import DetectionNetwork, InputSizes
 from cornernet_saccade.model.registry import load_model
 
 #: What ``--backend`` takes: ``auto`` and the backends it chooses from.
-BACKENDS = ("auto", "eager", "fast", "fast-bf16", "fast-fp16", "int8", "onnxruntime")
+BACKENDS = ("auto", "eager", "fast", "fast-bf16", "fast-fp16", "onnxruntime")
 #: The compute dtype of each ``fast`` backend.
 FAST_DTYPES = {"fast": torch.float32, "fast-bf16": torch.bfloat16, "fast-fp16": torch.float16}
 
@@ -71,8 +66,6 @@ def make_backend(
     *,
     input_size: int = 255,
     onnx_path: str | Path | None = None,
-    calibration: Sequence[ImageSource] = (),
-    settings: SaccadeConfig | None = None,
 ) -> DetectionNetwork:
     """The network for backend ``name`` built from ``model`` (any network of the family, in eval
     mode, on its device).
@@ -82,11 +75,6 @@ def make_backend(
     or, for a network without attention heads (run by the CornerNet tester, whose canvas varies per
     image), for every canvas side up to :data:`~cornernet_saccade.backends.onnx.DEFAULT_MAX_SIZE`. It
     runs with as many intra-op threads as torch (``torch.get_num_threads()``).
-
-    ``int8`` (CornerNet-Saccade on the CPU) is calibrated on the network inputs the fp32 detector with
-    ``settings`` (default: SaccadeConfig's) feeds while detecting the ``calibration`` images; they must
-    all be of side ``input_size`` (the mode's, see :func:`mode_input_size`); see
-    :func:`~cornernet_saccade.backends.int8.calibrated_int8_network`.
 
     Every backend is a :class:`~cornernet_saccade.model.protocol.DetectionNetwork` giving the model's
     answers (a :class:`~cornernet_saccade.backends.fast.FastNetwork` reads them from its copy of the
@@ -98,8 +86,6 @@ def make_backend(
         return model
     if name in FAST_DTYPES:
         return FastNetwork(model, dtype=FAST_DTYPES[name])
-    if name == "int8":
-        return calibrated_int8_network(model, calibration, settings or SaccadeConfig(), input_size)
     if name == "onnxruntime":
         threads = torch.get_num_threads()
         if onnx_path is not None:
@@ -131,7 +117,6 @@ def load_detector(
     backend: str = "auto",
     device: str = "auto",
     class_names_file: str | Path | None = None,
-    calibration: Sequence[ImageSource] = (),
     **settings: Any,
 ) -> DetectorBase:
     """The detector of a weights file, run folder or bundled model name (see
@@ -141,7 +126,7 @@ def load_detector(
     eager fp32 reference. With backend ``onnxruntime`` (or ``auto``), ``weights`` may also be a
     ``.onnx`` file written by ``export-onnx``, run as it is (on the CPU) by the detector of the network
     it was exported from; other backends refuse one with a ``CheckpointError`` naming the backend that
-    runs it. Backend ``int8`` is calibrated on the ``calibration`` images (see :func:`make_backend`).
+    runs it.
 
     Two plain steps: the network (:func:`~cornernet_saccade.model.registry.load_model`, or the ONNX
     network), then its detector (:func:`~cornernet_saccade.inference.detector.Detector`) with settings
@@ -167,8 +152,7 @@ def load_detector(
         size = CROP_SIZE  # the tester's ONNX export takes every canvas size
         if isinstance(config, SaccadeConfig):
             size = mode_input_size(config.mode, config.full_size, config.tile_size)
-        saccade = config if isinstance(config, SaccadeConfig) else None
-        network = make_backend(model, backend, input_size=size, calibration=calibration, settings=saccade)
+        network = make_backend(model, backend, input_size=size)
     return Detector(network, config, resolve_class_names(class_names_file, network.class_names, network.num_classes))
 
 

@@ -228,40 +228,7 @@ class _CapturedForward:
         return tuple(t.clone() for t in self.static_outputs)
 
 
-class ModelBackedNetwork(nn.Module):
-    """Base of the backends built from a network of the family, ``self.network``: they give its
-    :class:`~cornernet_saccade.model.protocol.DetectionNetwork` answers (architecture, attention,
-    output stride, classes, stored test settings); each backend adds ``device``, ``input_sizes``
-    and its call."""
-
-    network: CornerNetBase
-
-    @property
-    def architecture(self) -> str:
-        return self.network.architecture
-
-    @property
-    def has_attention(self) -> bool:
-        return self.network.has_attention
-
-    @property
-    def output_stride(self) -> int:
-        return self.network.output_stride
-
-    @property
-    def num_classes(self) -> int:
-        return self.network.num_classes
-
-    @property
-    def class_names(self) -> list[str] | None:
-        return self.network.class_names
-
-    @property
-    def test_settings(self) -> Mapping[str, Any] | None:
-        return self.network.test_settings
-
-
-class FastNetwork(ModelBackedNetwork):
+class FastNetwork(nn.Module):
     """Inference-only network of the family (CornerNet-Saccade, CornerNet-Squeeze, CornerNet): a
     BatchNorm-folded copy of ``model`` (see the module docstring).
 
@@ -313,6 +280,30 @@ class FastNetwork(ModelBackedNetwork):
     @property
     def device(self) -> torch.device:
         return next(self.network.parameters()).device
+
+    @property
+    def architecture(self) -> str:
+        return self.network.architecture
+
+    @property
+    def has_attention(self) -> bool:
+        return self.network.has_attention
+
+    @property
+    def output_stride(self) -> int:
+        return self.network.output_stride
+
+    @property
+    def num_classes(self) -> int:
+        return self.network.num_classes
+
+    @property
+    def class_names(self) -> list[str] | None:
+        return self.network.class_names
+
+    @property
+    def test_settings(self) -> Mapping[str, Any] | None:
+        return self.network.test_settings
 
     @property
     def input_sizes(self) -> InputSizes | None:

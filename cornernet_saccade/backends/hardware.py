@@ -102,11 +102,3 @@ def choose_backend(capability: Capability) -> tuple[str, str]:
     if capability.device == "cuda":
         return "fast-fp16", f"fp16, {bf16_verdict(capability)}"
     return "fast", f"fp32, {bf16_verdict(capability)}"
-
-
-def choose_int8_float_dtype(capability: Capability) -> tuple[torch.dtype, str]:
-    """What the int8 backend computes its corner-pool modules in (they stay out of int8): bf16 where
-    bf16 is fast, else fp32; ``(dtype, why)``."""
-    if capability.fast_bf16:
-        return torch.bfloat16, f"corner-pool modules in bf16, {bf16_verdict(capability)}"
-    return torch.float32, f"corner-pool modules in fp32, {bf16_verdict(capability)}"

@@ -10,17 +10,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from cornernet_saccade.backends import BACKENDS, resolve_backend
 from cornernet_saccade.backends.device import set_threads
-from cornernet_saccade.backends.hardware import choose_int8_float_dtype, detect_capability
 from cornernet_saccade.config import apply_overrides
-from cornernet_saccade.errors import ConfigError
 from cornernet_saccade.images import DEFAULT_MAX_PIXELS
-from cornernet_saccade.inference.batch import find_images
 from cornernet_saccade.inference.settings import SaccadeConfig
 from cornernet_saccade.model.checkpoint import ONNX_SUFFIX, bundled_model_names
 
@@ -63,11 +58,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                        help="network implementation: auto (fast-bf16 on a CPU with AMX-BF16 or a GPU with bf16, "
                             "fast-fp16 on other GPUs, else fast; onnxruntime for a .onnx file), eager (the fp32 "
                             "reference), fast (BatchNorm folded, Winograd convolutions on the CPU; the same "
-                            "detections), fast-bf16, fast-fp16 (CUDA), int8 (CPU, CornerNet-Saccade; needs torchao and "
-                            "--calibration), onnxruntime (default: auto; the start-up line says what it picked and why)")
-    group.add_argument("--calibration", nargs="+", metavar="IMAGE_OR_FOLDER", default=[],
-                       help="images (files or folders) --backend int8 takes its activation ranges from: a few images "
-                            "like the ones to detect, never the evaluation split")
+                            "detections), fast-bf16, fast-fp16 (CUDA), onnxruntime (default: auto; the start-up line "
+                            "says what it picked and why)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads (default: 0 = the cores other work leaves free, at most torch's default; "
                             "the start-up line says how many and why)")
@@ -159,21 +151,4 @@ def runtime_settings(args: argparse.Namespace) -> dict[str, Any]:
         print(f"backend onnxruntime: exporting {args.weights} to an ONNX graph first (about half a minute for the "
               f"official network; export-onnx once and pass the .onnx file as --weights to skip this)",
               file=sys.stderr, flush=True)
-    settings: dict[str, Any] = {"backend": backend, "device": args.device}
-    if backend == "int8":
-        settings["calibration"] = calibration_images(args.calibration)
-        why = choose_int8_float_dtype(detect_capability("cpu"))[1]
-        print(f"backend int8: calibrating on {len(settings['calibration'])} images and compiling the network first "
-              f"(a minute or two); {why}", file=sys.stderr, flush=True)
-    return settings
-
-
-def calibration_images(inputs: Sequence[str]) -> list[Path]:
-    """The image files of ``--calibration`` (files, folders); ConfigError when there are none."""
-    paths, skipped = find_images(inputs)
-    for item in skipped:
-        print(f"skipped {item.path}: {item.reason}", file=sys.stderr)
-    if not paths:
-        where = ", ".join(inputs) or "nothing given"
-        raise ConfigError(f"backend int8 needs calibration images: --calibration IMAGE_OR_FOLDER ... ({where})")
-    return paths
+    return {"backend": backend, "device": args.device}
