@@ -58,7 +58,7 @@ from common import (
 )
 
 from cornernet_saccade.backends import BACKENDS as DETECTOR_BACKENDS
-from cornernet_saccade.backends import resolve_backend
+from cornernet_saccade.backends import FAST_DTYPES, resolve_backend
 from cornernet_saccade.inference.detector import SaccadeDetector
 from cornernet_saccade.inference.results import Detections
 from cornernet_saccade.model.geometry import CROP_SIZE
@@ -70,10 +70,6 @@ PREFIX = "module."
 #: Largest difference (pixels, scale) for a view of ours to count as one of the original's.
 VIEW_TOLERANCE = 1e-6
 HEADER = ("detector", "views", "median s", "spread s", "x original")
-
-
-#: Backends computing in less than fp32: their views and boxes may differ from the original's.
-REDUCED_PRECISION = ("fast-bf16", "fast-fp16")
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -238,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"  {label}: {median:.3f} s", file=sys.stderr, flush=True)
         rows.append([label, str(len(detections.trace.crops)), f"{median:.3f}", f"{min(seconds):.3f}-{max(seconds):.3f}",
                      f"{base / median:.2f}"])
-        reduced = resolve_backend(backend, "cpu")[0] in REDUCED_PRECISION
+        # a backend computing in less than fp32: its views and boxes may differ from the original's
+        reduced = FAST_DTYPES.get(resolve_backend(backend, "cpu")[0], torch.float32) != torch.float32
         exactness = " (bf16 / fp16 arithmetic: not expected to be exact)" if reduced else ""
         checks.append(f"{label} vs original{exactness}: {compare(original, detections)}")
     print(f"original: torch {original['torch']} ({original['threads']} threads), corner pools {original['pools']}")
